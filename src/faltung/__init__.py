@@ -1,0 +1,27 @@
+"""faltung: convolutional neural networks in NumPy alone.
+
+>>> import numpy as np, faltung as fl
+>>> model = fl.Sequential([fl.layers.Conv2D(1, 8, 3), fl.layers.ReLU(),
+...                        fl.layers.MaxPool2D(2), fl.layers.Flatten(),
+...                        fl.layers.Dense(8 * 13 * 13, 10)], seed=0)
+>>> model(np.zeros((4, 1, 28, 28), np.float32)).shape
+(4, 10)
+"""
+
+__version__ = "0.1.0"
+
+from . import functional, init, layers, losses, optim, schedules
+from .gradcheck import gradcheck
+from .model import Sequential
+
+__all__ = [
+    "Sequential",
+    "__version__",
+    "functional",
+    "gradcheck",
+    "init",
+    "layers",
+    "losses",
+    "optim",
+    "schedules",
+]

@@ -1,0 +1,115 @@
+"""Model files: a plain .npz of named arrays plus a JSON header, never a pickle.
+
+Layout: one array per ``state_dict`` entry (``conv1.weight`` ...) and ``__faltung__``,
+the UTF-8 JSON header stored as a uint8 array. The header records the file format, the
+faltung version, the architecture (``Sequential.config()``) and anything the caller adds.
+Loading uses ``allow_pickle=False`` and validates everything before touching a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from ._atomic import atomic_write
+from .model import Sequential
+
+HEADER_KEY = "__faltung__"
+FORMAT = "faltung-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be trusted or does not fit: the message says why."""
+
+
+def save_model(
+    model: Sequential, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model`` (weights, buffers, architecture) atomically to ``path`` (.npz)."""
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "faltung_version": __version__,
+        "architecture": model.config(),
+        "metadata": metadata or {},
+    }
+    arrays = model.state_dict()
+    arrays[HEADER_KEY] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    target = Path(path)
+    with atomic_write(target) as handle:
+        np.savez(handle, **arrays)
+    return target
+
+
+def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, arrays) of a model file, fully read and checked for integrity."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as error:
+        raise ModelFileError(f"{path}: not a readable faltung model file ({error})") from None
+    if HEADER_KEY not in arrays:
+        raise ModelFileError(f"{path}: not a faltung model file (no {HEADER_KEY} header)")
+    raw = arrays.pop(HEADER_KEY)
+    try:
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError("header is not a byte string")
+        header = json.loads(raw.tobytes().decode("utf-8"))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{path}: corrupt model header ({error})") from None
+    if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: unsupported model format {header.get('format')!r} "
+            f"version {header.get('format_version')!r} (this faltung reads {FORMAT} "
+            f"version {FORMAT_VERSION}; the file was written by faltung "
+            f"{header.get('faltung_version', 'unknown')})"
+        )
+    if not isinstance(header.get("architecture"), list):
+        raise ModelFileError(f"{path}: model header has no architecture")
+    return header, arrays
+
+
+def load_model(path: str | os.PathLike[str]) -> Sequential:
+    """Rebuild the model recorded in ``path`` and load its weights."""
+    header, arrays = read_model_file(path)
+    try:
+        model = Sequential.from_config(header["architecture"])
+        model.load_state_dict(arrays)
+    except ValueError as error:
+        raise ModelFileError(f"{path}: {error}") from None
+    model.metadata = header.get("metadata", {})  # type: ignore[attr-defined]
+    return model.eval()
+
+
+def load_weights(model: Sequential, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load the weights in ``path`` into ``model`` if the architectures match exactly.
+
+    Raises ModelFileError, leaving ``model`` unchanged, if they do not. Returns the header.
+    """
+    header, arrays = read_model_file(path)
+    if header["architecture"] != json.loads(json.dumps(model.config())):
+        raise ModelFileError(
+            f"{path}: the file holds another architecture "
+            f"({describe(header['architecture'])}) than this model ({describe(model.config())})"
+        )
+    try:
+        model.load_state_dict(arrays)
+    except ValueError as error:
+        raise ModelFileError(f"{path}: {error}") from None
+    return header
+
+
+def describe(architecture: list[dict[str, Any]]) -> str:
+    return " -> ".join(entry.get("type", "?") for entry in architecture)

@@ -1,0 +1,56 @@
+"""Stateful layers: each holds ``params``/``grads``/``buffers`` and calls a pure kernel."""
+
+from .activation import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .base import Layer
+from .conv import Conv2D
+from .dense import Dense, Flatten
+from .dropout import Dropout
+from .norm import BatchNorm1D, BatchNorm2D
+from .pool import AvgPool2D, GlobalAvgPool2D, LpPool2D, MaxPool2D
+
+# PyTorch's name for the fully connected layer.
+Linear = Dense
+
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.__name__: cls
+    for cls in (
+        AvgPool2D,
+        BatchNorm1D,
+        BatchNorm2D,
+        Conv2D,
+        Dense,
+        Dropout,
+        Flatten,
+        GlobalAvgPool2D,
+        Identity,
+        LeakyReLU,
+        LpPool2D,
+        MaxPool2D,
+        ReLU,
+        Sigmoid,
+        Softmax,
+        Tanh,
+    )
+}
+
+__all__ = [
+    "LAYER_TYPES",
+    "AvgPool2D",
+    "BatchNorm1D",
+    "BatchNorm2D",
+    "Conv2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "GlobalAvgPool2D",
+    "Identity",
+    "Layer",
+    "LeakyReLU",
+    "Linear",
+    "LpPool2D",
+    "MaxPool2D",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+]

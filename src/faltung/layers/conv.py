@@ -1,0 +1,111 @@
+"""Conv2D: holds the weight and bias; the maths is in faltung.functional.conv."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..functional._shapes import pair, positive_pair, resolve_padding
+from ..functional.conv import ConvCache, conv2d_backward, conv2d_forward, conv2d_output_hw
+from ..init import as_generator, get_initializer
+from .base import Layer, floating
+
+
+class Conv2D(Layer):
+    """2-D convolution over (N, C, H, W) input, with PyTorch's arguments and shapes.
+
+    weight: (out_channels, in_channels // groups, kh, kw); bias: (out_channels,).
+    ``padding`` is an int, a pair, ``'same'`` (stride 1) or ``'valid'``. The article's
+    convolution is the valid case: a W x W image and an H x H kernel give W - H + 1.
+
+    >>> conv = Conv2D(1, 20, kernel_size=5, rng=0)
+    >>> conv(np.zeros((2, 1, 28, 28), np.float32)).shape
+    (2, 20, 24, 24)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] | str = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        weight_init: str = "he_normal",
+        rng: int | np.random.Generator | None = None,
+        dtype: np.dtype = np.float32,
+    ) -> None:
+        super().__init__()
+        if in_channels < 1 or out_channels < 1:
+            raise self._fail(f"channel counts must be positive, got {in_channels}->{out_channels}")
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise self._fail(
+                f"groups={groups} must divide in_channels={in_channels} "
+                f"and out_channels={out_channels}"
+            )
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = positive_pair(kernel_size, "kernel_size")
+        self.stride = positive_pair(stride, "stride")
+        self.dilation = positive_pair(dilation, "dilation")
+        self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
+        self._pads = resolve_padding(padding, self.kernel_size, self.dilation, self.stride)
+        self.has_bias = bias
+        self.weight_init = weight_init
+        self._init = get_initializer(weight_init)
+        self.dtype = np.dtype(dtype)
+        self._cache: ConvCache | None = None
+        self.reset_parameters(as_generator(rng))
+
+    def reset_parameters(self, rng: np.random.Generator) -> None:
+        shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        self.params["weight"] = self._init(shape, rng, self.dtype)
+        if self.has_bias:
+            self.params["bias"] = np.zeros(self.out_channels, self.dtype)
+
+    def output_hw(self, input_hw: tuple[int, int]) -> tuple[int, int]:
+        return conv2d_output_hw(input_hw, self.kernel_size, self.stride, self._pads, self.dilation)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._check_input(x, 4, self.in_channels)
+        if min(self.output_hw(x.shape[2:])) < 1:
+            raise self._fail(
+                f"kernel {self.kernel_size} (dilation {self.dilation}) is larger than the "
+                f"padded input: input shape {x.shape}, padding {self._pads}"
+            )
+        y, cache = conv2d_forward(
+            floating(x, self.dtype),
+            self.params["weight"],
+            self.params.get("bias"),
+            self.stride,
+            self._pads,
+            self.dilation,
+            self.groups,
+        )
+        self._cache = cache if self.training else None
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        if self._cache is None:
+            raise self._fail("backward called without a forward pass in training mode")
+        dx, dweight, dbias = conv2d_backward(dy, self._cache, self.needs_input_grad)
+        self.grads["weight"] = dweight
+        if dbias is not None:
+            self.grads["bias"] = dbias
+        return dx
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+            "dilation": list(self.dilation),
+            "groups": self.groups,
+            "bias": self.has_bias,
+            "weight_init": self.weight_init,
+        }

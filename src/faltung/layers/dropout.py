@@ -1,0 +1,44 @@
+"""Inverted dropout (Srivastava et al., 2014): scale at training time, identity at eval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..init import as_generator
+from .base import Layer
+
+
+class Dropout(Layer):
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) while training.
+
+    The layer owns its random generator (``rng``), so a seeded model drops the same units
+    on every run, and a checkpoint can save and restore the generator's state.
+    """
+
+    def __init__(self, p: float = 0.5, rng: int | np.random.Generator | None = None) -> None:
+        super().__init__()
+        if not 0 <= p < 1:
+            raise self._fail(f"p must be in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.rng = as_generator(rng)
+        self._mask: np.ndarray | None = None
+
+    def reset_parameters(self, rng: np.random.Generator) -> None:
+        # Derive our own stream from the model's seed so that layer order fixes the masks.
+        self.rng = np.random.default_rng(rng.integers(2**63))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not self.training or self.p == 0:
+            self._mask = None
+            return x
+        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
+        self._mask = keep * np.asarray(1.0 / (1.0 - self.p), dtype=x.dtype)
+        return x * self._mask
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy if self._mask is None else dy * self._mask
+
+    def config(self) -> dict[str, Any]:
+        return {"p": self.p}

@@ -1,0 +1,77 @@
+"""Learning-rate schedules as pure functions of the (fractional) epoch.
+
+A schedule holds no state beyond its settings, so resuming from a checkpoint needs only the
+epoch: ``lr = schedule(epoch + step / steps_per_epoch)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class Schedule:
+    """Base: optional linear warm-up from ``warmup_start * base_lr`` over ``warmup_epochs``."""
+
+    def __init__(self, base_lr: float, warmup_epochs: float = 0.0, warmup_start: float = 0.0):
+        if not base_lr > 0:
+            raise ValueError(f"base_lr must be positive, got {base_lr}")
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be non-negative, got {warmup_epochs}")
+        self.base_lr, self.warmup_epochs, self.warmup_start = base_lr, warmup_epochs, warmup_start
+
+    def __call__(self, epoch: float) -> float:
+        lr = self.decayed(epoch)
+        if epoch < self.warmup_epochs:
+            fraction = epoch / self.warmup_epochs
+            lr *= self.warmup_start + (1 - self.warmup_start) * fraction
+        return lr
+
+    def decayed(self, epoch: float) -> float:
+        raise NotImplementedError
+
+
+class Constant(Schedule):
+    def decayed(self, epoch: float) -> float:
+        return self.base_lr
+
+
+class StepDecay(Schedule):
+    """lr = base * gamma ** floor(epoch / step_size): the article's x0.9 every 10 epochs."""
+
+    def __init__(self, base_lr: float, step_size: int, gamma: float = 0.1, **warmup: float):
+        super().__init__(base_lr, **warmup)
+        if step_size < 1:
+            raise ValueError(f"step_size must be positive, got {step_size}")
+        self.step_size, self.gamma = step_size, gamma
+
+    def decayed(self, epoch: float) -> float:
+        return self.base_lr * self.gamma ** math.floor(epoch / self.step_size)
+
+
+class ExponentialDecay(Schedule):
+    """lr = base * gamma ** floor(epoch): decays once per epoch."""
+
+    def __init__(self, base_lr: float, gamma: float, **warmup: float):
+        super().__init__(base_lr, **warmup)
+        self.gamma = gamma
+
+    def decayed(self, epoch: float) -> float:
+        return self.base_lr * self.gamma ** math.floor(epoch)
+
+
+class CosineDecay(Schedule):
+    """lr = min + (base - min) * (1 + cos(pi * t / T)) / 2 (Loshchilov & Hutter, SGDR)."""
+
+    def __init__(self, base_lr: float, total_epochs: float, min_lr: float = 0.0, **warmup: float):
+        super().__init__(base_lr, **warmup)
+        if total_epochs <= 0:
+            raise ValueError(f"total_epochs must be positive, got {total_epochs}")
+        self.total_epochs, self.min_lr = total_epochs, min_lr
+
+    def decayed(self, epoch: float) -> float:
+        t = min(
+            max(epoch - self.warmup_epochs, 0.0)
+            / max(self.total_epochs - self.warmup_epochs, 1e-12),
+            1.0,
+        )
+        return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * t))
