@@ -60,7 +60,8 @@ class SoftmaxCrossEntropy(Loss):
                 )
         elif target.shape != prediction.shape:
             raise ValueError(
-                f"SoftmaxCrossEntropy: targets {target.shape} do not match logits {prediction.shape}"
+                f"SoftmaxCrossEntropy: targets {target.shape} do not match "
+                f"logits {prediction.shape}"
             )
         loss, self._grad = softmax_cross_entropy(prediction, target, self.label_smoothing)
         return loss

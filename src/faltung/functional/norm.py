@@ -24,7 +24,7 @@ def batch_norm_forward(
     beta: np.ndarray | None,
     eps: float,
 ) -> tuple[np.ndarray, BatchNormCache, np.ndarray, np.ndarray]:
-    """Normalise each channel by the batch statistics: y = gamma * (x - mu) / sqrt(var + eps) + beta.
+    """Normalise by batch statistics: y = gamma * (x - mu) / sqrt(var + eps) + beta.
 
     x is (N, C) or (N, C, H, W); statistics are per channel over N (and H, W).
     Returns (y, cache, batch mean, biased batch variance).
