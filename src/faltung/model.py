@@ -197,13 +197,13 @@ class Sequential:
             for name, layer in self.layers.items():
                 x = layer.forward(x)
                 count = sum(v.size for v in layer.params.values())
-                rows.append((name, type(layer).__name__, str(("N", *x.shape[1:])), f"{count:,}"))
+                rows.append((name, type(layer).__name__, _shape_text(x.shape), f"{count:,}"))
         finally:
             self.train(was_training)
         total = self.num_parameters()
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         line = "-" * (sum(widths) + 6)
-        text = [f"Input shape: {('N', *input_shape)}", line]
+        text = [f"Input shape: {_shape_text((1, *input_shape))}", line]
         for i, row in enumerate(rows):
             text.append(
                 "  ".join(
@@ -228,6 +228,10 @@ class Sequential:
         if isinstance(name, int):
             return list(self.layers.values())[name]
         return self.layers[name]
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(["N", *map(str, shape[1:])]) + ")"
 
 
 def count_flops(model: Sequential, input_shape: tuple[int, ...]) -> dict[str, int]:

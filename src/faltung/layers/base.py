@@ -73,7 +73,8 @@ class Layer:
         if x.ndim != ndim:
             raise self._fail(f"expected input {layout}, got shape {x.shape}")
         if channels is not None and x.shape[1] != channels:
-            raise self._fail(f"expected {channels} input channels, got shape {x.shape}")
+            what = "features" if ndim == 2 else "channels"
+            raise self._fail(f"expected {channels} input {what}, got shape {x.shape}")
         if x.shape[0] == 0:
             raise self._fail(f"empty batch, got shape {x.shape}")
 

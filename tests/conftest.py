@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The shared MNIST copy developers and CI have; tests using it skip elsewhere."""
+    path = Path(os.environ.get("FALTUNG_TEST_MNIST", MNIST_DIR))
+    if not (path / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"MNIST not present at {path}")
+    return path

@@ -1,0 +1,88 @@
+"""The fast convolution against the loop oracle, on random geometries (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faltung.functional._shapes import resolve_padding
+from faltung.functional.conv import conv2d_backward, conv2d_forward
+
+from ..reference import conv2d_naive
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.sampled_from([1, 2, 3]))
+    cin = groups * draw(st.integers(1, 2))
+    cout = groups * draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = draw(st.sampled_from([0, 1, 2, (1, 0), "same", "valid"]))
+    if padding == "same":
+        stride = (1, 1)
+    pads = resolve_padding(padding, (kh, kw), dilation, stride)
+    min_h = dilation[0] * (kh - 1) + 1 - sum(pads[0])
+    min_w = dilation[1] * (kw - 1) + 1 - sum(pads[1])
+    h = draw(st.integers(max(min_h, 1), max(min_h, 1) + 5))
+    w = draw(st.integers(max(min_w, 1), max(min_w, 1) + 5))
+    n = draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**16))
+    return n, cin, cout, (kh, kw), stride, padding, dilation, groups, (h, w), seed
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv_cases())
+def test_forward_matches_loops(case):
+    n, cin, cout, kernel, stride, padding, dilation, groups, (h, w), seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, cin, h, w))
+    weight = rng.standard_normal((cout, cin // groups, *kernel))
+    bias = rng.standard_normal(cout)
+    y, _ = conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
+    pads = resolve_padding(padding, kernel, dilation, stride)
+    expected = conv2d_naive(x, weight, bias, stride, pads, dilation, groups)
+    np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_cases())
+def test_backward_is_the_adjoint_of_forward(case):
+    """<conv(x), dy> = <x, conv^T(dy)>: the input gradient is the exact adjoint."""
+    n, cin, cout, kernel, stride, padding, dilation, groups, (h, w), seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, cin, h, w))
+    weight = rng.standard_normal((cout, cin // groups, *kernel))
+    y, cache = conv2d_forward(x, weight, None, stride, padding, dilation, groups)
+    dy = rng.standard_normal(y.shape)
+    dx, dweight, dbias = conv2d_backward(dy, cache)
+    assert dbias is None
+    assert dx.shape == x.shape and dweight.shape == weight.shape
+    np.testing.assert_allclose(np.sum(y * dy), np.sum(x * dx), rtol=1e-9)
+    np.testing.assert_allclose(np.sum(y * dy), np.sum(weight * dweight), rtol=1e-9)
+
+
+def test_article_valid_convolution_size():
+    """The article: a W x W image and an odd H x H kernel give (W - 2*floor(H/2))^2 outputs."""
+    x = np.zeros((1, 1, 28, 28), np.float32)
+    y, _ = conv2d_forward(x, np.zeros((3, 1, 5, 5), np.float32))
+    assert y.shape == (1, 3, 28 - 2 * (5 // 2), 28 - 2 * (5 // 2))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_preserved(dtype):
+    x = np.ones((2, 3, 6, 6), dtype)
+    w = np.ones((4, 3, 3, 3), dtype)
+    y, cache = conv2d_forward(x, w, np.zeros(4, dtype), padding=1)
+    dx, dw, db = conv2d_backward(np.ones_like(y), cache)
+    assert y.dtype == dx.dtype == dw.dtype == db.dtype == dtype
+
+
+def test_first_layer_skips_input_gradient():
+    x = np.ones((2, 1, 5, 5), np.float32)
+    y, cache = conv2d_forward(x, np.ones((2, 1, 3, 3), np.float32))
+    dx, dw, _ = conv2d_backward(np.ones_like(y), cache, need_input_grad=False)
+    assert dx is None and dw.shape == (2, 1, 3, 3)

@@ -1,0 +1,156 @@
+"""Layer behaviour beyond gradients: shapes, dtypes, modes, validation messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faltung.layers import (
+    AvgPool2D,
+    BatchNorm1D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    GlobalAvgPool2D,
+    LpPool2D,
+    MaxPool2D,
+    Sigmoid,
+    Softmax,
+)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "layer,shape",
+    [
+        (lambda: Conv2D(3, 4, 3, padding="same", rng=0), (2, 3, 6, 6)),
+        (lambda: MaxPool2D(2), (2, 3, 6, 6)),
+        (lambda: AvgPool2D(3, 1, 1), (2, 3, 6, 6)),
+        (lambda: LpPool2D(2, 2), (2, 3, 6, 6)),
+        (lambda: BatchNorm2D(3), (2, 3, 6, 6)),
+        (lambda: Dense(6, 4, rng=0), (2, 6)),
+        (lambda: Dropout(0.5, rng=0), (2, 6)),
+        (lambda: GlobalAvgPool2D(), (2, 3, 6, 6)),
+    ],
+)
+def test_float_dtype_is_preserved_through_forward_and_backward(layer, shape, dtype):
+    lay = layer()
+    if dtype == np.float64:
+        lay.astype(np.float64)
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    y = lay.forward(x)
+    assert y.dtype == dtype
+    assert lay.backward(np.ones_like(y)).dtype == dtype
+    assert all(g.dtype == dtype for g in lay.grads.values())
+
+
+def test_integer_images_become_float32():
+    y = Conv2D(1, 2, 3, rng=0)(np.zeros((1, 1, 5, 5), np.uint8))
+    assert y.dtype == np.float32
+
+
+def test_same_padding_keeps_size_even_kernel_and_dilation():
+    for kernel, dilation in [(3, 1), (4, 1), (3, 2), ((2, 5), 1)]:
+        conv = Conv2D(2, 2, kernel, padding="same", dilation=dilation, rng=0)
+        assert conv(np.zeros((1, 2, 9, 8), np.float32)).shape == (1, 2, 9, 8)
+
+
+def test_sigmoid_is_stable_for_huge_inputs():
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y = Sigmoid()(np.array([[-1000.0, -50.0, 0.0, 50.0, 1000.0]], np.float32))
+    np.testing.assert_allclose(y, [[0.0, 1.9287e-22, 0.5, 1.0, 1.0]], rtol=1e-4, atol=0)
+
+
+def test_softmax_is_stable_and_sums_to_one():
+    y = Softmax()(np.array([[1000.0, 1000.0, -1000.0]]))
+    np.testing.assert_allclose(y, [[0.5, 0.5, 0.0]])
+
+
+def test_dropout_is_inverted_and_off_in_eval():
+    layer = Dropout(0.25, rng=0)
+    x = np.ones((400, 500), np.float32)
+    y = layer(x)
+    assert set(np.unique(y)) == {0.0, np.float32(1 / 0.75)}
+    assert abs(y.mean() - 1.0) < 0.01
+    layer.eval()
+    assert layer(x) is x
+
+
+def test_batchnorm_running_statistics_follow_pytorch_convention():
+    layer = BatchNorm1D(2, momentum=0.1)
+    x = np.array([[1.0, 2.0], [3.0, 6.0]], np.float32)
+    layer(x)
+    np.testing.assert_allclose(layer.buffers["running_mean"], [0.2, 0.4])
+    # Unbiased variance (2 and 8) enters the running average.
+    np.testing.assert_allclose(layer.buffers["running_var"], [0.9 + 0.2, 0.9 + 0.8])
+    layer.eval()
+    y = layer(x)
+    expected = (x - [0.2, 0.4]) / np.sqrt(np.array([1.1, 1.7]) + 1e-5)
+    np.testing.assert_allclose(y, expected, rtol=1e-5)
+
+
+def test_batchnorm2d_normalises_per_channel():
+    x = (
+        np.random.default_rng(0).standard_normal((8, 3, 5, 5))
+        * np.array([1, 10, 100])[None, :, None, None]
+    )
+    y = BatchNorm2D(3).astype(np.float64)(x)
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-10)
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "make,x,match",
+    [
+        (
+            lambda: Conv2D(3, 4, 3, rng=0),
+            np.zeros((2, 3, 8)),
+            r"Conv2D.*expected input \(N, C, H, W\), got shape \(2, 3, 8\)",
+        ),
+        (
+            lambda: Conv2D(3, 4, 3, rng=0),
+            np.zeros((2, 1, 8, 8)),
+            r"expected 3 input channels, got shape \(2, 1, 8, 8\)",
+        ),
+        (
+            lambda: Conv2D(1, 4, 5, rng=0),
+            np.zeros((2, 1, 3, 3)),
+            r"larger than the padded input.*\(2, 1, 3, 3\)",
+        ),
+        (
+            lambda: Dense(5, 2, rng=0),
+            np.zeros((2, 4)),
+            r"Dense.*expected 5 input features, got shape \(2, 4\)",
+        ),
+        (lambda: MaxPool2D(4), np.zeros((1, 1, 3, 3)), r"MaxPool2D.*does not fit.*\(1, 1, 3, 3\)"),
+        (lambda: BatchNorm2D(4), np.zeros((2, 3, 4, 4)), r"BatchNorm2D.*expected 4 input channels"),
+    ],
+)
+def test_bad_input_names_the_layer_and_shapes(make, x, match):
+    with pytest.raises(ValueError, match=match):
+        make()(x.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: Conv2D(3, 4, 3, groups=2), "groups=2 must divide in_channels=3"),
+        (lambda: Conv2D(0, 4, 3), "channel counts must be positive"),
+        (lambda: Conv2D(1, 4, 0), "kernel_size must be positive"),
+        (lambda: Conv2D(1, 4, 3, stride=2, padding="same"), "padding='same' needs stride 1"),
+        (lambda: Conv2D(1, 4, 3, padding="full"), "padding must be"),
+        (lambda: MaxPool2D(2, padding=2), "half the kernel"),
+        (lambda: Dense(0, 3), "feature counts must be positive"),
+        (lambda: Dropout(1.0), r"p must be in \[0, 1\)"),
+        (lambda: LpPool2D(0, 2), "p must be a positive number"),
+    ],
+)
+def test_bad_configuration_is_refused(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_backward_before_forward_is_a_clear_error():
+    with pytest.raises(ValueError, match="backward called without a forward pass"):
+        Conv2D(1, 1, 1, rng=0).backward(np.zeros((1, 1, 1, 1), np.float32))

@@ -1,0 +1,125 @@
+"""Sequential: names, state dicts, strict loading, seeds, save/load, summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faltung import Sequential
+from faltung.io import ModelFileError, load_model, load_weights, save_model
+from faltung.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+
+
+def small_model(seed=0, width=4):
+    return Sequential(
+        [
+            ("conv1", Conv2D(1, width, 3)),
+            ("bn1", BatchNorm2D(width)),
+            ("relu1", ReLU()),
+            ("pool1", MaxPool2D(2)),
+            ("flat", Flatten()),
+            ("drop", Dropout(0.5)),
+            ("fc", Dense(width * 3 * 3, 10)),
+        ],
+        seed=seed,
+    )
+
+
+def test_default_names_are_indices():
+    model = Sequential([Conv2D(1, 2, 3), ReLU(), Flatten(), Dense(2 * 4 * 4, 3)], seed=0)
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "3.weight", "3.bias"]
+
+
+def test_same_seed_same_weights_different_seed_different_weights():
+    a, b, c = small_model(1).state_dict(), small_model(1).state_dict(), small_model(2).state_dict()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["conv1.weight"], c["conv1.weight"])
+
+
+def test_same_seed_same_dropout_masks():
+    x = np.ones((4, 1, 8, 8), np.float32)
+    np.testing.assert_array_equal(small_model(5)(x), small_model(5)(x))
+
+
+def test_state_dict_includes_buffers_and_is_a_copy():
+    model = small_model()
+    state = model.state_dict()
+    assert {"bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked"} <= set(state)
+    state["fc.weight"][:] = 0
+    assert model["fc"].params["weight"].any()
+
+
+def test_load_state_dict_is_strict_and_atomic():
+    model, other = small_model(0), small_model(1)
+    before = model.state_dict()
+    bad = other.state_dict()
+    bad["fc.weight"] = bad["fc.weight"][:, :-1]
+    del bad["conv1.bias"]
+    bad["extra.weight"] = np.zeros(3, np.float32)
+    with pytest.raises(ValueError) as info:
+        model.load_state_dict(bad)
+    message = str(info.value)
+    assert "missing ['conv1.bias']" in message
+    assert "unexpected ['extra.weight']" in message
+    assert "fc.weight: shape (10, 35) does not match the model's (10, 36)" in message
+    after = model.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before), "nothing may change"
+
+
+def test_load_state_dict_refuses_nan():
+    model = small_model()
+    state = model.state_dict()
+    state["fc.bias"][0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.load_state_dict(state)
+
+
+def test_save_load_round_trip_reproduces_outputs_exactly(tmp_path):
+    model = small_model(3)
+    x = np.random.default_rng(0).standard_normal((5, 1, 8, 8)).astype(np.float32)
+    model(x)  # move the batch-norm running statistics away from their defaults
+    model.eval()
+    expected = model(x)
+    path = save_model(model, tmp_path / "m.npz", metadata={"note": "hi"})
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded(x), expected)
+    assert loaded.metadata == {"note": "hi"}
+    fresh = small_model(9).eval()
+    load_weights(fresh, path)
+    np.testing.assert_array_equal(fresh(x), expected)
+
+
+def test_load_weights_refuses_another_architecture(tmp_path):
+    path = save_model(small_model(), tmp_path / "m.npz")
+    other = small_model(width=5)
+    before = other.state_dict()
+    with pytest.raises(ModelFileError, match="another architecture"):
+        load_weights(other, path)
+    assert all(np.array_equal(before[k], v) for k, v in other.state_dict().items())
+
+
+def test_model_files_hold_no_pickles(tmp_path):
+    path = save_model(small_model(), tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as archive:
+        assert all(archive[k].dtype != object for k in archive.files)
+
+
+def test_summary_lists_shapes_and_parameter_counts():
+    text = small_model().summary((1, 8, 8))
+    assert "(N, 4, 6, 6)" in text and "(N, 10)" in text
+    assert f"Total parameters: {small_model().num_parameters():,}" in text
+
+
+def test_float64_model_keeps_float64():
+    model = small_model().astype(np.float64)
+    assert model(np.ones((2, 1, 8, 8))).dtype == np.float64
+
+
+def test_predict_runs_in_batches_and_restores_training_mode():
+    model = small_model()
+    x = np.random.default_rng(0).standard_normal((7, 1, 8, 8)).astype(np.float32)
+    probs = model.predict_proba(x, batch_size=3)
+    assert probs.shape == (7, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(model.predict(x, batch_size=2), probs.argmax(axis=1))
+    assert model.training
