@@ -29,37 +29,39 @@ class ModelFileError(ValueError):
     """A model file that cannot be trusted or does not fit: the message says why."""
 
 
-def save_model(
-    model: Sequential, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+def write_archive(
+    path: str | os.PathLike[str], arrays: dict[str, np.ndarray], header: dict
 ) -> Path:
-    """Write ``model`` (weights, buffers, architecture) atomically to ``path`` (.npz)."""
-    header = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "faltung_version": __version__,
-        "architecture": model.config(),
-        "metadata": metadata or {},
-    }
-    arrays = model.state_dict()
-    arrays[HEADER_KEY] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    """Atomically write named arrays plus a JSON header as .npz (no pickles).
+
+    Floating arrays must be finite: a NaN or infinity is refused before anything is
+    written, so a diverged run can never overwrite good weights.
+    """
+    bad = [k for k, v in arrays.items() if v.dtype.kind == "f" and not np.all(np.isfinite(v))]
+    if bad:
+        raise ValueError(f"refusing to write {path}: NaN or infinity in {', '.join(bad[:5])}")
+    payload = dict(arrays)
+    payload[HEADER_KEY] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     target = Path(path)
     with atomic_write(target) as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **payload)
     return target
 
 
-def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(header, arrays) of a model file, fully read and checked for integrity."""
+def read_archive(
+    path: str | os.PathLike[str], expected_format: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, arrays) of an archive written by :func:`write_archive`, fully checked."""
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
+        raise ModelFileError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as error:
-        raise ModelFileError(f"{path}: not a readable faltung model file ({error})") from None
+        raise ModelFileError(f"{path}: not a readable faltung file ({error})") from None
     if HEADER_KEY not in arrays:
-        raise ModelFileError(f"{path}: not a faltung model file (no {HEADER_KEY} header)")
+        raise ModelFileError(f"{path}: not a faltung file (no {HEADER_KEY} header)")
     raw = arrays.pop(HEADER_KEY)
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:
@@ -68,17 +70,39 @@ def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
     except (ValueError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{path}: corrupt model header ({error})") from None
-    if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: corrupt header ({error})") from None
+    if header.get("format") != expected_format or header.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(
-            f"{path}: unsupported model format {header.get('format')!r} "
-            f"version {header.get('format_version')!r} (this faltung reads {FORMAT} "
-            f"version {FORMAT_VERSION}; the file was written by faltung "
-            f"{header.get('faltung_version', 'unknown')})"
+            f"{path}: expected a {expected_format} file (version {FORMAT_VERSION}), found "
+            f"{header.get('format')!r} version {header.get('format_version')!r} written by "
+            f"faltung {header.get('faltung_version', 'unknown')}"
         )
     if not isinstance(header.get("architecture"), list):
-        raise ModelFileError(f"{path}: model header has no architecture")
+        raise ModelFileError(f"{path}: header has no architecture")
     return header, arrays
+
+
+def file_header(kind: str, model: Sequential, **fields: Any) -> dict[str, Any]:
+    return {
+        "format": kind,
+        "format_version": FORMAT_VERSION,
+        "faltung_version": __version__,
+        "architecture": model.config(),
+        **fields,
+    }
+
+
+def save_model(
+    model: Sequential, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model`` (weights, buffers, architecture) atomically to ``path`` (.npz)."""
+    header = file_header(FORMAT, model, metadata=metadata or {})
+    return write_archive(path, model.state_dict(), header)
+
+
+def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, arrays) of a model file, fully read and checked for integrity."""
+    return read_archive(path, FORMAT)
 
 
 def load_model(path: str | os.PathLike[str]) -> Sequential:
@@ -99,7 +123,7 @@ def load_weights(model: Sequential, path: str | os.PathLike[str]) -> dict[str, A
     Raises ModelFileError, leaving ``model`` unchanged, if they do not. Returns the header.
     """
     header, arrays = read_model_file(path)
-    if header["architecture"] != json.loads(json.dumps(model.config())):
+    if header["architecture"] != json_roundtrip(model.config()):
         raise ModelFileError(
             f"{path}: the file holds another architecture "
             f"({describe(header['architecture'])}) than this model ({describe(model.config())})"
@@ -113,3 +137,8 @@ def load_weights(model: Sequential, path: str | os.PathLike[str]) -> dict[str, A
 
 def describe(architecture: list[dict[str, Any]]) -> str:
     return " -> ".join(entry.get("type", "?") for entry in architecture)
+
+
+def json_roundtrip(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(value))

@@ -1,0 +1,7 @@
+"""``python -m faltung`` is the ``faltung`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,147 @@
+"""The ``faltung`` command line: train, evaluate, predict, summary.
+
+Every expected failure (bad flag values, missing or corrupt files, unwritable output)
+ends with one line ``faltung: error: ...`` and exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..datasets import DATASETS, DatasetError
+from ..io import ModelFileError
+from ..presets import PRESETS
+from ..train import TrainingDiverged, TrainingInterrupted
+from .errors import UsageError
+from .inspect import run_evaluate, run_predict, run_summary
+from .train import run_train
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be non-negative, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="faltung", description="Convolutional networks in NumPy: train and use them on MNIST."
+    )
+    parser.add_argument("--version", action="version", version=f"faltung {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a preset network (see --preset)")
+    train.add_argument(
+        "--preset",
+        default="article",
+        choices=list(PRESETS),
+        help="experiment to run (default: article)",
+    )
+    train.add_argument("--dataset", choices=list(DATASETS), help="default: mnist")
+    train.add_argument(
+        "--data",
+        metavar="DIR",
+        help="directory with the IDX files (default: $FALTUNG_DATA, else download into the cache)",
+    )
+    train.add_argument("--out", metavar="DIR", help="output directory (default: runs/PRESET)")
+    train.add_argument("--epochs", type=positive_int)
+    train.add_argument("--batch-size", type=positive_int)
+    train.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop"])
+    train.add_argument("--lr", type=positive_float, help="(base) learning rate")
+    train.add_argument("--momentum", type=non_negative_float)
+    train.add_argument("--weight-decay", type=non_negative_float, help="L2 lambda")
+    train.add_argument("--schedule", choices=["step", "cosine", "exponential", "constant"])
+    train.add_argument("--lr-step", type=positive_int, help="epochs between step decays")
+    train.add_argument("--lr-gamma", type=positive_float, help="decay factor")
+    train.add_argument("--warmup", type=non_negative_float, help="warm-up epochs")
+    train.add_argument(
+        "--train-size", type=positive_int, help="training images drawn with the seed"
+    )
+    train.add_argument("--test-size", type=positive_int, help="test images drawn with the seed")
+    train.add_argument("--val-split", type=fraction, help="fraction of training images held out")
+    train.add_argument("--seed", type=int, help="seed for weights, data draws and shuffling")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from OUT/checkpoint.npz with its settings"
+    )
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier run in OUT"
+    )
+    train.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+    evaluate = commands.add_parser("evaluate", help="accuracy and confusion matrix of a model")
+    evaluate.add_argument("model", metavar="MODEL.npz")
+    evaluate.add_argument("--dataset", choices=list(DATASETS))
+    evaluate.add_argument("--data", metavar="DIR")
+    evaluate.add_argument("--test-size", type=positive_int)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--plot", metavar="PNG", help="write the confusion matrix as a picture")
+
+    predict = commands.add_parser("predict", help="classify image files (PNG/JPEG/.npy)")
+    predict.add_argument("model", metavar="MODEL.npz")
+    predict.add_argument("files", nargs="+", metavar="FILE")
+    predict.add_argument("--resize", action="store_true", help="scale images to the model's size")
+    predict.add_argument(
+        "--invert",
+        action="store_true",
+        help="invert grey levels (dark digits on a light background)",
+    )
+    predict.add_argument("--top", type=positive_int, default=1, help="show the K likeliest classes")
+    predict.add_argument("--batch-size", type=positive_int, default=256)
+
+    summary = commands.add_parser("summary", help="layers, shapes, parameters and FLOPs")
+    summary.add_argument("--preset", default="article", choices=list(PRESETS))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {
+        "train": run_train,
+        "evaluate": run_evaluate,
+        "predict": run_predict,
+        "summary": run_summary,
+    }
+    try:
+        return handlers[args.command](args)
+    except TrainingInterrupted as stop:
+        print(f"faltung: {stop}", file=sys.stderr)
+        return 130
+    except (UsageError, DatasetError, ModelFileError, TrainingDiverged, ValueError) as error:
+        print(f"faltung: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"faltung: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("faltung: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

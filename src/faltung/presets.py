@@ -1,0 +1,111 @@
+"""Named experiments: an architecture plus the hyper-parameters that go with it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sigmoid
+from .model import Sequential
+
+
+def article_network(seed: int) -> Sequential:
+    """The article's LeNet: conv 20@5x5 -> pool -> conv 50@5x5 -> pool -> 500 sigmoid -> 10.
+
+    The final softmax lives in the loss (SoftmaxCrossEntropy), fused for stability;
+    ``predict_proba`` applies it for probabilities.
+    """
+    return Sequential(
+        [
+            ("conv1", Conv2D(1, 20, 5)),
+            ("relu1", ReLU()),
+            ("pool1", MaxPool2D(2, 2)),
+            ("conv2", Conv2D(20, 50, 5)),
+            ("relu2", ReLU()),
+            ("pool2", MaxPool2D(2, 2)),
+            ("flatten", Flatten()),
+            ("fc1", Dense(800, 500, weight_init="glorot_uniform")),
+            ("sigmoid", Sigmoid()),
+            ("fc2", Dense(500, 10, weight_init="glorot_uniform")),
+        ],
+        seed=seed,
+    )
+
+
+def lenet_network(seed: int) -> Sequential:
+    """The same convolutional stack with ReLU throughout and dropout before the classifier."""
+    return Sequential(
+        [
+            ("conv1", Conv2D(1, 20, 5)),
+            ("relu1", ReLU()),
+            ("pool1", MaxPool2D(2, 2)),
+            ("conv2", Conv2D(20, 50, 5)),
+            ("relu2", ReLU()),
+            ("pool2", MaxPool2D(2, 2)),
+            ("flatten", Flatten()),
+            ("fc1", Dense(800, 500)),
+            ("relu3", ReLU()),
+            ("dropout", Dropout(0.5)),
+            ("fc2", Dense(500, 10, weight_init="glorot_uniform")),
+        ],
+        seed=seed,
+    )
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    build: Callable[[int], Sequential]
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+# Keys of ``defaults`` are the command line's option names (with underscores).
+PRESETS: dict[str, Preset] = {
+    "article": Preset(
+        "article",
+        "the article's run: 10,000 images, batch 5, SGD lr 0.005, L2 1e-4, lr x0.9 every 10 epochs",
+        article_network,
+        {
+            "epochs": 50,
+            "batch_size": 5,
+            "optimizer": "sgd",
+            "lr": 0.005,
+            "momentum": 0.0,
+            "weight_decay": 1e-4,
+            "schedule": "step",
+            "lr_step": 10,
+            "lr_gamma": 0.9,
+            "warmup": 0.0,
+            "train_size": 10_000,
+            "test_size": 100,
+        },
+    ),
+    "lenet": Preset(
+        "lenet",
+        "all 60,000 images, ReLU + dropout, Adam with cosine decay, batch 64",
+        lenet_network,
+        {
+            "epochs": 8,
+            "batch_size": 64,
+            "optimizer": "adam",
+            "lr": 2e-3,
+            "momentum": 0.0,
+            "weight_decay": 0.0,
+            "schedule": "cosine",
+            "lr_step": 10,
+            "lr_gamma": 0.9,
+            "warmup": 0.5,
+            "train_size": None,
+            "test_size": None,
+        },
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

@@ -1,0 +1,270 @@
+"""The fit loop: mini-batch training with callbacks, exact resume and divergence guards.
+
+Resuming is exact: a checkpoint stores the model, the optimiser state, the epoch and the
+step inside it, the shuffling generator as it was when the epoch began (so the epoch's
+order is drawn again identically), the dropout generators, and the epoch's running sums.
+With the same thread count, a resumed run ends bit for bit where an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import io as model_io
+from ..losses import Loss
+from ..model import Sequential
+from ..optim import Optimizer
+from ..schedules import Schedule
+from .callbacks import Callback
+from .history import History
+from .metrics import evaluate
+
+CHECKPOINT_FORMAT = "faltung-checkpoint"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or a gradient became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C: training stopped at a step boundary (after saving, when it can)."""
+
+
+class Trainer:
+    """Trains ``model`` on (images, labels) with ``loss`` and ``optimizer``.
+
+    >>> # trainer = Trainer(model, SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.01),
+    >>> #                   (x, y), epochs=5, batch_size=64, test_data=(xt, yt))
+    >>> # history = trainer.fit()
+    """
+
+    def __init__(
+        self,
+        model: Sequential,
+        loss: Loss,
+        optimizer: Optimizer,
+        train_data: tuple[np.ndarray, np.ndarray],
+        epochs: int,
+        batch_size: int,
+        schedule: Schedule | None = None,
+        test_data: tuple[np.ndarray, np.ndarray] | None = None,
+        val_data: tuple[np.ndarray, np.ndarray] | None = None,
+        callbacks: Sequence[Callback] = (),
+        seed: int = 0,
+        drop_last: bool = False,
+        checkpoint_path: str | Path | None = None,
+        config: dict[str, Any] | None = None,
+        eval_batch_size: int = 1000,
+    ) -> None:
+        if epochs < 1 or batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
+        images, labels = train_data
+        if len(images) != len(labels) or len(images) == 0:
+            raise ValueError(f"training data: {len(images)} images and {len(labels)} labels")
+        if drop_last and len(images) < batch_size:
+            raise ValueError(f"drop_last with {len(images)} images leaves no batch of {batch_size}")
+        self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
+        self.images, self.labels = images, labels
+        self.test_data, self.val_data = test_data, val_data
+        self.epochs, self.batch_size, self.drop_last = epochs, batch_size, drop_last
+        self.callbacks = list(callbacks)
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.config = dict(config or {})
+        self.eval_batch_size = eval_batch_size
+        self.rng = np.random.default_rng(seed)
+        self.history = History()
+        self.epoch = 0  # the epoch in progress (or next to start)
+        self.step = 0  # the next step inside that epoch
+        self._epoch_rng_state: dict[str, Any] | None = None
+        self._sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        self._interrupt_requested = False
+
+    @property
+    def steps_per_epoch(self) -> int:
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    # -- the loop ------------------------------------------------------------------------
+    def fit(self) -> History:
+        self.model.train()
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        with self._graceful_interrupts():
+            while self.epoch < self.epochs:
+                self._run_epoch()
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    def _run_epoch(self) -> None:
+        epoch, steps = self.epoch, self.steps_per_epoch
+        if self.step == 0:
+            self._epoch_rng_state = self.rng.bit_generator.state
+        else:  # resuming inside an epoch: redraw the same order
+            self.rng.bit_generator.state = self._epoch_rng_state
+        order = self.rng.permutation(len(self.images))
+        for cb in self.callbacks:
+            cb.on_epoch_begin(self, epoch)
+        self.model.train()
+        params = self.optimizer.params
+        while self.step < steps:
+            started = time.perf_counter()
+            index = order[self.step * self.batch_size : (self.step + 1) * self.batch_size]
+            images, labels = self.images[index], self.labels[index]
+            if self.schedule is not None:
+                self.optimizer.lr = self.schedule(epoch + self.step / steps)
+            logits = self.model.forward(images)
+            loss = self.loss.forward(logits, labels)
+            if not math.isfinite(loss):
+                raise self._diverged(f"the loss became {loss}")
+            self.model.backward(self.loss.backward())
+            for p in params:
+                if p.grad is not None and not math.isfinite(float(p.grad.sum())):
+                    raise self._diverged(f"the gradient of {p.name} became NaN or infinite")
+            self.optimizer.step()
+            sums = self._sums
+            sums["loss"] += loss * len(index)
+            sums["correct"] += int(np.count_nonzero(logits.argmax(axis=1) == labels))
+            sums["seen"] += len(index)
+            sums["seconds"] += time.perf_counter() - started
+            self.step += 1
+            logs = {
+                "loss": sums["loss"] / sums["seen"],
+                "acc": sums["correct"] / sums["seen"],
+                "images_per_s": sums["seen"] / max(sums["seconds"], 1e-9),
+            }
+            for cb in self.callbacks:
+                cb.on_batch_end(self, self.step - 1, logs)
+            if self._interrupt_requested:
+                self._stop_for_interrupt()
+        row = self._finish_epoch_row(epoch)
+        self.history.append(row)
+        self.epoch, self.step = epoch + 1, 0
+        self._sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, epoch, row)
+
+    def _finish_epoch_row(self, epoch: int) -> dict[str, Any]:
+        sums = self._sums
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": sums["loss"] / sums["seen"],
+            "train_acc": sums["correct"] / sums["seen"],
+            "lr": self.optimizer.lr,
+            "seconds": round(sums["seconds"], 3),
+            "images_per_s": round(sums["seen"] / max(sums["seconds"], 1e-9), 1),
+        }
+        for key, data in (("val", self.val_data), ("test", self.test_data)):
+            if data is not None:
+                result = evaluate(self.model, *data, batch_size=self.eval_batch_size)
+                row[f"{key}_loss"], row[f"{key}_acc"] = result.loss, result.accuracy
+        self.model.train()
+        return row
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        where = f"epoch {self.epoch + 1}, step {self.step + 1}"
+        kept = (
+            f"; the last good checkpoint is kept at {self.checkpoint_path}"
+            if self.checkpoint_path is not None and self.checkpoint_path.exists()
+            else ""
+        )
+        return TrainingDiverged(
+            f"training diverged at {where}: {what}{kept}; try a smaller learning rate"
+        )
+
+    # -- Ctrl-C --------------------------------------------------------------------------
+    def _graceful_interrupts(self):
+        trainer = self
+
+        class Guard:
+            def __enter__(self):
+                self.previous = None
+                if threading.current_thread() is threading.main_thread():
+                    self.previous = signal.signal(signal.SIGINT, self.handle)
+
+            def handle(self, signum, frame):
+                if trainer._interrupt_requested:  # a second Ctrl-C: stop at once
+                    raise KeyboardInterrupt
+                trainer._interrupt_requested = True
+
+            def __exit__(self, *exc):
+                if self.previous is not None:
+                    signal.signal(signal.SIGINT, self.previous)
+                trainer._interrupt_requested = False
+
+        return Guard()
+
+    def _stop_for_interrupt(self) -> None:
+        where = f"epoch {self.epoch + 1}, step {self.step}/{self.steps_per_epoch}"
+        if self.checkpoint_path is None:
+            raise TrainingInterrupted(f"interrupted at {where}; no checkpoint was configured")
+        self.save_checkpoint(self.checkpoint_path)
+        raise TrainingInterrupted(
+            f"interrupted at {where}; saved {self.checkpoint_path}; continue with --resume"
+        )
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def save_checkpoint(self, path: str | Path) -> Path:
+        arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        arrays.update({f"optim/{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
+        header = model_io.file_header(
+            CHECKPOINT_FORMAT,
+            self.model,
+            epoch=self.epoch,
+            step=self.step,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            config=self.config,
+            rng_state=self.rng.bit_generator.state,
+            epoch_rng_state=self._epoch_rng_state,
+            layer_rng_states={
+                name: layer.rng.bit_generator.state
+                for name, layer in self.model.layers.items()
+                if hasattr(layer, "rng")
+            },
+            sums=self._sums,
+            history=self.history.rows,
+        )
+        return model_io.write_archive(path, arrays, header)
+
+    def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        """Restore everything needed to continue exactly; validates before changing anything."""
+        header, arrays = model_io.read_archive(path, CHECKPOINT_FORMAT)
+        if header["architecture"] != model_io.json_roundtrip(self.model.config()):
+            raise model_io.ModelFileError(
+                f"{path}: checkpoint of another architecture "
+                f"({model_io.describe(header['architecture'])})"
+            )
+        if header.get("batch_size") != self.batch_size:
+            raise model_io.ModelFileError(
+                f"{path}: checkpoint was trained with batch size {header.get('batch_size')}, "
+                f"not {self.batch_size}; resume with the same settings"
+            )
+        model_state = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+        optim_state = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
+        try:
+            snapshot = self.model.state_dict()
+            self.model.load_state_dict(model_state)
+            try:
+                self.optimizer.load_state_dict(optim_state)
+            except (ValueError, KeyError):
+                self.model.load_state_dict(snapshot)
+                raise
+            for name, state in header["layer_rng_states"].items():
+                self.model.layers[name].rng.bit_generator.state = state
+            self.rng.bit_generator.state = header["rng_state"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise model_io.ModelFileError(f"{path}: checkpoint does not fit ({error})") from None
+        self._epoch_rng_state = header["epoch_rng_state"]
+        self.epoch, self.step = int(header["epoch"]), int(header["step"])
+        self._sums = dict(header["sums"])
+        self.history = History(header["history"])
+        return header
