@@ -139,7 +139,7 @@ def run_train(args: argparse.Namespace) -> int:
     test_x, test_y = data.test_images[test_index], data.test_labels[test_index]
     val_data = None
     if settings["val_split"]:
-        n_val = int(round(len(train_x) * settings["val_split"]))
+        n_val = round(len(train_x) * settings["val_split"])
         if not 0 < n_val < len(train_x):
             raise UsageError(
                 f"--val-split {settings['val_split']} leaves no validation or training images"

@@ -19,6 +19,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def _numpy_reconstruct():
 class ArrayOnlyUnpickler(pickle.Unpickler):
     """Resolves exactly the three globals an ndarray pickle needs; refuses everything else."""
 
-    ALLOWED = {
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
