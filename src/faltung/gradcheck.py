@@ -47,17 +47,19 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
 
 
 def numerical_gradient(f: Callable[[], float], array: np.ndarray, eps: float) -> np.ndarray:
-    """d f / d array by central differences, perturbing ``array`` in place one entry at a time."""
-    grad = np.zeros_like(array)
-    flat, grad_flat = array.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + eps
+    """d f / d array by central differences, perturbing ``array`` in place one entry at a time.
+
+    Indexes ``array`` itself (not a flattened copy), so any memory layout works.
+    """
+    grad = np.zeros(array.shape, dtype=array.dtype)
+    for index in np.ndindex(array.shape):
+        saved = array[index]
+        array[index] = saved + eps
         plus = f()
-        flat[i] = saved - eps
+        array[index] = saved - eps
         minus = f()
-        flat[i] = saved
-        grad_flat[i] = (plus - minus) / (2 * eps)
+        array[index] = saved
+        grad[index] = (plus - minus) / (2 * eps)
     return grad
 
 

@@ -67,7 +67,8 @@ class Optimizer:
         out: dict[str, Any] = {"steps": np.asarray(self.steps), "lr": np.asarray(self.lr)}
         for name, slots in self.state.items():
             for slot, array in slots.items():
-                out[f"{name}.{slot}"] = array
+                if slot != "scratch":  # workspace, not state
+                    out[f"{name}.{slot}"] = array
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -117,14 +118,30 @@ class SGD(Optimizer):
         )
 
     def _update(self, value: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        # In place, through one scratch buffer per parameter: fresh temporaries the size of
+        # the weights would cost more than the arithmetic at small batch sizes.
+        scratch = self._slot(state, "scratch", value)
+        if not self.momentum:
+            # w <- w - lr*(g + wd*w) = w*(1 - lr*wd) - lr*g: three passes over memory.
+            if self.weight_decay:
+                value *= 1 - self.lr * self.weight_decay
+            np.multiply(grad, self.lr, out=scratch)
+            value -= scratch
+            return
         if self.weight_decay:
-            grad = grad + self.weight_decay * value
-        if self.momentum:
-            velocity = self._slot(state, "momentum", value)
-            velocity *= self.momentum
-            velocity += grad
-            grad = grad + self.momentum * velocity if self.nesterov else velocity
-        value -= self.lr * grad
+            np.multiply(value, self.weight_decay, out=scratch)
+            scratch += grad
+        else:
+            np.copyto(scratch, grad)
+        velocity = self._slot(state, "momentum", value)
+        velocity *= self.momentum
+        velocity += scratch
+        if self.nesterov:
+            scratch += self.momentum * velocity
+        else:
+            np.copyto(scratch, velocity)
+        scratch *= self.lr
+        value -= scratch
 
 
 class Adam(Optimizer):

@@ -23,10 +23,12 @@ def pool_cases(draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(pool_cases())
-def test_max_and_avg_match_loops(case):
+@given(pool_cases(), st.booleans())
+def test_max_and_avg_match_loops(case, channels_last):
     kernel, stride, padding, shape, seed = case
     x = np.random.default_rng(seed).standard_normal(shape)
+    if channels_last:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     y, _ = F.max_pool2d_forward(x, kernel, stride, padding)
     np.testing.assert_array_equal(y, pool2d_naive(x, kernel, stride, padding, np.max, -np.inf))
     y, _ = F.avg_pool2d_forward(x, kernel, stride, padding)
@@ -84,3 +86,18 @@ def test_overlapping_max_pool_accumulates_shared_winners():
     assert np.all(y == 5.0)
     dx = F.max_pool2d_backward(np.ones_like(y), cache)
     assert dx[0, 0, 1, 1] == 4.0 and dx.sum() == 4.0
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (2, 3, 5, 7), (1, 4, 3, 3)])
+def test_separable_2x2_path_matches_the_general_path_exactly(rng, shape):
+    """Channels-last 2x2/2 pooling takes the separable path; NCHW memory the general one."""
+    x = np.round(rng.standard_normal(shape), 1)  # rounding creates ties on purpose
+    x_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    y_general, cache_general = F.max_pool2d_forward(x, 2)
+    y_fast, cache_fast = F.max_pool2d_forward(x_last, 2)
+    assert type(cache_fast).__name__ == "MaxPool2x2Cache"
+    np.testing.assert_array_equal(y_fast, y_general)
+    dy = rng.standard_normal(y_general.shape)
+    np.testing.assert_array_equal(
+        F.max_pool2d_backward(dy, cache_fast), F.max_pool2d_backward(dy, cache_general)
+    )

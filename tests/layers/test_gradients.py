@@ -86,12 +86,22 @@ def other_cases():
 CASES = [*conv_cases(), *pool_cases(), *other_cases()]
 
 
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """The same values as NCHW, laid out NHWC in memory, as our kernels produce them."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels-last"])
 @pytest.mark.parametrize("factory,shape", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_layer_gradients(factory, shape):
+def test_layer_gradients(factory, shape, layout):
+    if layout == "channels-last" and len(shape) != 4:
+        pytest.skip("memory layout only matters for 4-D inputs")
     layer = factory()
     # Keep inputs away from the kinks of ReLU/max so finite differences are well defined.
     x = np.random.default_rng(0).standard_normal(shape)
     x += np.sign(x) * 0.05
+    if layout == "channels-last":
+        x = channels_last(x)
     result = gradcheck(layer, x)
     assert result.passed(TOLERANCE), str(result)
     assert set(result.errors) == {"input", *layer.params}

@@ -14,8 +14,9 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 
 def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
-    # Subgradient 0 at x = 0, as in PyTorch.
-    return np.where(y > 0, dy, np.zeros((), dy.dtype))
+    # Subgradient 0 at x = 0, as in PyTorch. Multiplying by the boolean mask is several
+    # times faster than np.where on large arrays.
+    return dy * (y > 0)
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:

@@ -1,11 +1,15 @@
 """2-D convolution (cross-correlation, as in every framework) as strided windows plus BLAS.
 
-Forward is the article's "image patches + tensordot": the padded input is viewed as
-windows with ``as_strided`` (no copy), gathered once into an im2col matrix, and multiplied
-by the weight matrix in one GEMM per group. The im2col matrix is cached so that the weight
-gradient is another single GEMM. The input gradient is the transposed product followed by
-col2im, which loops over the kh*kw kernel offsets only; each iteration adds a whole strided
-slab, so there is no loop over batch items or output pixels and no ``np.add.at``.
+Forward is the article's "image patches + tensordot": the padded input, channels-last in
+memory, is viewed as windows (N, Ho, Wo, kh, kw, C) with ``as_strided`` (no copy),
+gathered once into an im2col matrix whose rows are contiguous runs of channels, and
+multiplied by the weight matrix in one GEMM per group. The GEMM's (N*Ho*Wo, O) result is
+the NHWC output buffer itself, returned as an NCHW view: no transpose anywhere.
+
+Backward: the weight gradient is one GEMM with the cached im2col matrix; the input gradient
+is the transposed GEMM followed by col2im, which loops over the kh*kw kernel offsets only,
+each iteration adding a whole strided slab (no loop over batch items or pixels, no
+``np.add.at``).
 """
 
 from __future__ import annotations
@@ -17,85 +21,18 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ._shapes import Padding2D, output_size, positive_pair, resolve_padding
+from .layout import crop_padding, pad_nchw, zeros_nchw
 
 
 class ConvCache(NamedTuple):
-    cols: np.ndarray  # (G, N*Ho*Wo, Cg*kh*kw) im2col matrix, reused by the weight gradient
+    cols: np.ndarray  # (G, N*Ho*Wo, kh*kw*Cg) im2col matrix, reused by the weight gradient
+    w_mat: np.ndarray  # (G, O/G, kh*kw*Cg) weight in the im2col column order
     input_shape: tuple[int, int, int, int]
-    weight: np.ndarray
+    weight_shape: tuple[int, int, int, int]
     stride: tuple[int, int]
     padding: Padding2D
     dilation: tuple[int, int]
-    groups: int
     has_bias: bool
-
-
-def pad_nchw(x: np.ndarray, padding: Padding2D, value: float = 0.0) -> np.ndarray:
-    """Pad the two spatial axes; returns ``x`` itself when there is nothing to pad."""
-    (top, bottom), (left, right) = padding
-    if top == bottom == left == right == 0:
-        return x
-    n, c, h, w = x.shape
-    out = np.empty((n, c, h + top + bottom, w + left + right), dtype=x.dtype)
-    # Fill only the border: writing the interior twice would double the memory traffic.
-    out[:, :, :top] = value
-    out[:, :, h + top :] = value
-    out[:, :, top : h + top, :left] = value
-    out[:, :, top : h + top, w + left :] = value
-    out[:, :, top : h + top, left : w + left] = x
-    return out
-
-
-def sliding_windows(
-    xp: np.ndarray,
-    kernel: tuple[int, int],
-    out_hw: tuple[int, int],
-    stride: tuple[int, int],
-    dilation: tuple[int, int] = (1, 1),
-) -> np.ndarray:
-    """Read-only view (N, C, Ho, Wo, kh, kw) of every receptive field of ``xp`` (N, C, H, W).
-
-    Works for any memory layout of ``xp`` because it only composes its strides.
-    """
-    n, c = xp.shape[:2]
-    s_n, s_c, s_h, s_w = xp.strides
-    return as_strided(
-        xp,
-        shape=(n, c, out_hw[0], out_hw[1], kernel[0], kernel[1]),
-        strides=(s_n, s_c, s_h * stride[0], s_w * stride[1], s_h * dilation[0], s_w * dilation[1]),
-        writeable=False,
-    )
-
-
-def scatter_windows(
-    window_grads: np.ndarray,
-    padded_shape: tuple[int, int, int, int],
-    stride: tuple[int, int],
-    dilation: tuple[int, int] = (1, 1),
-) -> np.ndarray:
-    """Adjoint of :func:`sliding_windows` (col2im): sum (N, C, Ho, Wo, kh, kw) into (N, C, H, W).
-
-    Loops over the kh*kw kernel offsets only. For each offset the windows touch a strided
-    slab of the input, so one vectorised ``+=`` per offset adds all batch items and all
-    output pixels at once; overlapping windows accumulate correctly because the slabs of
-    different offsets are added one after another.
-    """
-    _, _, out_h, out_w, kh, kw = window_grads.shape
-    grad = np.zeros(padded_shape, dtype=window_grads.dtype)
-    sh, sw = stride
-    dh, dw = dilation
-    for i in range(kh):
-        rows = slice(i * dh, i * dh + sh * (out_h - 1) + 1, sh)
-        for j in range(kw):
-            cols = slice(j * dw, j * dw + sw * (out_w - 1) + 1, sw)
-            grad[:, :, rows, cols] += window_grads[:, :, :, :, i, j]
-    return grad
-
-
-def crop_padding(x: np.ndarray, padding: Padding2D) -> np.ndarray:
-    (top, bottom), (left, right) = padding
-    h, w = x.shape[2:]
-    return x[:, :, top : h - bottom, left : w - right]
 
 
 def conv2d_output_hw(
@@ -111,6 +48,52 @@ def conv2d_output_hw(
     )
 
 
+def sliding_windows(
+    xp: np.ndarray,
+    kernel: tuple[int, int],
+    out_hw: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
+) -> np.ndarray:
+    """Read-only view (N, Ho, Wo, kh, kw, C) of every receptive field of ``xp`` (N, C, H, W).
+
+    Composes the strides of ``xp``, so any memory layout works; channels-last memory makes
+    the last axis contiguous, which is what the im2col copy wants.
+    """
+    n, c = xp.shape[:2]
+    s_n, s_c, s_h, s_w = xp.strides
+    return as_strided(
+        xp,
+        shape=(n, out_hw[0], out_hw[1], kernel[0], kernel[1], c),
+        strides=(s_n, s_h * stride[0], s_w * stride[1], s_h * dilation[0], s_w * dilation[1], s_c),
+        writeable=False,
+    )
+
+
+def _im2col_single_channel(
+    xp: np.ndarray,
+    kernel: tuple[int, int],
+    out_hw: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> np.ndarray:
+    """im2col of a one-channel input, gathered offset-major: (1, N*Ho*Wo, kh*kw) as a view.
+
+    With one channel, the row-major gather copies runs of only kw pixels; gathering each
+    kernel offset's whole (N, Ho, Wo) slab copies runs of Wo pixels instead and is faster.
+    The transposed view is still a valid BLAS operand, so the GEMMs need no copy.
+    """
+    n = xp.shape[0]
+    s_n, _, s_h, s_w = xp.strides
+    windows = as_strided(
+        xp,
+        shape=(kernel[0], kernel[1], n, out_hw[0], out_hw[1]),
+        strides=(s_h * dilation[0], s_w * dilation[1], s_n, s_h * stride[0], s_w * stride[1]),
+        writeable=False,
+    )
+    return windows.reshape(kernel[0] * kernel[1], -1).T[None]
+
+
 def conv2d_forward(
     x: np.ndarray,
     weight: np.ndarray,
@@ -122,9 +105,8 @@ def conv2d_forward(
 ) -> tuple[np.ndarray, ConvCache]:
     """y[n, o] = sum_c sum_(i,j) w[o, c, i, j] * x_pad[n, c, s*y + d*i, s*x + d*j] + b[o].
 
-    Shapes: x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O,) -> y (N, O, Ho, Wo).
-    The result is a view in NCHW order over an NHWC buffer (what the GEMM produces);
-    every kernel here accepts such views.
+    Shapes: x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O,) -> y (N, O, Ho, Wo),
+    returned as a view of a channels-last buffer.
     """
     stride_hw = positive_pair(stride, "stride")
     dilation_hw = positive_pair(dilation, "dilation")
@@ -142,24 +124,29 @@ def conv2d_forward(
             f"kernel {(kh, kw)} with dilation {dilation_hw} does not fit the padded input "
             f"{(h + sum(pads[0]), w + sum(pads[1]))} (input {x.shape}, padding {pads})"
         )
-
-    windows = sliding_windows(pad_nchw(x, pads), (kh, kw), (out_h, out_w), stride_hw, dilation_hw)
-    k = cin_per_group * kh * kw
-    # (N, Ho, Wo, G, Cg, kh, kw): one contiguous row of K values per output pixel and group.
-    cols = windows.reshape(n, groups, cin_per_group, out_h, out_w, kh, kw)
-    cols = np.ascontiguousarray(cols.transpose(1, 0, 3, 4, 2, 5, 6)).reshape(
-        groups, n * out_h * out_w, k
-    )
-    w_mat = weight.reshape(groups, out_channels // groups, k)
-    if groups == 1:
-        out = cols[0] @ w_mat[0].T  # (N*Ho*Wo, O)
+    xp = pad_nchw(x, pads)
+    rows, k = n * out_h * out_w, kh * kw * cin_per_group
+    og = out_channels // groups
+    # Weight columns in the same (kh, kw, Cg) order as the im2col rows.
+    w_mat = weight.transpose(0, 2, 3, 1).reshape(groups, og, k)
+    if c == 1:
+        cols = _im2col_single_channel(xp, (kh, kw), (out_h, out_w), stride_hw, dilation_hw)
+        out = cols[0] @ w_mat[0].T
+    elif groups == 1:
+        windows = sliding_windows(xp, (kh, kw), (out_h, out_w), stride_hw, dilation_hw)
+        cols = windows.reshape(1, rows, k)  # the one copy of the forward pass
+        out = cols[0] @ w_mat[0].T
     else:
-        out = np.matmul(cols, w_mat.transpose(0, 2, 1))  # (G, N*Ho*Wo, O/G)
-        out = out.transpose(1, 0, 2).reshape(n * out_h * out_w, out_channels)
+        windows = sliding_windows(xp, (kh, kw), (out_h, out_w), stride_hw, dilation_hw)
+        grouped = windows.reshape(n, out_h, out_w, kh, kw, groups, cin_per_group)
+        cols = np.ascontiguousarray(grouped.transpose(5, 0, 1, 2, 3, 4, 6)).reshape(groups, rows, k)
+        out = np.matmul(cols, w_mat.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(rows, -1)
     if bias is not None:
         out += bias
     y = out.reshape(n, out_h, out_w, out_channels).transpose(0, 3, 1, 2)
-    cache = ConvCache(cols, x.shape, weight, stride_hw, pads, dilation_hw, groups, bias is not None)
+    cache = ConvCache(
+        cols, w_mat, x.shape, weight.shape, stride_hw, pads, dilation_hw, bias is not None
+    )
     return y, cache
 
 
@@ -168,35 +155,62 @@ def conv2d_backward(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Gradients (dx, dweight, dbias) of :func:`conv2d_forward` for upstream ``dy`` (N, O, Ho, Wo).
 
-    dweight = dY^T @ cols and dcols = dY @ W are one GEMM each (per group); dx is col2im of
+    dW = dY^T @ cols and dcols = dY @ W are one GEMM each (per group); dx is col2im of
     dcols. ``need_input_grad=False`` skips the input gradient (the first layer of a network).
     """
-    cols, input_shape, weight, stride, pads, dilation, groups, has_bias = cache
+    cols, w_mat, input_shape, weight_shape, stride, pads, dilation, has_bias = cache
     n, c, h, w = input_shape
-    out_channels, cin_per_group, kh, kw = weight.shape
+    out_channels, cin_per_group, kh, kw = weight_shape
+    groups, og, _ = w_mat.shape
     _, _, out_h, out_w = dy.shape
-    og = out_channels // groups
-    # NHWC rows; free when dy is the NCHW view of an NHWC buffer that our kernels produce.
-    dy_mat = dy.transpose(0, 2, 3, 1).reshape(n * out_h * out_w, out_channels)
+    rows = n * out_h * out_w
+    # Free when dy is channels-last in memory, as every gradient our kernels produce is.
+    dy_mat = dy.transpose(0, 2, 3, 1).reshape(rows, out_channels)
     dbias = dy_mat.sum(axis=0) if has_bias else None
     if groups == 1:
-        dweight = (dy_mat.T @ cols[0]).reshape(weight.shape)
+        dw_mat = (dy_mat.T @ cols[0])[None]
     else:
-        dy_groups = dy_mat.reshape(-1, groups, og).transpose(1, 2, 0)  # (G, O/G, NHoWo)
-        dweight = np.matmul(dy_groups, cols).reshape(weight.shape)
+        dw_mat = np.matmul(dy_mat.reshape(rows, groups, og).transpose(1, 2, 0), cols)
+    dweight = np.ascontiguousarray(
+        dw_mat.reshape(out_channels, kh, kw, cin_per_group).transpose(0, 3, 1, 2)
+    )
     if not need_input_grad:
         return None, dweight, dbias
 
-    w_mat = weight.reshape(groups, og, cin_per_group * kh * kw)
+    # One GEMM per kernel offset, batched: parts[k] = dY @ W_k is the (N*Ho*Wo, C) gradient
+    # that offset k sends back, contiguous, so col2im adds long contiguous rows.
+    k_offsets = kh * kw
+    w_offsets = w_mat.reshape(groups, og, k_offsets, cin_per_group)
     if groups == 1:
-        dcols = (dy_mat @ w_mat[0]).reshape(n, out_h, out_w, 1, cin_per_group, kh, kw)
+        parts = np.matmul(dy_mat, w_offsets[0].transpose(1, 0, 2))  # (K, rows, C)
     else:
-        dcols = np.matmul(dy_mat.reshape(-1, groups, og).transpose(1, 0, 2), w_mat)
-        dcols = dcols.reshape(groups, n, out_h, out_w, cin_per_group, kh, kw).transpose(
-            1, 2, 3, 0, 4, 5, 6
-        )
-    # -> (N, C, Ho, Wo, kh, kw) with C = G*Cg, as a view.
-    window_grads = dcols.reshape(n, out_h, out_w, c, kh, kw).transpose(0, 3, 1, 2, 4, 5)
-    padded_shape = (n, c, h + sum(pads[0]), w + sum(pads[1]))
-    dxp = scatter_windows(window_grads, padded_shape, stride, dilation)
+        dy_groups = dy_mat.reshape(rows, groups, og).transpose(1, 0, 2)[:, None]
+        parts = np.matmul(dy_groups, w_offsets.transpose(0, 2, 1, 3))  # (G, K, rows, Cg)
+        parts = parts.transpose(1, 2, 0, 3).reshape(k_offsets, rows, c)
+    padded = (n, c, h + sum(pads[0]), w + sum(pads[1]))
+    dxp = col2im(parts.reshape(kh, kw, n, out_h, out_w, c), padded, stride, dilation)
     return crop_padding(dxp, pads), dweight, dbias
+
+
+def col2im(
+    parts: np.ndarray,
+    padded_shape: tuple[int, int, int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> np.ndarray:
+    """Adjoint of the window view: sum (kh, kw, N, Ho, Wo, C) into (N, C, H, W), channels-last.
+
+    Loops over the kh*kw kernel offsets only; each offset's windows touch one strided slab
+    of the input, added in one vectorised operation. Overlapping windows accumulate because
+    the slabs of different offsets are added one after another.
+    """
+    kh, kw, _, out_h, out_w, _ = parts.shape
+    grad = zeros_nchw(padded_shape, parts.dtype).transpose(0, 2, 3, 1)  # NHWC view
+    sh, sw = stride
+    dh, dw = dilation
+    for i in range(kh):
+        rows = slice(i * dh, i * dh + sh * (out_h - 1) + 1, sh)
+        for j in range(kw):
+            cols = slice(j * dw, j * dw + sw * (out_w - 1) + 1, sw)
+            grad[:, rows, cols, :] += parts[i, j]
+    return grad.transpose(0, 3, 1, 2)

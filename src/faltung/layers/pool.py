@@ -29,7 +29,7 @@ class _Pool2D(Layer):
     def _check(self, x: np.ndarray) -> None:
         self._check_input(x, 4)
         try:
-            F.pool_geometry(x.shape, self.kernel_size, self.stride, self.padding)
+            F.pool_geometry(x, self.kernel_size, self.stride, self.padding)
         except ValueError as error:
             raise self._fail(f"{error} (input shape {x.shape})") from None
 

@@ -1,0 +1,82 @@
+"""Where a training step spends its time: each layer's forward and backward, and the rest.
+
+    python -m bench.profile [--preset article] [--batch 64] [--steps 60]
+
+Each layer is timed on every step and the median over the steps is reported, which is
+robust to this machine's drift. The percentages are of the median step time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from faltung.losses import SoftmaxCrossEntropy
+from faltung.optim import SGD
+from faltung.presets import PRESETS
+
+
+def profile(preset: str, batch: int, steps: int) -> list[tuple[str, float, float]]:
+    model = PRESETS[preset].build(0)
+    loss = SoftmaxCrossEntropy()
+    optimizer = SGD(model.parameters(), lr=0.005, weight_decay=1e-4)
+    rng = np.random.default_rng(0)
+    x_all = rng.random((batch * 8, 1, 28, 28), dtype=np.float32)
+    y_all = rng.integers(0, 10, batch * 8)
+    names = list(model.layers)
+    forward = {n: [] for n in names}
+    backward = {n: [] for n in names}
+    other, total = [], []
+    for step in range(steps + 5):
+        start = (step % 8) * batch
+        x, y = x_all[start : start + batch], y_all[start : start + batch]
+        began = time.perf_counter()
+        for name in names:
+            t = time.perf_counter()
+            x = model.layers[name].forward(x)
+            forward[name].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        loss.forward(x, y)
+        dy = loss.backward()
+        rest = time.perf_counter() - t
+        for name in reversed(names):
+            t = time.perf_counter()
+            dy = model.layers[name].backward(dy)
+            backward[name].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        optimizer.step()
+        other.append(rest + time.perf_counter() - t)
+        total.append(time.perf_counter() - began)
+    skip = 5  # warm-up
+    rows = [
+        (n, statistics.median(forward[n][skip:]), statistics.median(backward[n][skip:]))
+        for n in names
+    ]
+    rows.append(("loss+optimizer", statistics.median(other[skip:]), 0.0))
+    rows.append(("step", statistics.median(total[skip:]), 0.0))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--preset", default="article", choices=list(PRESETS))
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=60)
+    args = parser.parse_args(argv)
+    rows = profile(args.preset, args.batch, args.steps)
+    step = rows[-1][1]
+    print(
+        f"{args.preset}, batch {args.batch}: median step {step * 1e3:.2f} ms "
+        f"= {args.batch / step:.0f} images/s"
+    )
+    print(f"{'layer':<16}{'forward ms':>12}{'backward ms':>13}{'share':>8}")
+    for name, fw, bw in rows[:-1]:
+        print(f"{name:<16}{fw * 1e3:>12.3f}{bw * 1e3:>13.3f}{(fw + bw) / step:>8.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,283 @@
+"""Benchmarks: faltung against PyTorch on the same CPU, interleaved in one run.
+
+    python -m bench.run                 # the table
+    python -m bench.run --json out.json # and the figures as JSON
+    python -m bench.run --profile       # where a training step spends its time, per layer
+    python -m bench.run --quick         # fewer points, for a smoke test
+
+Each figure is measured at least 3 times (``--repeats``); min and median are reported, and
+ours and PyTorch's are measured in alternation so that the machine's drift (about 25%
+over tens of seconds here) hits both alike. Only ratios from the same run are meaningful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from faltung import __version__
+from faltung.losses import SoftmaxCrossEntropy
+from faltung.model import count_flops
+from faltung.optim import SGD
+from faltung.presets import PRESETS
+
+INPUT = (1, 28, 28)
+
+
+class NumpyRunner:
+    def __init__(self, preset: str, lr: float = 0.005) -> None:
+        self.model = PRESETS[preset].build(0)
+        self.loss = SoftmaxCrossEntropy()
+        self.optimizer = SGD(self.model.parameters(), lr=lr, weight_decay=1e-4)
+
+    def train_step(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.model.train()
+        logits = self.model.forward(images)
+        self.loss.forward(logits, labels)
+        self.model.backward(self.loss.backward())
+        self.optimizer.step()
+
+    def infer(self, images: np.ndarray) -> None:
+        self.model.eval()
+        self.model.forward(images)
+
+
+def timed(fn: Callable[[], None], min_seconds: float) -> float:
+    """Seconds per call of ``fn``, averaged over as many calls as fill ``min_seconds``."""
+    fn()  # warm-up: first-touch page faults, BLAS buffers
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return elapsed / calls
+
+
+def throughput_pair(
+    make_ours: Callable[[], Callable[[], None]],
+    make_theirs: Callable[[], Callable[[], None]] | None,
+    images_per_call: int,
+    repeats: int,
+    min_seconds: float,
+) -> dict[str, dict[str, float]]:
+    """images/s for ours and theirs, measured in alternation ``repeats`` times."""
+    ours_fn = make_ours()
+    theirs_fn = make_theirs() if make_theirs else None
+    results: dict[str, list[float]] = {"ours": [], "torch": []}
+    for _ in range(repeats):
+        results["ours"].append(images_per_call / timed(ours_fn, min_seconds))
+        if theirs_fn is not None:
+            results["torch"].append(images_per_call / timed(theirs_fn, min_seconds))
+    return {
+        name: {"max": max(v), "median": statistics.median(v), "min": min(v)}
+        for name, v in results.items()
+        if v
+    }
+
+
+def matmul_peak(repeats: int = 5) -> float:
+    """Measured float32 GEMM GFLOP/s of this machine's BLAS (2048^3)."""
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    b = a.copy()
+    best = min(timed(lambda: a @ b, 0.3) for _ in range(repeats))
+    return 2 * 2048**3 / best / 1e9
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def data(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.random((batch, *INPUT), dtype=np.float32), rng.integers(0, 10, batch)
+
+
+def peak_rss_of_epoch(framework: str, preset: str, batch: int, images: int) -> float:
+    """Peak resident set (MiB) of a fresh process that trains one epoch of ``images``."""
+    code = (
+        "import sys, resource; sys.path.insert(0, '.');"
+        "from bench.run import epoch_worker; epoch_worker(*sys.argv[1:])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, framework, preset, str(batch), str(images)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def epoch_worker(framework: str, preset: str, batch: str, images: str) -> None:
+    batch_size, n = int(batch), int(images)
+    x, y = data(n, seed=1)
+    if framework == "torch":
+        from bench.torch_models import TorchRunner
+
+        runner = TorchRunner(preset, threads=os.cpu_count() or 1)
+    else:
+        runner = NumpyRunner(preset)
+    for start in range(0, n, batch_size):
+        runner.train_step(x[start : start + batch_size], y[start : start + batch_size])
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def wall_time(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--seconds", type=float, default=1.0, help="minimum seconds per measurement"
+    )
+    parser.add_argument("--quick", action="store_true", help="article preset and two batch sizes")
+    parser.add_argument("--profile", action="store_true", help="per-layer profile and exit")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument(
+        "--wall",
+        action="store_true",
+        help="also time `faltung train --preset article` and a lenet epoch (minutes)",
+    )
+    parser.add_argument("--data", help="MNIST directory for --wall")
+    args = parser.parse_args(argv)
+    if args.profile:
+        from bench.profile import main as profile_main
+
+        return profile_main()
+
+    threads = os.cpu_count() or 1
+    use_torch = not args.no_torch and torch_available()
+    presets = ["article"] if args.quick else ["article", "lenet"]
+    train_batches = [5, 64] if args.quick else [5, 64, 256]
+    infer_batches = [64, 1000]
+    peak = matmul_peak()
+    report: dict = {
+        "faltung": __version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "threads": threads,
+        "matmul_peak_gflops": round(peak, 1),
+        "torch": None,
+        "results": [],
+    }
+    if use_torch:
+        import torch
+
+        report["torch"] = torch.__version__
+        torch.set_num_threads(threads)
+    print(
+        f"faltung {__version__}, NumPy {np.__version__}, "
+        f"PyTorch {report['torch'] or 'not installed'}; {threads} threads; "
+        f"float32 matmul peak {peak:.0f} GFLOP/s"
+    )
+
+    rows = []
+    for preset in presets:
+        flops = sum(count_flops(PRESETS[preset].build(0), INPUT).values())
+        step_flops = 3 * flops - next(iter(count_flops(PRESETS[preset].build(0), INPUT).values()))
+        for mode, batches in (("train", train_batches), ("infer", infer_batches)):
+            for batch in batches:
+                x, y = data(batch)
+
+                def ours(mode=mode, x=x, y=y):
+                    runner = NumpyRunner(preset)
+                    return (
+                        (lambda: runner.train_step(x, y))
+                        if mode == "train"
+                        else (lambda: runner.infer(x))
+                    )
+
+                theirs = None
+                if use_torch:
+
+                    def theirs(mode=mode, x=x, y=y):
+                        from bench.torch_models import TorchRunner
+
+                        runner = TorchRunner(preset, threads)
+                        return (
+                            (lambda: runner.train_step(x, y))
+                            if mode == "train"
+                            else (lambda: runner.infer(x))
+                        )
+
+                result = throughput_pair(ours, theirs, batch, args.repeats, args.seconds)
+                per_image = step_flops if mode == "train" else flops
+                row = {
+                    "preset": preset, "mode": mode, "batch": batch,
+                    "ours_img_s": result["ours"],
+                    "ours_gflops": round(result["ours"]["median"] * per_image / 1e9, 1),
+                    "ours_peak_fraction": round(result["ours"]["median"] * per_image / 1e9 / peak, 3),
+                }  # fmt: skip
+                if "torch" in result:
+                    row["torch_img_s"] = result["torch"]
+                    row["ratio"] = round(result["ours"]["median"] / result["torch"]["median"], 2)
+                rows.append(row)
+                print(format_row(row), flush=True)
+    report["results"] = rows
+
+    memory = {"ours_mib": peak_rss_of_epoch("numpy", "lenet", 64, 6400 if args.quick else 60000)}
+    if use_torch:
+        memory["torch_mib"] = peak_rss_of_epoch("torch", "lenet", 64, 6400 if args.quick else 60000)
+        memory["ratio"] = round(memory["ours_mib"] / memory["torch_mib"], 2)
+    report["peak_rss_lenet_epoch_batch64"] = memory
+    print(
+        f"peak RSS of a lenet epoch at batch 64: ours {memory['ours_mib']:.0f} MiB"
+        + (
+            f", PyTorch {memory['torch_mib']:.0f} MiB (ratio {memory['ratio']})"
+            if use_torch
+            else ""
+        )
+    )
+
+    if args.wall:
+        data_flag = ["--data", args.data] if args.data else []
+        out = "/tmp/faltung-bench-wall"
+        report["wall_article_s"] = round(wall_time(
+            ["faltung", "train", "--preset", "article", "--out", out + "-a", "--overwrite",
+             "--no-plots", *data_flag]), 1)  # fmt: skip
+        report["wall_lenet_epoch_s"] = round(wall_time(
+            ["faltung", "train", "--preset", "lenet", "--epochs", "1", "--out", out + "-l",
+             "--overwrite", "--no-plots", *data_flag]), 1)  # fmt: skip
+        print(
+            f"wall time: faltung train --preset article {report['wall_article_s']} s; "
+            f"one lenet epoch (60,000 images, batch 64) {report['wall_lenet_epoch_s']} s"
+        )
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(report, handle, indent=1)
+    return 0
+
+
+def format_row(row: dict) -> str:
+    ours = row["ours_img_s"]
+    text = (
+        f"{row['preset']:>7} {row['mode']:>5} batch {row['batch']:>4}: ours "
+        f"{ours['median']:7.0f} img/s (min {ours['min']:.0f}, max {ours['max']:.0f}; "
+        f"{row['ours_gflops']:.0f} GFLOP/s)"
+    )
+    if "torch_img_s" in row:
+        text += f"  torch {row['torch_img_s']['median']:7.0f} img/s  ratio {row['ratio']:.2f}"
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

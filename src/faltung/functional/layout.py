@@ -1,0 +1,66 @@
+"""Memory layout helpers: NCHW arrays whose memory is laid out channels-last (NHWC).
+
+Every 4-D array our kernels return is a (N, C, H, W) *view* of an NHWC buffer: the shape
+users see is PyTorch's, while the GEMM in convolution reads and writes contiguous channel
+runs, and no kernel has to transpose between the two orders. Element-wise NumPy
+operations keep the layout of their inputs (order='K'), so the chain stays channels-last.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._shapes import Padding2D
+
+
+def is_channels_last(x: np.ndarray) -> bool:
+    """True when the C axis varies fastest in memory (always true for one channel)."""
+    return x.shape[1] == 1 or x.strides[1] <= x.strides[3]
+
+
+def empty_nchw(shape: tuple[int, int, int, int], dtype: np.dtype, channels_last: bool = True):
+    n, c, h, w = shape
+    if channels_last:
+        return np.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
+    return np.empty(shape, dtype)
+
+
+def zeros_nchw(shape: tuple[int, int, int, int], dtype: np.dtype, channels_last: bool = True):
+    n, c, h, w = shape
+    if channels_last:
+        return np.zeros((n, h, w, c), dtype).transpose(0, 3, 1, 2)
+    return np.zeros(shape, dtype)
+
+
+def pad_nchw(x: np.ndarray, padding: Padding2D, value: float = 0.0) -> np.ndarray:
+    """Pad the two spatial axes, keeping the memory layout; ``x`` itself if nothing to pad."""
+    (top, bottom), (left, right) = padding
+    if top == bottom == left == right == 0:
+        return x
+    n, c, h, w = x.shape
+    out = empty_nchw((n, c, h + top + bottom, w + left + right), x.dtype, is_channels_last(x))
+    # Fill only the border: writing the interior twice would double the memory traffic.
+    out[:, :, :top] = value
+    out[:, :, h + top :] = value
+    out[:, :, top : h + top, :left] = value
+    out[:, :, top : h + top, w + left :] = value
+    out[:, :, top : h + top, left : w + left] = x
+    return out
+
+
+def crop_padding(x: np.ndarray, padding: Padding2D) -> np.ndarray:
+    (top, bottom), (left, right) = padding
+    h, w = x.shape[2:]
+    return x[:, :, top : h - bottom, left : w - right]
+
+
+def offset_view(
+    x: np.ndarray, i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, int]
+) -> np.ndarray:
+    """The (N, C, Ho, Wo) strided slab of ``x`` that kernel offset (i, j) reads (a view)."""
+    return x[
+        :,
+        :,
+        i : i + stride[0] * (out_hw[0] - 1) + 1 : stride[0],
+        j : j + stride[1] * (out_hw[1] - 1) + 1 : stride[1],
+    ]
