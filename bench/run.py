@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -50,6 +51,20 @@ class NumpyRunner:
     def infer(self, images: np.ndarray) -> None:
         self.model.eval()
         self.model.forward(images)
+
+
+def torch_runner(preset: str):
+    from bench.torch_models import TorchRunner
+
+    return TorchRunner(preset, threads=os.cpu_count() or 1)
+
+
+def make_call(factory, preset: str, mode: str, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
+    """A fresh runner's training step or inference on (x, y), as a no-argument call."""
+    runner = factory(preset)
+    if mode == "train":
+        return lambda: runner.train_step(x, y)
+    return lambda: runner.infer(x)
 
 
 def timed(fn: Callable[[], None], min_seconds: float) -> float:
@@ -198,34 +213,17 @@ def main(argv: list[str] | None = None) -> int:
             for batch in batches:
                 x, y = data(batch)
 
-                def ours(mode=mode, x=x, y=y):
-                    runner = NumpyRunner(preset)
-                    return (
-                        (lambda: runner.train_step(x, y))
-                        if mode == "train"
-                        else (lambda: runner.infer(x))
-                    )
-
-                theirs = None
-                if use_torch:
-
-                    def theirs(mode=mode, x=x, y=y):
-                        from bench.torch_models import TorchRunner
-
-                        runner = TorchRunner(preset, threads)
-                        return (
-                            (lambda: runner.train_step(x, y))
-                            if mode == "train"
-                            else (lambda: runner.infer(x))
-                        )
-
+                ours = partial(make_call, NumpyRunner, preset, mode, x, y)
+                theirs = partial(make_call, torch_runner, preset, mode, x, y) if use_torch else None
                 result = throughput_pair(ours, theirs, batch, args.repeats, args.seconds)
                 per_image = step_flops if mode == "train" else flops
                 row = {
                     "preset": preset, "mode": mode, "batch": batch,
                     "ours_img_s": result["ours"],
                     "ours_gflops": round(result["ours"]["median"] * per_image / 1e9, 1),
-                    "ours_peak_fraction": round(result["ours"]["median"] * per_image / 1e9 / peak, 3),
+                    "ours_peak_fraction": round(
+                        result["ours"]["median"] * per_image / 1e9 / peak, 3
+                    ),
                 }  # fmt: skip
                 if "torch" in result:
                     row["torch_img_s"] = result["torch"]
