@@ -46,7 +46,7 @@ def load_dataset(
     """
     info = dataset_info(name)
     directory = Path(data_dir) if data_dir is not None else data_dir_from_env()
-    fallback = rebuild_idx_files if info is MNIST else None
+    fallback = rebuild_idx_files if info.name == MNIST.name else None
     arrays = {}
     for role, spec in info.files.items():
         content = locate(info, role, directory, cache, downloader, fallback)

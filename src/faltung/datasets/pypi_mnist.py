@@ -41,13 +41,18 @@ def _numpy_reconstruct():
 
 
 class ArrayOnlyUnpickler(pickle.Unpickler):
-    """Resolves exactly the three globals an ndarray pickle needs; refuses everything else."""
+    """Resolves only what an ndarray pickle needs; refuses every other global.
+
+    ``_codecs.encode`` turns text into bytes: Python 3 writes array buffers that way in
+    protocol-2 pickles, and it can do nothing else.
+    """
 
     ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str):
@@ -57,6 +62,10 @@ class ArrayOnlyUnpickler(pickle.Unpickler):
             )
         if name == "_reconstruct":
             return _numpy_reconstruct()
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
         return getattr(np, name)
 
 

@@ -97,7 +97,9 @@ class Trainer:
         self.model.train()
         for cb in self.callbacks:
             cb.on_train_begin(self)
-        with self._graceful_interrupts():
+        # Overflow warnings would only precede our own divergence check, which names the
+        # epoch and step; they would add noise, not information.
+        with self._graceful_interrupts(), np.errstate(over="ignore", invalid="ignore"):
             while self.epoch < self.epochs:
                 self._run_epoch()
         for cb in self.callbacks:

@@ -1,0 +1,195 @@
+"""The fit loop: learning, exact resume, divergence, partial batches, callbacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faltung import Sequential
+from faltung.io import ModelFileError
+from faltung.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from faltung.losses import SoftmaxCrossEntropy
+from faltung.optim import SGD, Adam
+from faltung.schedules import CosineDecay
+from faltung.train import Callback, Trainer, TrainingDiverged, TrainingInterrupted, evaluate
+
+from ..synthetic import synthetic_arrays
+
+
+def small_data(n_train=96, n_test=40):
+    arrays = synthetic_arrays(n_train, n_test)
+    x = arrays["train_images"][:, None].astype(np.float32) / 255
+    xt = arrays["test_images"][:, None].astype(np.float32) / 255
+    return (x, arrays["train_labels"].astype(np.int64)), (
+        xt,
+        arrays["test_labels"].astype(np.int64),
+    )
+
+
+def make_trainer(tmp_path=None, epochs=3, lr=0.01, optimizer=Adam, callbacks=(), width=4):
+    model = Sequential(
+        [
+            ("conv", Conv2D(1, width, 5, stride=2)),
+            ("relu", ReLU()),
+            ("pool", MaxPool2D(2)),
+            ("flat", Flatten()),
+            ("drop", Dropout(0.3)),
+            ("fc", Dense(width * 6 * 6, 10)),
+        ],
+        seed=7,
+    )
+    train, test = small_data()
+    return Trainer(
+        model, SoftmaxCrossEntropy(), optimizer(model.parameters(), lr=lr), train,
+        epochs=epochs, batch_size=10, schedule=CosineDecay(lr, epochs, warmup_epochs=0.5),
+        test_data=test, callbacks=list(callbacks), seed=3,
+        checkpoint_path=None if tmp_path is None else tmp_path / "ckpt.npz",
+    )  # fmt: skip
+
+
+TIMING = ("seconds", "images_per_s")
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+def test_learns_the_synthetic_task():
+    trainer = make_trainer(epochs=6)
+    history = trainer.fit()
+    assert history.last["test_acc"] >= 0.9
+    assert history.rows[0]["loss"] > history.last["loss"]
+    assert [row["epoch"] for row in history.rows] == [1, 2, 3, 4, 5, 6]
+    result = evaluate(trainer.model, *trainer.test_data)
+    assert result.confusion.sum() == 40 and result.accuracy == history.last["test_acc"]
+
+
+def test_partial_last_batch_is_kept_unless_dropped():
+    trainer = make_trainer(epochs=1)
+    assert trainer.steps_per_epoch == 10  # 96 images in batches of 10: the last has 6
+    trainer.fit()
+    assert trainer.history.last["train_acc"] * 96 == pytest.approx(
+        round(trainer.history.last["train_acc"] * 96)
+    )
+    trainer.drop_last = True
+    assert trainer.steps_per_epoch == 9
+
+
+def test_resume_at_an_epoch_boundary_is_bit_exact(tmp_path):
+    straight = make_trainer(epochs=3)
+    straight.fit()
+
+    class Killed(Exception):
+        pass
+
+    class KillAfterFirstCheckpoint(Callback):
+        def on_epoch_end(self, trainer, epoch, row):
+            trainer.save_checkpoint(tmp_path / "ckpt.npz")
+            raise Killed
+
+    with pytest.raises(Killed):
+        make_trainer(tmp_path, epochs=3, callbacks=[KillAfterFirstCheckpoint()]).fit()
+    resumed = make_trainer(tmp_path, epochs=3)
+    resumed.load_checkpoint(tmp_path / "ckpt.npz")
+    resumed.fit()
+    for key, value in straight.model.state_dict().items():
+        np.testing.assert_array_equal(resumed.model.state_dict()[key], value, err_msg=key)
+    assert without_timing(resumed.history.rows) == without_timing(straight.history.rows)
+
+
+class InterruptAt(Callback):
+    def __init__(self, epoch, step):
+        self.epoch, self.step = epoch, step
+
+    def on_batch_end(self, trainer, step, logs):
+        if trainer.epoch == self.epoch and step == self.step:
+            trainer._interrupt_requested = True  # what Ctrl-C does
+
+
+def test_ctrl_c_saves_mid_epoch_and_resume_is_bit_exact(tmp_path):
+    straight = make_trainer(epochs=3)
+    straight.fit()
+
+    interrupted = make_trainer(tmp_path, epochs=3, callbacks=[InterruptAt(1, 4)])
+    with pytest.raises(
+        TrainingInterrupted, match="epoch 2, step 5/10; saved .*ckpt.npz; continue with --resume"
+    ):
+        interrupted.fit()
+    resumed = make_trainer(tmp_path, epochs=3)
+    resumed.load_checkpoint(tmp_path / "ckpt.npz")
+    assert (resumed.epoch, resumed.step) == (1, 5)
+    resumed.fit()
+    for key, value in straight.model.state_dict().items():
+        np.testing.assert_array_equal(resumed.model.state_dict()[key], value, err_msg=key)
+    assert without_timing(resumed.history.rows) == without_timing(straight.history.rows)
+
+
+def test_divergence_stops_with_epoch_and_step_and_keeps_the_good_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, epochs=4, lr=1e30, optimizer=SGD)
+    trainer.epochs = 1
+    # One sane epoch first, so that a good checkpoint exists.
+    trainer.optimizer.lr = trainer.schedule.base_lr = 1e-3
+    trainer.schedule = None
+    trainer.fit()
+    trainer.save_checkpoint(tmp_path / "ckpt.npz")
+    good = (tmp_path / "ckpt.npz").read_bytes()
+    trainer.epochs, trainer.optimizer.lr = 4, 1e30
+    with pytest.raises(TrainingDiverged, match=r"at epoch 2, step \d+: the (loss|gradient)"):
+        trainer.fit()
+    assert (tmp_path / "ckpt.npz").read_bytes() == good
+
+
+def test_nan_weights_are_never_written(tmp_path):
+    trainer = make_trainer(tmp_path, epochs=1)
+    trainer.save_checkpoint(tmp_path / "ckpt.npz")
+    good = (tmp_path / "ckpt.npz").read_bytes()
+    trainer.model["fc"].params["weight"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity in model/fc.weight"):
+        trainer.save_checkpoint(tmp_path / "ckpt.npz")
+    assert (tmp_path / "ckpt.npz").read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.npz"]  # no temporary file left
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    trainer = make_trainer(tmp_path, epochs=1)
+    trainer.fit()
+    trainer.save_checkpoint(tmp_path / "ckpt.npz")
+    other = make_trainer(tmp_path, epochs=1, width=5)
+    before = other.model.state_dict()
+    with pytest.raises(ModelFileError, match="another architecture"):
+        other.load_checkpoint(tmp_path / "ckpt.npz")
+    assert all(np.array_equal(v, other.model.state_dict()[k]) for k, v in before.items())
+
+
+def test_callbacks_see_every_step_and_epoch():
+    events = []
+
+    class Recorder(Callback):
+        def on_train_begin(self, trainer):
+            events.append("begin")
+
+        def on_batch_end(self, trainer, step, logs):
+            events.append(("batch", step, round(logs["acc"], 3) >= 0))
+
+        def on_epoch_end(self, trainer, epoch, row):
+            events.append(("epoch", epoch))
+
+        def on_train_end(self, trainer):
+            events.append("end")
+
+    make_trainer(epochs=2, callbacks=[Recorder()]).fit()
+    assert events[0] == "begin" and events[-1] == "end"
+    assert events.count(("epoch", 0)) == 1 and sum(e[0] == "batch" for e in events[1:-1]) == 20
+
+
+def test_bad_trainer_arguments():
+    train, _ = small_data()
+    model = Sequential([Flatten(), Dense(784, 10)], seed=0)
+    with pytest.raises(ValueError, match="must be positive"):
+        Trainer(
+            model, SoftmaxCrossEntropy(), SGD(model.parameters()), train, epochs=0, batch_size=5
+        )
+    with pytest.raises(ValueError, match="96 images and 95 labels"):
+        Trainer(
+            model, SoftmaxCrossEntropy(), SGD(model.parameters()), (train[0], train[1][:-1]), 1, 5
+        )
