@@ -123,3 +123,23 @@ def test_predict_runs_in_batches_and_restores_training_mode():
     np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
     np.testing.assert_array_equal(model.predict(x, batch_size=2), probs.argmax(axis=1))
     assert model.training
+
+
+def test_strict_loading_demands_the_exact_dtype():
+    model = small_model()
+    state = {
+        k: v.astype(np.float64) if v.dtype == np.float32 else v
+        for k, v in model.state_dict().items()
+    }
+    with pytest.raises(
+        ValueError, match="conv1.weight: dtype float64 does not match the model's float32"
+    ):
+        model.load_state_dict(state)
+    model.load_state_dict(state, strict=False)  # converts, as a user may ask
+    assert model["conv1"].params["weight"].dtype == np.float32
+
+
+def test_float64_model_round_trips_with_its_dtype(tmp_path):
+    model = small_model().astype(np.float64)
+    loaded = load_model(save_model(model, tmp_path / "m.npz"))
+    assert loaded.dtype == np.float64

@@ -96,7 +96,7 @@ def save_model(
     model: Sequential, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
 ) -> Path:
     """Write ``model`` (weights, buffers, architecture) atomically to ``path`` (.npz)."""
-    header = file_header(FORMAT, model, metadata=metadata or {})
+    header = file_header(FORMAT, model, dtype=model.dtype.name, metadata=metadata or {})
     return write_archive(path, model.state_dict(), header)
 
 
@@ -110,8 +110,9 @@ def load_model(path: str | os.PathLike[str]) -> Sequential:
     header, arrays = read_model_file(path)
     try:
         model = Sequential.from_config(header["architecture"])
+        model.astype(np.dtype(header.get("dtype", "float32")))
         model.load_state_dict(arrays)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         raise ModelFileError(f"{path}: {error}") from None
     model.metadata = header.get("metadata", {})  # type: ignore[attr-defined]
     return model.eval()

@@ -119,8 +119,10 @@ class Sequential:
         return state
 
     def load_state_dict(self, state: Mapping[str, np.ndarray], strict: bool = True) -> None:
-        """Copy ``state`` into the model after checking every name, shape and dtype kind.
+        """Copy ``state`` into the model after checking every name, shape and dtype.
 
+        ``strict`` (the default) demands exactly the model's names and dtypes; otherwise
+        missing or extra names are skipped and floats convert to the model's precision.
         Nothing is changed unless the whole state passes the checks.
         """
         targets: dict[str, tuple[dict[str, np.ndarray], str]] = {}
@@ -144,7 +146,7 @@ class Sequential:
                 problems.append(
                     f"{full}: shape {value.shape} does not match the model's {current.shape}"
                 )
-            elif value.dtype.kind != current.dtype.kind or value.dtype.kind not in "fiu":
+            elif value.dtype != current.dtype if strict else value.dtype.kind != current.dtype.kind:
                 problems.append(
                     f"{full}: dtype {value.dtype} does not match the model's {current.dtype}"
                 )
@@ -157,6 +159,11 @@ class Sequential:
         for full, value in converted.items():
             store, key = targets[full]
             store[key] = value
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The floating dtype of the parameters (float32 unless converted)."""
+        return next((p.value.dtype for p in self.parameters()), np.dtype(np.float32))
 
     def astype(self, dtype: np.dtype) -> Sequential:
         for layer in self.layers.values():

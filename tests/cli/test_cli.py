@@ -1,0 +1,222 @@
+"""The command line as a user meets it: outputs, reports and every bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from faltung.cli import main
+from faltung.io import load_model
+
+SMALL = ["--epochs", "2", "--batch-size", "20", "--train-size", "200", "--test-size", "50"]
+
+
+def train(out, data, *extra):
+    return main(
+        ["train", "--preset", "lenet", "--data", str(data), "--out", str(out), *SMALL, *extra]
+    )
+
+
+def test_summary_prints_layers_and_flops(capsys):
+    assert main(["summary", "--preset", "article"]) == 0
+    out = capsys.readouterr().out
+    assert "conv2" in out and "(N, 50, 8, 8)" in out and "Total parameters: 431,080" in out
+    assert "forward FLOPs per image: 4.59 M" in out and "13.18 M" in out
+
+
+def test_train_writes_every_result(tmp_path, synthetic_dir, capsys):
+    out = tmp_path / "run"
+    assert train(out, synthetic_dir) == 0
+    printed = capsys.readouterr().out
+    assert "epoch   1/2" in printed and "epoch   2/2" in printed and "final loss" in printed
+    for name in (
+        "model.npz",
+        "checkpoint.npz",
+        "metrics.json",
+        "history.json",
+        "history.csv",
+        "loss.png",
+        "accuracy.png",
+        "confusion.png",
+    ):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["test_images"] == 50
+    assert 0 <= metrics["full_test_accuracy"] <= 1 and len(metrics["confusion_matrix"]) == 10
+    history = json.loads((out / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
+    model = load_model(out / "model.npz")
+    assert model.metadata["preset"] == "lenet" and model.metadata["input_shape"] == [1, 28, 28]
+
+
+def test_rerun_refuses_to_overwrite_and_resume_extends(tmp_path, synthetic_dir, capsys):
+    out = tmp_path / "run"
+    train(out, synthetic_dir)
+    before = (out / "model.npz").read_bytes()
+    capsys.readouterr()
+    assert train(out, synthetic_dir) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds a run" in err and "--resume" in err
+    assert (out / "model.npz").read_bytes() == before
+    assert train(out, synthetic_dir, "--resume", "--lr", "0.5") == 2
+    assert "these flags differ: --lr 0.5" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "lenet",
+                "--data",
+                str(synthetic_dir),
+                "--out",
+                str(out),
+                "--resume",
+                "--epochs",
+                "3",
+            ]
+        )
+        == 0
+    )
+    assert "resuming at epoch 3, step 0" in capsys.readouterr().out
+    assert len(json.loads((out / "history.json").read_text())) == 3
+    assert train(out, synthetic_dir, "--overwrite") == 0
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--preset", "nope"], "invalid choice: 'nope'"),
+        (["train", "--dataset", "cifar"], "invalid choice: 'cifar'"),
+        (["train", "--epochs", "0"], "must be a positive integer"),
+        (["train", "--batch-size", "-3"], "must be a positive integer"),
+        (["train", "--lr", "0"], "must be positive"),
+        (["train", "--val-split", "1.5"], r"must be in \[0, 1\)"),
+    ],
+)
+def test_bad_flags_exit_2_with_usage(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message.replace("[", "").split("\\")[0] in capsys.readouterr().err.replace("[", "")
+
+
+def test_missing_data_directory_and_files(tmp_path, synthetic_dir, capsys):
+    assert train(tmp_path / "a", tmp_path / "nowhere") == 2
+    assert "data directory does not exist" in capsys.readouterr().err
+    (synthetic_dir / "t10k-images-idx3-ubyte.gz").unlink()
+    assert train(tmp_path / "b", synthetic_dir) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("faltung: error: ") and err.count("\n") == 1
+    assert "missing t10k-images-idx3-ubyte" in err and "Traceback" not in err
+
+
+def test_corrupt_and_truncated_data_files(tmp_path, synthetic_dir, capsys):
+    path = synthetic_dir / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-12])
+    assert train(tmp_path / "a", synthetic_dir) == 2
+    err = capsys.readouterr().err
+    assert "train-labels-idx1-ubyte.gz" in err and "truncated" in err and err.count("\n") == 1
+
+
+def test_unwritable_output_directory(tmp_path, synthetic_dir, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert train(blocker / "out", synthetic_dir) == 2
+    assert (
+        "output directory" in capsys.readouterr().err and blocker.read_text() == "not a directory"
+    )
+
+
+def test_too_large_sizes_are_explained(tmp_path, synthetic_dir, capsys):
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(synthetic_dir),
+                "--out",
+                str(tmp_path / "x"),
+                "--train-size",
+                "5000",
+                "--epochs",
+                "1",
+            ]
+        )
+        == 2
+    )
+    assert "--train-size 5000 exceeds the 200 images available" in capsys.readouterr().err
+
+
+def test_evaluate_prints_accuracy_per_class_and_confusion(tmp_path, synthetic_dir, capsys):
+    train(tmp_path / "run", synthetic_dir)
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "run" / "model.npz"),
+                "--data",
+                str(synthetic_dir),
+                "--plot",
+                str(tmp_path / "cm.png"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "per-class accuracy" in out and "confusion matrix" in out
+    assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", b"\x93NUMPY junk"])
+def test_evaluate_rejects_files_that_are_not_models(tmp_path, content, capsys):
+    path = tmp_path / "m.npz"
+    path.write_bytes(content)
+    assert main(["evaluate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"faltung: error: {path}") and err.count("\n") == 1
+
+
+def test_evaluate_model_of_another_input_shape(tmp_path, synthetic_dir, capsys):
+    from faltung import Sequential
+    from faltung.io import save_model
+    from faltung.layers import Conv2D, Dense, Flatten
+
+    path = tmp_path / "rgb.npz"
+    save_model(Sequential([Conv2D(3, 2, 3), Flatten(), Dense(2 * 26 * 26, 10)], seed=0), path)
+    assert main(["evaluate", str(path), "--data", str(synthetic_dir)]) == 2
+    assert "expected 3 input channels" in capsys.readouterr().err
+
+
+def test_summary_and_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and "faltung 0.1.0" in capsys.readouterr().out
+
+
+def test_short_real_mnist_run(tmp_path, mnist_dir, capsys):
+    """One epoch on 2,000 real images must already classify most of 1,000 test digits."""
+    code = main(
+        [
+            "train",
+            "--preset",
+            "lenet",
+            "--data",
+            str(mnist_dir),
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--train-size",
+            "2000",
+            "--test-size",
+            "1000",
+            "--no-plots",
+        ]
+    )
+    assert code == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.85, metrics["test_accuracy"]
+    assert np.isclose(sum(map(sum, metrics["confusion_matrix"])), 10000)

@@ -1,0 +1,86 @@
+"""faltung predict: images of every kind, a clear message for each bad file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faltung.cli import main
+from faltung.images import ImageError, load_image
+from faltung.io import save_model
+from faltung.presets import lenet_network
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    path = tmp_path / "model.npz"
+    save_model(lenet_network(0), path, {"input_shape": [1, 28, 28], "classes": list("0123456789")})
+    return path
+
+
+def digit(size=(28, 28)):
+    image = np.zeros(size, np.uint8)
+    image[6:22, 12:16] = 255
+    return image
+
+
+def test_grey_colour_16bit_npy_and_resize(tmp_path):
+    Image.fromarray(digit()).save(tmp_path / "grey.png")
+    Image.fromarray(np.stack([digit()] * 3, axis=-1)).save(tmp_path / "rgb.png")
+    Image.fromarray(np.stack([digit()] * 3, axis=-1)).save(tmp_path / "rgb.jpg")
+    Image.fromarray(digit().astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    np.save(tmp_path / "a.npy", digit())
+    Image.fromarray(digit((56, 56))).save(tmp_path / "big.png")
+    reference = load_image(tmp_path / "grey.png")
+    assert reference.shape == (1, 28, 28) and reference.dtype == np.float32 and reference.max() == 1
+    np.testing.assert_allclose(load_image(tmp_path / "rgb.png"), reference, atol=1e-6)
+    np.testing.assert_allclose(load_image(tmp_path / "rgb.jpg"), reference, atol=0.2)  # lossy
+    np.testing.assert_allclose(load_image(tmp_path / "deep.png"), reference, atol=1e-6)
+    np.testing.assert_allclose(load_image(tmp_path / "a.npy"), reference)
+    with pytest.raises(
+        ImageError, match="image is 56x56 pixels, the model expects 28x28; pass --resize"
+    ):
+        load_image(tmp_path / "big.png")
+    assert load_image(tmp_path / "big.png", resize=True).shape == (1, 28, 28)
+    assert load_image(tmp_path / "grey.png", invert=True).min() == 0
+
+
+def test_bad_files_are_reported_and_the_rest_classified(tmp_path, model_path, capsys):
+    Image.fromarray(digit()).save(tmp_path / "good.png")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    (tmp_path / "folder").mkdir()
+    np.save(tmp_path / "stack.npy", np.zeros((3, 28, 28)))
+    np.save(tmp_path / "range.npy", np.full((28, 28), 7.0))
+    files = ["good.png", "corrupt.png", "folder", "missing.png", "stack.npy", "range.npy"]
+    code = main(["predict", str(model_path), *[str(tmp_path / f) for f in files], "--top", "2"])
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 1 and out.startswith(f"{tmp_path / 'good.png'}: ")
+    assert "(" in out and out.count(",") == 1  # two classes with probabilities
+    for expected in (
+        "corrupt.png: not a readable image",
+        "folder: is a directory",
+        "missing.png: no such file",
+        "stack.npy: expected one grey image",
+        "range.npy: float images must hold finite values in [0, 1]",
+        "5 of 6 files could not be classified",
+    ):
+        assert expected in err, expected
+
+
+def test_many_files_are_processed_in_chunks(tmp_path, model_path, capsys):
+    paths = []
+    for i in range(700):
+        path = tmp_path / f"{i}.npy"
+        np.save(path, digit())
+        paths.append(str(path))
+    assert main(["predict", str(model_path), *paths, "--batch-size", "128"]) == 0
+    assert capsys.readouterr().out.count("\n") == 700
+
+
+def test_predict_with_a_file_that_is_not_a_model(tmp_path, capsys):
+    bogus = tmp_path / "x.npz"
+    np.savez(bogus, a=np.zeros(3))
+    assert main(["predict", str(bogus), "whatever.png"]) == 2
+    assert "not a faltung file" in capsys.readouterr().err
