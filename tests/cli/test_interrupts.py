@@ -112,7 +112,7 @@ def test_ctrl_c_saves_says_how_to_resume_and_resume_is_bit_exact(tmp_path, strai
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "interrupted at epoch" in lines[0]
     assert "continue with --resume" in lines[0] and "Traceback" not in err
-    code, stdout, err = finish(start(tmp_path, out, "--resume"))
+    code, _, err = finish(start(tmp_path, out, "--resume"))
     assert code == 0, err
     assert_same(out, straight)
 
