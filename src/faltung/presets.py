@@ -87,7 +87,7 @@ PRESETS: dict[str, Preset] = {
         "all 60,000 images, ReLU + dropout, Adam with cosine decay, batch 64",
         lenet_network,
         {
-            "epochs": 8,
+            "epochs": 4,
             "batch_size": 64,
             "optimizer": "adam",
             "lr": 2e-3,
