@@ -11,6 +11,8 @@ Padding2D = tuple[IntPair, IntPair]
 
 def pair(value: int | Sequence[int], name: str) -> IntPair:
     """Turn ``3`` or ``(3, 5)`` into ``(3, 5)``-style pairs, rejecting anything else."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        return value  # already normalised: the hot path of every layer call
     if isinstance(value, (int,)) and not isinstance(value, bool):
         result = (int(value), int(value))
     elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:

@@ -53,10 +53,15 @@ class Dense(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         if self._x is None:
             raise self._fail("backward called without a forward pass in training mode")
-        self.grads["weight"] = dy.T @ self._x
+        weight = self.params["weight"]
+        dweight = self.grads.get("weight")
+        if dweight is None or dweight.shape != weight.shape or dweight.dtype != dy.dtype:
+            dweight = np.empty(weight.shape, dy.dtype)
+        # Written in place: a fresh weight-sized array every step costs page faults.
+        self.grads["weight"] = np.matmul(dy.T, self._x, out=dweight)
         if self.has_bias:
-            self.grads["bias"] = dy.sum(axis=0)
-        return dy @ self.params["weight"] if self.needs_input_grad else None
+            self.grads["bias"] = np.ones(len(dy), dy.dtype) @ dy
+        return dy @ weight if self.needs_input_grad else None
 
     def config(self) -> dict[str, Any]:
         return {

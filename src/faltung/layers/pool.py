@@ -26,15 +26,15 @@ class _Pool2D(Layer):
         )
         self._cache: Any = None
 
-    def _check(self, x: np.ndarray) -> None:
+    def _pool(self, kernel, x: np.ndarray, *args: Any) -> np.ndarray:
+        """Run a pooling kernel; its geometry errors come back naming this layer."""
         self._check_input(x, 4)
         try:
-            F.pool_geometry(x, self.kernel_size, self.stride, self.padding)
+            y, cache = kernel(x, *args, self.kernel_size, self.stride, self.padding)
         except ValueError as error:
             raise self._fail(f"{error} (input shape {x.shape})") from None
-
-    def _keep(self, cache: Any) -> None:
         self._cache = cache if self.training else None
+        return y
 
     def _cached(self) -> Any:
         if self._cache is None:
@@ -53,10 +53,7 @@ class MaxPool2D(_Pool2D):
     """Maximum over each window; stride defaults to the kernel size (PyTorch's convention)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._check(x)
-        y, cache = F.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
-        self._keep(cache)
-        return y
+        return self._pool(F.max_pool2d_forward, x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return F.max_pool2d_backward(dy, self._cached())
@@ -66,10 +63,7 @@ class AvgPool2D(_Pool2D):
     """Mean over each window; zero padding counts towards the mean (PyTorch's default)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._check(x)
-        y, cache = F.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
-        self._keep(cache)
-        return y
+        return self._pool(F.avg_pool2d_forward, x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return F.avg_pool2d_backward(dy, self._cached())
@@ -94,10 +88,7 @@ class LpPool2D(_Pool2D):
         self.p = float(p)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._check(x)
-        y, cache = F.lp_pool2d_forward(x, self.p, self.kernel_size, self.stride, self.padding)
-        self._keep(cache)
-        return y
+        return self._pool(F.lp_pool2d_forward, x, self.p)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return F.lp_pool2d_backward(dy, self._cached())
