@@ -143,3 +143,12 @@ def test_float64_model_round_trips_with_its_dtype(tmp_path):
     model = small_model().astype(np.float64)
     loaded = load_model(save_model(model, tmp_path / "m.npz"))
     assert loaded.dtype == np.float64
+
+
+def test_large_eval_batches_run_in_chunks_with_the_same_result():
+    model = small_model().eval()
+    x = np.random.default_rng(0).standard_normal((300, 1, 8, 8)).astype(np.float32)
+    model.inference_chunk = 64
+    chunked = model(x)
+    model.inference_chunk = 10_000
+    np.testing.assert_allclose(chunked, model(x), rtol=1e-5, atol=1e-6)

@@ -50,12 +50,22 @@ class Sequential:
             self.initialize(seed)
 
     # -- running -------------------------------------------------------------------------
+    # In eval mode large batches run in chunks of this many images: each chunk's
+    # activations stay in cache from one layer to the next (inference keeps no state).
+    inference_chunk = 128
+
     def forward(self, x: np.ndarray) -> np.ndarray:
+        if not self.training and len(x) > 2 * self.inference_chunk:
+            step = self.inference_chunk
+            return np.concatenate([self._forward(x[i : i + step]) for i in range(0, len(x), step)])
+        return self._forward(x)
+
+    __call__ = forward
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         for layer in self.layers.values():
             x = layer.forward(x)
         return x
-
-    __call__ = forward
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         """Back-propagate ``dy`` through every layer, filling each layer's ``grads``."""
