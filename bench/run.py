@@ -5,9 +5,10 @@
     python -m bench.run --profile       # where a training step spends its time, per layer
     python -m bench.run --quick         # fewer points, for a smoke test
 
-Each figure is measured at least 3 times (``--repeats``); min and median are reported, and
-ours and PyTorch's are measured in alternation so that the machine's drift (about 25%
-over tens of seconds here) hits both alike. Only ratios from the same run are meaningful.
+Each figure is measured at least 3 times (``--repeats``), each time as the median call
+over at least ``--seconds``; the min, median and max of the repeats are reported. Ours and
+PyTorch's are measured in alternation so that the machine's drift (about 25% over tens of
+seconds here) hits both alike. Only ratios from the same run are meaningful.
 """
 
 from __future__ import annotations
@@ -69,15 +70,20 @@ def make_call(factory, preset: str, mode: str, x: np.ndarray, y: np.ndarray) -> 
 
 
 def timed(fn: Callable[[], None], min_seconds: float) -> float:
-    """Seconds per call of ``fn``, averaged over as many calls as fill ``min_seconds``."""
+    """Typical seconds per call of ``fn``: the median of calls filling ``min_seconds``.
+
+    The median, not the mean, because this shared machine's interference comes in spikes
+    that would otherwise decide the figure; both frameworks are measured the same way.
+    """
     fn()  # warm-up: first-touch page faults, BLAS buffers
-    calls, start = 0, time.perf_counter()
+    times: list[float] = []
+    start = time.perf_counter()
     while True:
+        began = time.perf_counter()
         fn()
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            return elapsed / calls
+        times.append(time.perf_counter() - began)
+        if time.perf_counter() - start >= min_seconds and len(times) >= 3:
+            return statistics.median(times)
 
 
 def throughput_pair(
