@@ -6,51 +6,46 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sigmoid
+from .layers import Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU, Sigmoid
 from .model import Sequential
 
 
+def lenet_trunk() -> list[tuple[str, Layer]]:
+    """The article's convolutional stack: conv 20@5x5 + ReLU, pool, conv 50@5x5 + ReLU, pool."""
+    return [
+        ("conv1", Conv2D(1, 20, 5)),
+        ("relu1", ReLU()),
+        ("pool1", MaxPool2D(2, 2)),
+        ("conv2", Conv2D(20, 50, 5)),
+        ("relu2", ReLU()),
+        ("pool2", MaxPool2D(2, 2)),
+        ("flatten", Flatten()),
+    ]
+
+
 def article_network(seed: int) -> Sequential:
-    """The article's LeNet: conv 20@5x5 -> pool -> conv 50@5x5 -> pool -> 500 sigmoid -> 10.
+    """The article's LeNet: the trunk, then 800 -> 500 with a sigmoid, then 500 -> 10.
 
     The final softmax lives in the loss (SoftmaxCrossEntropy), fused for stability;
     ``predict_proba`` applies it for probabilities.
     """
-    return Sequential(
-        [
-            ("conv1", Conv2D(1, 20, 5)),
-            ("relu1", ReLU()),
-            ("pool1", MaxPool2D(2, 2)),
-            ("conv2", Conv2D(20, 50, 5)),
-            ("relu2", ReLU()),
-            ("pool2", MaxPool2D(2, 2)),
-            ("flatten", Flatten()),
-            ("fc1", Dense(800, 500, weight_init="glorot_uniform")),
-            ("sigmoid", Sigmoid()),
-            ("fc2", Dense(500, 10, weight_init="glorot_uniform")),
-        ],
-        seed=seed,
-    )
+    head = [
+        ("fc1", Dense(800, 500, weight_init="glorot_uniform")),
+        ("sigmoid", Sigmoid()),
+        ("fc2", Dense(500, 10, weight_init="glorot_uniform")),
+    ]
+    return Sequential(lenet_trunk() + head, seed=seed)
 
 
 def lenet_network(seed: int) -> Sequential:
-    """The same convolutional stack with ReLU throughout and dropout before the classifier."""
-    return Sequential(
-        [
-            ("conv1", Conv2D(1, 20, 5)),
-            ("relu1", ReLU()),
-            ("pool1", MaxPool2D(2, 2)),
-            ("conv2", Conv2D(20, 50, 5)),
-            ("relu2", ReLU()),
-            ("pool2", MaxPool2D(2, 2)),
-            ("flatten", Flatten()),
-            ("fc1", Dense(800, 500)),
-            ("relu3", ReLU()),
-            ("dropout", Dropout(0.5)),
-            ("fc2", Dense(500, 10, weight_init="glorot_uniform")),
-        ],
-        seed=seed,
-    )
+    """The same trunk with ReLU in the classifier and dropout before its last layer."""
+    head = [
+        ("fc1", Dense(800, 500)),
+        ("relu3", ReLU()),
+        ("dropout", Dropout(0.5)),
+        ("fc2", Dense(500, 10, weight_init="glorot_uniform")),
+    ]
+    return Sequential(lenet_trunk() + head, seed=seed)
 
 
 @dataclass(frozen=True)

@@ -27,37 +27,35 @@ def _save(fig, path: Path) -> None:
         fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
 
 
+def _line_plot(plt, epochs, series, ylabel: str, title: str, path: Path) -> Path:
+    """One figure of per-epoch curves; ``series`` maps a label to its values (or Nones)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, values in series.items():
+        if any(v is not None for v in values):
+            ax.plot(epochs, values, marker="o", markersize=3, label=label)
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
 def plot_history(history: History, directory: str | Path) -> list[Path]:
     """loss.png (the article's figure: loss per epoch) and accuracy.png. [] without matplotlib."""
     plt = _pyplot()
     if plt is None or not history.rows:
         return []
-    directory = Path(directory)
-    epochs = history.column("epoch")
-    written = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, history.column("loss"), marker="o", markersize=3, label="training loss")
-    if any(v is not None for v in history.column("test_loss")):
-        ax.plot(epochs, history.column("test_loss"), marker="s", markersize=3, label="test loss")
-    ax.set(xlabel="epoch", ylabel="cross-entropy", title="Loss per epoch")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    _save(fig, directory / "loss.png")
-    plt.close(fig)
-    written.append(directory / "loss.png")
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("train_acc", "train"), ("val_acc", "validation"), ("test_acc", "test")):
-        values = history.column(key)
-        if any(v is not None for v in values):
-            ax.plot(epochs, values, marker="o", markersize=3, label=label)
-    ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy per epoch")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    _save(fig, directory / "accuracy.png")
-    plt.close(fig)
-    written.append(directory / "accuracy.png")
-    return written
+    directory, epochs, column = Path(directory), history.column("epoch"), history.column
+    return [
+        _line_plot(plt, epochs,
+                   {"training loss": column("loss"), "test loss": column("test_loss")},
+                   "cross-entropy", "Loss per epoch", directory / "loss.png"),
+        _line_plot(plt, epochs,
+                   {"train": column("train_acc"), "validation": column("val_acc"),
+                    "test": column("test_acc")},
+                   "accuracy", "Accuracy per epoch", directory / "accuracy.png"),
+    ]  # fmt: skip
 
 
 def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Path) -> Path | None:
