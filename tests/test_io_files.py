@@ -53,6 +53,8 @@ def header_edit(**fields):
         (lambda a: a.update({HEADER_KEY: np.frombuffer(b"{not json", np.uint8)}), "corrupt header"),
         (header_edit(format="something-else"), "expected a faltung-model file"),
         (header_edit(format_version=99), "version 99"),
+        (header_edit(faltung_version="99.0.0"), "newer than this faltung .*; upgrade faltung"),
+        (header_edit(faltung_version=None), "no valid faltung version"),
         (header_edit(architecture=[{"name": "x", "type": "Evil", "args": {}}]), "cannot rebuild"),
         (header_edit(architecture=[{"name": "c", "type": "Conv2D",
                                     "args": {"in_channels": 1, "out_channels": 2,
@@ -63,7 +65,7 @@ def header_edit(**fields):
         (lambda a: a.update({"0.weight": a["0.weight"] * np.nan}), "NaN"),
         (lambda a: a.update({"0.weight": np.array(["text"])}), "0.weight"),
     ],
-    ids=["no-header", "bad-json", "format", "version", "unknown-layer", "bad-args", "missing",
+    ids=["no-header", "bad-json", "format", "version", "newer-faltung", "no-faltung-version", "unknown-layer", "bad-args", "missing",
          "shape", "dtype", "nan", "text-array"],
 )  # fmt: skip
 def test_tampered_files_are_refused_with_a_reason(tmp_path, valid_bytes, change, message):

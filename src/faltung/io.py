@@ -79,7 +79,20 @@ def read_archive(
         )
     if not isinstance(header.get("architecture"), list):
         raise ModelFileError(f"{path}: header has no architecture")
+    written_by = header.get("faltung_version")
+    if not isinstance(written_by, str) or _version_tuple(written_by) is None:
+        raise ModelFileError(f"{path}: header records no valid faltung version ({written_by!r})")
+    if _version_tuple(written_by) > _version_tuple(__version__):
+        raise ModelFileError(
+            f"{path}: written by faltung {written_by}, newer than this faltung {__version__}; "
+            f"upgrade faltung to read it"
+        )
     return header, arrays
+
+
+def _version_tuple(version: str) -> tuple[int, ...] | None:
+    parts = version.split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
 
 
 def file_header(kind: str, model: Sequential, **fields: Any) -> dict[str, Any]:
