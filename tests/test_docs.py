@@ -29,7 +29,7 @@ def test_readme_names_only_flags_that_exist():
     for sub in parser._subparsers._group_actions[0].choices.values():
         known |= {opt for action in sub._actions for opt in action.option_strings}
     for script in (README.parent / "bench").glob("*.py"):  # python -m bench.* options
-        known |= set(re.findall(r'add_argument\("(--[a-z-]+)"', script.read_text()))
+        known |= set(re.findall(r'add_argument\(\s*"(--[a-z-]+)"', script.read_text()))
     mentioned = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", README.read_text()))
     assert mentioned - known == set(), mentioned - known
 
