@@ -30,7 +30,7 @@ import numpy as np
 
 from faltung import __version__
 from faltung.losses import SoftmaxCrossEntropy
-from faltung.model import count_flops
+from faltung.model import count_flops, training_step_flops
 from faltung.optim import SGD
 from faltung.presets import PRESETS
 
@@ -236,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for preset in presets:
-        flops = sum(count_flops(PRESETS[preset].build(0), INPUT).values())
-        step_flops = 3 * flops - next(iter(count_flops(PRESETS[preset].build(0), INPUT).values()))
+        layer_flops = count_flops(PRESETS[preset].build(0), INPUT)
+        flops, step_flops = sum(layer_flops.values()), training_step_flops(layer_flops)
         for mode, batches in (("train", train_batches), ("infer", infer_batches)):
             for batch in batches:
                 x, y = data(batch)

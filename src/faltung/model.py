@@ -204,19 +204,24 @@ class Sequential:
                 raise ValueError(f"cannot rebuild layer from {entry!r}: {error}") from None
         return cls(layers)
 
-    def summary(self, input_shape: tuple[int, ...]) -> str:
-        """A table of each layer's output shape and parameter count, from a dry run."""
+    def dry_run(self, input_shape: tuple[int, ...]) -> Iterator[tuple[str, Layer, np.ndarray]]:
+        """(name, layer, output) for one zero image through each layer, in eval mode."""
         was_training = self.training
         self.eval()
         x = np.zeros((1, *input_shape), np.float32)
-        rows = [("Layer", "Type", "Output shape", "Params")]
         try:
             for name, layer in self.layers.items():
                 x = layer.forward(x)
-                count = sum(v.size for v in layer.params.values())
-                rows.append((name, type(layer).__name__, _shape_text(x.shape), f"{count:,}"))
+                yield name, layer, x
         finally:
             self.train(was_training)
+
+    def summary(self, input_shape: tuple[int, ...]) -> str:
+        """A table of each layer's output shape and parameter count, from a dry run."""
+        rows = [("Layer", "Type", "Output shape", "Params")]
+        for name, layer, y in self.dry_run(input_shape):
+            count = sum(v.size for v in layer.params.values())
+            rows.append((name, type(layer).__name__, _shape_text(y.shape), f"{count:,}"))
         total = self.num_parameters()
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         line = "-" * (sum(widths) + 6)
@@ -256,18 +261,18 @@ def count_flops(model: Sequential, input_shape: tuple[int, ...]) -> dict[str, in
     from .layers import Conv2D, Dense
 
     flops: dict[str, int] = {}
-    was_training = model.training
-    model.eval()
-    x = np.zeros((1, *input_shape), np.float32)
-    try:
-        for name, layer in model.layers.items():
-            y = layer.forward(x)
-            if isinstance(layer, Conv2D):
-                k = math.prod(layer.params["weight"].shape[1:])
-                flops[name] = 2 * k * y.size
-            elif isinstance(layer, Dense):
-                flops[name] = 2 * layer.in_features * layer.out_features
-            x = y
-    finally:
-        model.train(was_training)
+    for name, layer, y in model.dry_run(input_shape):
+        if isinstance(layer, Conv2D):
+            flops[name] = 2 * math.prod(layer.params["weight"].shape[1:]) * y.size
+        elif isinstance(layer, Dense):
+            flops[name] = 2 * layer.in_features * layer.out_features
     return flops
+
+
+def training_step_flops(flops: dict[str, int]) -> int:
+    """FLOPs per image of a training step, from :func:`count_flops`.
+
+    Backward costs two forwards (input and weight gradients), less the first layer's input
+    gradient, which nobody needs.
+    """
+    return 3 * sum(flops.values()) - next(iter(flops.values()), 0)

@@ -11,7 +11,7 @@ from ..datasets import load_dataset
 from ..functional.activations import softmax
 from ..images import ImageError, load_image
 from ..io import load_model
-from ..model import count_flops
+from ..model import count_flops, training_step_flops
 from ..presets import get_preset
 from ..train import evaluate
 from ..viz import plot_confusion
@@ -88,10 +88,7 @@ def run_summary(args: argparse.Namespace) -> int:
     print(f"preset {preset.name}: {preset.description}")
     print(model.summary((1, 28, 28)))
     flops = count_flops(model, (1, 28, 28))
-    total = sum(flops.values())
-    # Backward costs two forwards (input and weight gradients), less the first layer's
-    # input gradient, which nobody needs.
-    step = 3 * total - next(iter(flops.values()), 0)
+    total, step = sum(flops.values()), training_step_flops(flops)
     print(
         f"forward FLOPs per image: {total / 1e6:.2f} M ("
         + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in flops.items())
