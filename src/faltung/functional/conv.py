@@ -6,10 +6,17 @@ gathered once into an im2col matrix whose rows are contiguous runs of channels, 
 multiplied by the weight matrix in one GEMM per group. The GEMM's (N*Ho*Wo, O) result is
 the NHWC output buffer itself, returned as an NCHW view: no transpose anywhere.
 
-Backward: the weight gradient is one GEMM with the cached im2col matrix; the input gradient
-is the transposed GEMM followed by col2im, which loops over the kh*kw kernel offsets only,
-each iteration adding a whole strided slab (no loop over batch items or pixels, no
-``np.add.at``).
+Backward: the weight gradient is one GEMM with the cached im2col matrix. The input gradient
+has two vectorised forms (no loop over batch items or pixels, no ``np.add.at``):
+
+- per kernel offset: kh*kw GEMMs dY @ W_k, then col2im adds each offset's strided slab.
+  The general form (any stride, groups), and the fastest for large batches.
+- row windows, for stride 1 without groups: dx is the full correlation of dY with the
+  flipped kernel. Its windows are gathered along the width only (kw*O contiguous values
+  each, like the forward's im2col), one GEMM covers all kernel columns and kernel rows
+  at once, and kh shifted adds finish the height. It does (Wo + kw - 1)/Wo times the
+  multiply-adds but one BLAS call instead of kh*kw and kh adds instead of kh*kw, which
+  wins when batches are small (the article's batch of 5: 0.70 -> 0.45 ms for conv2's dx).
 """
 
 from __future__ import annotations
@@ -193,6 +200,10 @@ def conv2d_backward(
     if not need_input_grad:
         return None, dweight, dbias
 
+    if groups == 1 and stride == (1, 1) and rows <= ROW_WINDOW_MAX_ROWS:
+        dxp = _input_grad_row_windows(dy, w_mat[0], input_shape, weight_shape, dilation)
+        return crop_padding(dxp, pads), dweight, dbias
+
     # One GEMM per kernel offset, batched: parts[k] = dY @ W_k is the (N*Ho*Wo, C) gradient
     # that offset k sends back, contiguous, so col2im adds long contiguous rows.
     k_offsets = kh * kw
@@ -206,6 +217,53 @@ def conv2d_backward(
     padded = (n, c, h + sum(pads[0]), w + sum(pads[1]))
     dxp = col2im(parts.reshape(kh, kw, n, out_h, out_w, c), padded, stride, dilation)
     return crop_padding(dxp, pads), dweight, dbias
+
+
+# Up to this many output pixels (N*Ho*Wo) the row-window input gradient is used. Measured
+# on whole LeNet training steps here (conv2: 8x8 outputs, 5x5 kernel): 7% faster steps at
+# batch 5 (320 rows), even at batch 16 and 32, 6-8% slower at batch 64 and 256, where the
+# per-offset GEMMs are large enough to run at speed and the extra multiply-adds dominate.
+ROW_WINDOW_MAX_ROWS = 1024
+
+
+def _input_grad_row_windows(
+    dy: np.ndarray,
+    w_mat: np.ndarray,
+    input_shape: tuple[int, int, int, int],
+    weight_shape: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+) -> np.ndarray:
+    """Padded-input gradient of a stride-1 convolution, channels-last, as (N, C, Hp, Wp).
+
+    dx[n, h, w, c] = sum over (i, j, o) of dy[n, h - dh*i, w - dw*j, o] * W[o, c, i, j].
+    Along the width this is a correlation with the flipped kernel row: dY padded by
+    dw*(kw - 1) on both sides is viewed as width windows (n, ho, w, t, o) reading column
+    w + dw*t, so t = kw - 1 - j. One GEMM with the weight arranged as ((t, o), (i, c))
+    gives every kernel row's contribution g[n, ho, w, i, c]; row i lands on h = ho + dh*i.
+    """
+    n, c = input_shape[:2]
+    out_channels, _, kh, kw = weight_shape
+    _, _, out_h, out_w = dy.shape
+    dh, dw = dilation
+    padded_h, padded_w = out_h + dh * (kh - 1), out_w + dw * (kw - 1)
+    margin = dw * (kw - 1)
+    dy_padded = np.zeros((n, out_h, out_w + 2 * margin, out_channels), dy.dtype)
+    dy_padded[:, :, margin : margin + out_w] = dy.transpose(0, 2, 3, 1)
+    s_n, s_h, s_w, s_o = dy_padded.strides
+    windows = as_strided(
+        dy_padded,
+        shape=(n, out_h, padded_w, kw, out_channels),
+        strides=(s_n, s_h, s_w, s_w * dw, s_o),
+        writeable=False,
+    )
+    rows = windows.reshape(n * out_h * padded_w, kw * out_channels)
+    # w_mat is (O, (i, j, c)); flip j and order as ((t, o), (i, c)).
+    w_rows = w_mat.reshape(out_channels, kh, kw, c)[:, :, ::-1, :].transpose(2, 0, 1, 3)
+    g = (rows @ w_rows.reshape(kw * out_channels, kh * c)).reshape(n, out_h, padded_w, kh, c)
+    grad = np.zeros((n, padded_h, padded_w, c), dy.dtype)
+    for i in range(kh):
+        grad[:, i * dh : i * dh + out_h] += g[:, :, :, i]
+    return grad.transpose(0, 3, 1, 2)
 
 
 def col2im(
