@@ -11,11 +11,11 @@ def build(preset: str, threads: int):
     head = [nn.Sigmoid()] if preset == "article" else [nn.ReLU(), nn.Dropout(0.5)]
     return nn.Sequential(
         nn.Conv2d(1, 20, 5),
-        nn.ReLU(),
         nn.MaxPool2d(2, 2),
+        nn.ReLU(),
         nn.Conv2d(20, 50, 5),
-        nn.ReLU(),
         nn.MaxPool2d(2, 2),
+        nn.ReLU(),
         nn.Flatten(),
         nn.Linear(800, 500),
         *head,

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from faltung.functional._shapes import resolve_padding
 from faltung.functional import conv as conv_module
+from faltung.functional._shapes import resolve_padding
 from faltung.functional.conv import conv2d_backward, conv2d_forward
 
 from ..reference import conv2d_naive
