@@ -247,8 +247,7 @@ def _input_grad_row_windows(
     dh, dw = dilation
     padded_h, padded_w = out_h + dh * (kh - 1), out_w + dw * (kw - 1)
     margin = dw * (kw - 1)
-    dy_padded = np.zeros((n, out_h, out_w + 2 * margin, out_channels), dy.dtype)
-    dy_padded[:, :, margin : margin + out_w] = dy.transpose(0, 2, 3, 1)
+    dy_padded = pad_nchw(dy, ((0, 0), (margin, margin))).transpose(0, 2, 3, 1)  # NHWC view
     s_n, s_h, s_w, s_o = dy_padded.strides
     windows = as_strided(
         dy_padded,
