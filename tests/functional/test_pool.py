@@ -89,9 +89,17 @@ def test_overlapping_max_pool_accumulates_shared_winners():
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 6, 8), (2, 3, 5, 7), (1, 4, 3, 3)])
-def test_separable_2x2_path_matches_the_general_path_exactly(rng, shape):
-    """Channels-last 2x2/2 pooling takes the separable path; NCHW memory the general one."""
-    x = np.round(rng.standard_normal(shape), 1)  # rounding creates ties on purpose
+@pytest.mark.parametrize("values", ["rounded", "three levels"])
+def test_separable_2x2_path_matches_the_general_path_exactly(rng, shape, values):
+    """Channels-last 2x2/2 pooling takes the separable path; NCHW memory the general one.
+
+    Both inputs create ties on purpose; with three levels most windows have a tied maximum,
+    so a wrong tie rule at either stage of the separable path sends gradients elsewhere.
+    """
+    if values == "rounded":
+        x = np.round(rng.standard_normal(shape), 1)
+    else:
+        x = rng.integers(-1, 2, shape).astype(np.float64)
     x_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     y_general, cache_general = F.max_pool2d_forward(x, 2)
     y_fast, cache_fast = F.max_pool2d_forward(x_last, 2)
