@@ -11,11 +11,11 @@ from .model import Sequential
 
 
 def lenet_trunk() -> list[tuple[str, Layer]]:
-    """The article's convolutional stack: conv 20@5x5, ReLU, 2x2 max pool, conv 50@5x5, ReLU, pool.
+    """The article's convolutional stack: conv 20@5x5, 2x2 max pool, ReLU, conv 50@5x5, pool, ReLU.
 
-    Each ReLU runs after its pooling, as in PyTorch's MNIST example: ReLU is monotone, so
-    max pooling and ReLU commute, outputs and gradients included (tested), and the ReLU
-    then touches a quarter of the data.
+    The article applies each ReLU before its pooling; here it runs after, as in PyTorch's
+    MNIST example. ReLU is monotone, so max pooling and ReLU commute, outputs and gradients
+    included (tested), and the ReLU then touches a quarter of the data.
     """
     return [
         ("conv1", Conv2D(1, 20, 5)),
