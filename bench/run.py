@@ -30,7 +30,7 @@ import numpy as np
 
 from faltung import __version__
 from faltung.losses import SoftmaxCrossEntropy
-from faltung.model import count_flops, training_step_flops
+from faltung.summary import count_flops, training_step_flops
 from faltung.optim import SGD
 from faltung.presets import PRESETS
 

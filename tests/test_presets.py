@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
+from faltung.datasets import load_dataset
 from faltung.layers import MaxPool2D, ReLU
+from faltung.losses import SoftmaxCrossEntropy
 from faltung.model import Sequential
-from faltung.presets import PRESETS, lenet_trunk
+from faltung.optim import SGD
+from faltung.presets import PRESETS
+from faltung.train import Trainer
 
 
 def _pool_relu_pair(first: str) -> Sequential:
@@ -39,10 +45,45 @@ def test_relu_after_pooling_equals_relu_before_it_with_ties(layout):
     np.testing.assert_array_equal(results["pool"][1], results["relu"][1])
 
 
-def test_trunk_pools_before_each_relu():
-    names = [name for name, _ in lenet_trunk()]
-    assert names.index("pool1") + 1 == names.index("relu1")
-    assert names.index("pool2") + 1 == names.index("relu2")
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_preset_computes_the_articles_layer_order(preset):
+    """Each preset equals, outputs and gradients, the same weights in the article's order:
+    every ReLU directly after its convolution, before the pooling."""
+    model = PRESETS[preset].build(0)
+    names = list(model.layers)
+    article_order = list(names)
+    for name in names:
+        if isinstance(model[name], ReLU) and isinstance(
+            model[names[names.index(name) - 1]], MaxPool2D
+        ):
+            i = article_order.index(name)
+            article_order[i - 1], article_order[i] = article_order[i], article_order[i - 1]
+    other = Sequential([(name, copy.deepcopy(model[name])) for name in article_order])
+    x = np.random.default_rng(1).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    for network in (model, other):
+        network.eval(keep_cache=True)  # dropout off: the same function, with gradients
+    np.testing.assert_array_equal(model.forward(x), other.forward(x))
+    dy = np.random.default_rng(2).standard_normal((3, 10)).astype(np.float32)
+    model.backward(dy.copy()), other.backward(dy.copy())
+    for p, q in zip(model.parameters(), other.parameters()):
+        np.testing.assert_array_equal(p.grad, q.grad, err_msg=p.name)
+
+
+def test_article_preset_trains_alike_on_the_reference_kernels(mnist_dir):
+    """One epoch of the article's run (10,000 images, batch 5, SGD with L2) on the plain
+    kernels of the article's way ends on the same loss as on the fast kernels."""
+    data = load_dataset("mnist", mnist_dir)
+    index = np.sort(np.random.default_rng(0).choice(len(data.train_images), 10_000, False))
+    x, y = data.train_images[index], data.train_labels[index]
+    losses = {}
+    for kernels in ("fast", "reference"):
+        model = PRESETS["article"].build(0).use_kernels(kernels)
+        optimizer = SGD(model.parameters(), lr=0.005, weight_decay=1e-4)
+        loss = SoftmaxCrossEntropy(kernels=kernels)
+        trainer = Trainer(model, loss, optimizer, (x, y), epochs=1, batch_size=5, seed=0)
+        losses[kernels] = trainer.fit().last["loss"]
+    assert losses["fast"] < 1.0  # it learned something: the comparison is not vacuous
+    np.testing.assert_allclose(losses["reference"], losses["fast"], rtol=1e-5)
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))

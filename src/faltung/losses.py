@@ -1,15 +1,22 @@
-"""Loss objects: ``forward(prediction, target) -> float`` then ``backward() -> dprediction``."""
+"""Loss objects: ``forward(prediction, target) -> float`` then ``backward() -> dprediction``.
+
+They check their arguments and call a kernel pair from ``faltung.functional`` (the fast
+set, or the reference set with ``kernels="reference"``).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from .functional.losses import mean_squared_error, softmax_cross_entropy
+from .functional import kernel_set
 
 
 class Loss:
-    def __init__(self) -> None:
-        self._grad: np.ndarray | None = None
+    def __init__(self, kernels: str = "fast") -> None:
+        self.kernels = kernel_set(kernels)
+        self._cache: Any = None
 
     def forward(self, prediction: np.ndarray, target: np.ndarray) -> float:
         raise NotImplementedError
@@ -17,11 +24,14 @@ class Loss:
     def __call__(self, prediction: np.ndarray, target: np.ndarray) -> float:
         return self.forward(prediction, target)
 
-    def backward(self) -> np.ndarray:
+    def backward(self, dloss: float = 1.0) -> np.ndarray:
         """Gradient of the last loss with respect to the prediction."""
-        if self._grad is None:
+        if self._cache is None:
             raise ValueError(f"{type(self).__name__}: backward called before forward")
-        return self._grad
+        return self._backward(dloss, self._cache)
+
+    def _backward(self, dloss: float, cache: Any) -> np.ndarray:
+        raise NotImplementedError
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -31,8 +41,8 @@ class SoftmaxCrossEntropy(Loss):
     The loss is the mean over the batch, as the article's cross-entropy.
     """
 
-    def __init__(self, label_smoothing: float = 0.0) -> None:
-        super().__init__()
+    def __init__(self, label_smoothing: float = 0.0, kernels: str = "fast") -> None:
+        super().__init__(kernels)
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = label_smoothing
@@ -63,8 +73,13 @@ class SoftmaxCrossEntropy(Loss):
                 f"SoftmaxCrossEntropy: targets {target.shape} do not match "
                 f"logits {prediction.shape}"
             )
-        loss, self._grad = softmax_cross_entropy(prediction, target, self.label_smoothing)
+        loss, self._cache = self.kernels.softmax_cross_entropy_forward(
+            prediction, target, self.label_smoothing
+        )
         return loss
+
+    def _backward(self, dloss: float, cache: Any) -> np.ndarray:
+        return self.kernels.softmax_cross_entropy_backward(dloss, cache)
 
 
 class MSELoss(Loss):
@@ -74,5 +89,8 @@ class MSELoss(Loss):
         target = np.asarray(target)
         if target.shape != prediction.shape:
             raise ValueError(f"MSELoss: target {target.shape} does not match {prediction.shape}")
-        loss, self._grad = mean_squared_error(prediction, target)
+        loss, self._cache = self.kernels.mse_forward(prediction, target)
         return loss
+
+    def _backward(self, dloss: float, cache: Any) -> np.ndarray:
+        return self.kernels.mse_backward(dloss, cache)

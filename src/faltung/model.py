@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from .functional.activations import softmax
+from .functional import softmax
 from .init import as_generator
-from .layers import LAYER_TYPES, Layer
-from .optim import Parameter
+from .layers import LAYER_TYPES, Layer, Parameter
+from .summary import summary
 
 
 class Sequential:
@@ -30,7 +29,10 @@ class Sequential:
         self,
         layers: Iterable[Layer | tuple[str, Layer]] | Mapping[str, Layer],
         seed: int | np.random.Generator | None = None,
+        kernels: str = "fast",
     ) -> None:
+        """``kernels='reference'`` computes with the plain kernels of the article's way
+        (``faltung.functional.reference``) instead of the fast ones: same numbers, slower."""
         items = layers.items() if isinstance(layers, Mapping) else layers
         self.layers: dict[str, Layer] = {}
         for index, item in enumerate(items):
@@ -45,20 +47,24 @@ class Sequential:
             raise ValueError("Sequential needs at least one layer")
         first = next(iter(self.layers.values()))
         first.needs_input_grad = False
-        self.training = True
+        self.training, self.keep_cache = True, False
+        self.use_kernels(kernels)
         if seed is not None:
             self.initialize(seed)
 
     # -- running -------------------------------------------------------------------------
-    # In eval mode large batches run in chunks of this many images: each chunk's
-    # activations stay in cache from one layer to the next (inference keeps no state).
+    # Images per forward pass in eval mode: a chunk's activations stay in cache from one
+    # layer to the next (inference keeps no state, so a large batch can be split).
     inference_chunk = 128
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if not self.training and len(x) > 2 * self.inference_chunk:
-            step = self.inference_chunk
-            return np.concatenate([self._forward(x[i : i + step]) for i in range(0, len(x), step)])
-        return self._forward(x)
+        """Training mode: the whole batch at once, keeping what backward needs.
+
+        Eval mode: chunks of ``inference_chunk`` images, concatenated.
+        """
+        if self.training or self.keep_cache or len(x) <= self.inference_chunk:
+            return self._forward(x)
+        return np.concatenate(list(self._chunks(x, self.inference_chunk)))
 
     __call__ = forward
 
@@ -67,39 +73,56 @@ class Sequential:
             x = layer.forward(x)
         return x
 
+    def _chunks(self, x: np.ndarray, size: int) -> Iterator[np.ndarray]:
+        for start in range(0, len(x), size):
+            yield self._forward(x[start : start + size])
+
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         """Back-propagate ``dy`` through every layer, filling each layer's ``grads``."""
         for layer in reversed(self.layers.values()):
             dy = layer.backward(dy)
         return dy
 
-    def predict_proba(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Class probabilities (softmax of the logits), in eval mode and in batches."""
-        return np.concatenate([softmax(logits) for logits in self.iter_logits(x, batch_size)])
-
-    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Predicted class of each input, computed in batches in eval mode."""
-        return np.concatenate([logits.argmax(axis=1) for logits in self.iter_logits(x, batch_size)])
-
-    def iter_logits(self, x: np.ndarray, batch_size: int = 1000) -> Iterator[np.ndarray]:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+    def iter_logits(self, x: np.ndarray, batch_size: int | None = None) -> Iterator[np.ndarray]:
+        """The outputs for ``x`` in eval mode, ``batch_size`` images at a time (default:
+        ``inference_chunk``): the one place where inference is batched."""
+        size = self.inference_chunk if batch_size is None else batch_size
+        if size < 1:
+            raise ValueError(f"batch_size must be positive, got {size}")
         was_training = self.training
         self.eval()
         try:
-            for start in range(0, len(x), batch_size):
-                yield self.forward(x[start : start + batch_size])
+            yield from self._chunks(x, size)
         finally:
             self.train(was_training)
 
+    def predict_proba(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """Class probabilities (softmax of the outputs), in eval mode."""
+        return np.concatenate([softmax(logits) for logits in self.iter_logits(x, batch_size)])
+
+    def predict(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """Predicted class of each input, in eval mode."""
+        return np.concatenate([logits.argmax(axis=1) for logits in self.iter_logits(x, batch_size)])
+
     def train(self, mode: bool = True) -> Sequential:
-        self.training = mode
+        self.training, self.keep_cache = mode, False
         for layer in self.layers.values():
             layer.train(mode)
         return self
 
-    def eval(self) -> Sequential:
-        return self.train(False)
+    def eval(self, keep_cache: bool = False) -> Sequential:
+        """Inference behaviour; ``keep_cache=True`` still allows ``backward`` (in one
+        forward pass, without chunking), for gradients of the function used at inference."""
+        self.training, self.keep_cache = False, keep_cache
+        for layer in self.layers.values():
+            layer.eval(keep_cache)
+        return self
+
+    def use_kernels(self, name: str) -> Sequential:
+        """Compute with the ``'fast'`` kernels or the article's plain ``'reference'`` ones."""
+        for layer in self.layers.values():
+            layer.use_kernels(name)
+        return self
 
     # -- parameters and state ----------------------------------------------------------
     def initialize(self, seed: int | np.random.Generator) -> Sequential:
@@ -178,8 +201,6 @@ class Sequential:
     def astype(self, dtype: np.dtype) -> Sequential:
         for layer in self.layers.values():
             layer.astype(dtype)
-            if hasattr(layer, "dtype"):
-                layer.dtype = np.dtype(dtype)
         return self
 
     # -- architecture --------------------------------------------------------------------
@@ -204,40 +225,9 @@ class Sequential:
                 raise ValueError(f"cannot rebuild layer from {entry!r}: {error}") from None
         return cls(layers)
 
-    def dry_run(self, input_shape: tuple[int, ...]) -> Iterator[tuple[str, Layer, np.ndarray]]:
-        """(name, layer, output) for one zero image through each layer, in eval mode."""
-        was_training = self.training
-        self.eval()
-        x = np.zeros((1, *input_shape), np.float32)
-        try:
-            for name, layer in self.layers.items():
-                x = layer.forward(x)
-                yield name, layer, x
-        finally:
-            self.train(was_training)
-
     def summary(self, input_shape: tuple[int, ...]) -> str:
-        """A table of each layer's output shape and parameter count, from a dry run."""
-        rows = [("Layer", "Type", "Output shape", "Params")]
-        for name, layer, y in self.dry_run(input_shape):
-            count = sum(v.size for v in layer.params.values())
-            rows.append((name, type(layer).__name__, _shape_text(y.shape), f"{count:,}"))
-        total = self.num_parameters()
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        line = "-" * (sum(widths) + 6)
-        text = [f"Input shape: {_shape_text((1, *input_shape))}", line]
-        for i, row in enumerate(rows):
-            text.append(
-                "  ".join(
-                    cell.ljust(w) if j < 3 else cell.rjust(w)
-                    for j, (cell, w) in enumerate(zip(row, widths))
-                )
-            )
-            if i == 0:
-                text.append(line)
-        nbytes = sum(p.value.nbytes for p in self.parameters())
-        text += [line, f"Total parameters: {total:,} ({nbytes / 2**20:.2f} MiB)"]
-        return "\n".join(text)
+        """A table of each layer's output shape and parameter count (``faltung.summary``)."""
+        return summary(self, input_shape)
 
     def __repr__(self) -> str:
         inner = "\n".join(f"  ({name}): {layer!r}" for name, layer in self.layers.items())
@@ -250,29 +240,3 @@ class Sequential:
         if isinstance(name, int):
             return list(self.layers.values())[name]
         return self.layers[name]
-
-
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(["N", *map(str, shape[1:])]) + ")"
-
-
-def count_flops(model: Sequential, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """Multiply-add FLOPs (2 per MAC) per image for each Conv2D and Dense layer's forward."""
-    from .layers import Conv2D, Dense
-
-    flops: dict[str, int] = {}
-    for name, layer, y in model.dry_run(input_shape):
-        if isinstance(layer, Conv2D):
-            flops[name] = 2 * math.prod(layer.params["weight"].shape[1:]) * y.size
-        elif isinstance(layer, Dense):
-            flops[name] = 2 * layer.in_features * layer.out_features
-    return flops
-
-
-def training_step_flops(flops: dict[str, int]) -> int:
-    """FLOPs per image of a training step, from :func:`count_flops`.
-
-    Backward costs two forwards (input and weight gradients), less the first layer's input
-    gradient, which nobody needs.
-    """
-    return 3 * sum(flops.values()) - next(iter(flops.values()), 0)

@@ -8,29 +8,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .layers.base import Layer
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """A named handle on ``owner.params[key]`` and its gradient ``owner.grads[key]``."""
-
-    name: str
-    owner: Layer
-    key: str
-
-    @property
-    def value(self) -> np.ndarray:
-        return self.owner.params[self.key]
-
-    @property
-    def grad(self) -> np.ndarray | None:
-        return self.owner.grads.get(self.key)
+from .layers import Parameter
 
 
 class Optimizer:

@@ -91,17 +91,19 @@ def channels_last(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
-# Memory layout only matters for 4-D inputs: those run in both layouts.
+# Memory layout only matters for 4-D inputs: those run in both layouts. The reference
+# kernels ignore layout, so they run once per case.
 LAYOUT_CASES = [
-    pytest.param(factory, shape, layout, id=f"{name}-{layout}")
+    pytest.param(factory, shape, layout, kernels, id=f"{name}-{layout}-{kernels}")
     for name, factory, shape in CASES
     for layout in (["nchw", "channels-last"] if len(shape) == 4 else ["nchw"])
+    for kernels in (["fast", "reference"] if layout == "nchw" else ["fast"])
 ]
 
 
-@pytest.mark.parametrize("factory,shape,layout", LAYOUT_CASES)
-def test_layer_gradients(factory, shape, layout):
-    layer = factory()
+@pytest.mark.parametrize("factory,shape,layout,kernels", LAYOUT_CASES)
+def test_layer_gradients(factory, shape, layout, kernels):
+    layer = factory().use_kernels(kernels)
     # Keep inputs away from the kinks of ReLU/max so finite differences are well defined.
     x = np.random.default_rng(0).standard_normal(shape)
     x += np.sign(x) * 0.05
@@ -110,6 +112,22 @@ def test_layer_gradients(factory, shape, layout):
     result = gradcheck(layer, x)
     assert result.passed(TOLERANCE), str(result)
     assert set(result.errors) == {"input", *layer.params}
+
+
+@pytest.mark.parametrize(
+    "make,shape", [(lambda: BatchNorm2D(3), (2, 3, 4, 3)), (lambda: BatchNorm1D(4), (5, 4))]
+)
+def test_batchnorm_gradients_in_eval_mode(make, shape):
+    """Eval mode is a per-channel affine map of the running statistics; with keep_cache
+    its gradients are available (attributions of a trained network need them)."""
+    layer = make()
+    rng = np.random.default_rng(3)
+    layer.buffers["running_mean"][:] = rng.standard_normal(shape[1])
+    layer.buffers["running_var"][:] = rng.uniform(0.5, 2.0, shape[1])
+    layer.params["weight"][:] = rng.uniform(0.5, 2.0, shape[1])
+    layer.eval(keep_cache=True)
+    result = gradcheck(layer, rng.standard_normal(shape))
+    assert result.passed(TOLERANCE), str(result)
 
 
 def test_batchnorm_with_nonunit_affine_parameters():

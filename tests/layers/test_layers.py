@@ -116,7 +116,7 @@ def test_batchnorm2d_normalises_per_channel():
         (
             lambda: Conv2D(1, 4, 5, rng=0),
             np.zeros((2, 1, 3, 3)),
-            r"larger than the padded input.*\(2, 1, 3, 3\)",
+            r"does not fit the padded input.*\(2, 1, 3, 3\)",
         ),
         (
             lambda: Dense(5, 2, rng=0),

@@ -8,11 +8,11 @@ import sys
 import numpy as np
 
 from ..datasets import load_dataset
-from ..functional.activations import softmax
+from ..functional import softmax
 from ..images import ImageError, load_image
 from ..io import load_model
-from ..model import count_flops, training_step_flops
 from ..presets import get_preset
+from ..summary import count_flops, training_step_flops
 from ..train import evaluate
 from ..viz import plot_confusion
 from .errors import UsageError

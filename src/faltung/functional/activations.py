@@ -1,30 +1,43 @@
-"""Element-wise activations and softmax, each a forward/backward pair of pure functions.
+"""Element-wise activations and softmax, each a pair ``op_forward(x) -> (y, cache)`` and
+``op_backward(dy, cache) -> dx``.
 
-Backward functions take what the forward returned (input or output, whichever makes the
-derivative cheapest) and never write into the incoming gradient.
+Each cache is the one array the derivative needs, input or output, whichever makes it
+cheapest; no backward writes into the incoming gradient.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 
-def relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0)
+def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """y = max(x, 0). Cache: y (same shape), whose positive entries are the mask."""
+    y = np.maximum(x, 0)
+    return y, y
 
 
-def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+def relu_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
     # Subgradient 0 at x = 0, as in PyTorch. Multiplying by the boolean mask is several
     # times faster than np.where on large arrays.
-    return dy * (y > 0)
+    return dy * (cache > 0)
 
 
-def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    return np.where(x > 0, x, x * negative_slope)
+class LeakyReLUCache(NamedTuple):
+    x: np.ndarray  # the input
+    negative_slope: float
 
 
-def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    return np.where(x > 0, dy, dy * negative_slope)
+def leaky_relu_forward(
+    x: np.ndarray, negative_slope: float = 0.01
+) -> tuple[np.ndarray, LeakyReLUCache]:
+    """y = x for x > 0, negative_slope * x otherwise."""
+    return np.where(x > 0, x, x * negative_slope), LeakyReLUCache(x, negative_slope)
+
+
+def leaky_relu_backward(dy: np.ndarray, cache: LeakyReLUCache) -> np.ndarray:
+    return np.where(cache.x > 0, dy, dy * cache.negative_slope)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -32,8 +45,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
     For x -> -inf, exp(-x) overflows to inf and 1/(1 + inf) is exactly 0; for x -> +inf,
     exp(-x) underflows to 0 and the result is exactly 1. The overflow is therefore harmless
-    and only its warning is silenced; no NaN can arise. Four in-place passes instead of the
-    seven of the two-branch form.
+    and only its warning is silenced; no NaN can arise. Computed in place in four passes.
     """
     y = np.negative(x)
     with np.errstate(over="ignore"):
@@ -43,16 +55,24 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return y
 
 
-def sigmoid_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return dy * y * (1 - y)
+def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """y = sigmoid(x). Cache: y, since sigmoid' = y * (1 - y)."""
+    y = sigmoid(x)
+    return y, y
 
 
-def tanh(x: np.ndarray) -> np.ndarray:
-    return np.tanh(x)
+def sigmoid_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    return dy * cache * (1 - cache)
 
 
-def tanh_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return dy * (1 - y * y)
+def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """y = tanh(x). Cache: y, since tanh' = 1 - y^2."""
+    y = np.tanh(x)
+    return y, y
+
+
+def tanh_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    return dy * (1 - cache * cache)
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -63,8 +83,19 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e
 
 
-def softmax_backward(dy: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+class SoftmaxCache(NamedTuple):
+    y: np.ndarray  # the output probabilities
+    axis: int
+
+
+def softmax_forward(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, SoftmaxCache]:
+    y = softmax(x, axis)
+    return y, SoftmaxCache(y, axis)
+
+
+def softmax_backward(dy: np.ndarray, cache: SoftmaxCache) -> np.ndarray:
     """dx = y * (dy - sum(dy * y)): the Jacobian diag(y) - y y^T applied to dy."""
+    y, axis = cache
     return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
 
 

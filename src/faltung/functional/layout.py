@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._shapes import Padding2D
+from .shapes import Padding2D
 
 
 def is_channels_last(x: np.ndarray) -> bool:
@@ -52,15 +52,3 @@ def crop_padding(x: np.ndarray, padding: Padding2D) -> np.ndarray:
     (top, bottom), (left, right) = padding
     h, w = x.shape[2:]
     return x[:, :, top : h - bottom, left : w - right]
-
-
-def offset_view(
-    x: np.ndarray, i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, int]
-) -> np.ndarray:
-    """The (N, C, Ho, Wo) strided slab of ``x`` that kernel offset (i, j) reads (a view)."""
-    return x[
-        :,
-        :,
-        i : i + stride[0] * (out_hw[0] - 1) + 1 : stride[0],
-        j : j + stride[1] * (out_hw[1] - 1) + 1 : stride[1],
-    ]

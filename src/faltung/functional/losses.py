@@ -1,6 +1,13 @@
-"""Loss kernels: fused softmax cross-entropy on logits, and mean squared error."""
+"""Loss kernels: ``op_forward(prediction, target) -> (loss, cache)`` and
+``op_backward(dloss, cache) -> dprediction``.
+
+``dloss`` is the upstream gradient of the scalar loss, 1.0 when the loss is the end of
+the graph.
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -13,15 +20,20 @@ def one_hot(labels: np.ndarray, num_classes: int, dtype: np.dtype = np.float32) 
     return out
 
 
-def softmax_cross_entropy(
+class CrossEntropyCache(NamedTuple):
+    log_probs: np.ndarray  # (N, K) log softmax of the logits
+    target_probs: np.ndarray  # (N, K) target distribution (one-hot, possibly smoothed)
+
+
+def softmax_cross_entropy_forward(
     logits: np.ndarray, targets: np.ndarray, label_smoothing: float = 0.0
-) -> tuple[float, np.ndarray]:
+) -> tuple[float, CrossEntropyCache]:
     """Mean over the batch of -sum_k t_k log softmax(z)_k, computed through log-softmax.
 
     ``targets`` are integer class labels (N,) or per-class probabilities (N, K) such as
-    one-hot rows. Returns (loss, dlogits); the gradient is (softmax(z) - t) / N.
+    one-hot rows.
     """
-    n, k = logits.shape
+    k = logits.shape[1]
     if targets.ndim == 1:
         target_probs = one_hot(targets, k, logits.dtype)
     else:
@@ -29,13 +41,27 @@ def softmax_cross_entropy(
     if label_smoothing:
         target_probs = target_probs * (1 - label_smoothing) + label_smoothing / k
     log_probs = log_softmax(logits)
-    loss = -float(np.sum(target_probs * log_probs)) / n
-    dlogits = (np.exp(log_probs) - target_probs) * (1.0 / n)
-    return loss, dlogits.astype(logits.dtype, copy=False)
+    loss = -float(np.sum(target_probs * log_probs)) / len(logits)
+    return loss, CrossEntropyCache(log_probs, target_probs)
 
 
-def mean_squared_error(prediction: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
-    """mean((y - t)^2) over every element (PyTorch's MSELoss); returns (loss, dprediction)."""
+def softmax_cross_entropy_backward(dloss: float, cache: CrossEntropyCache) -> np.ndarray:
+    """dlogits = dloss * (softmax(z) - t) / N."""
+    log_probs, target_probs = cache
+    scale = np.asarray(dloss / len(log_probs), log_probs.dtype)
+    return (np.exp(log_probs) - target_probs) * scale
+
+
+class MSECache(NamedTuple):
+    diff: np.ndarray  # prediction - target, the prediction's shape
+
+
+def mse_forward(prediction: np.ndarray, target: np.ndarray) -> tuple[float, MSECache]:
+    """mean((y - t)^2) over every element (PyTorch's MSELoss)."""
     diff = prediction - target.astype(prediction.dtype, copy=False)
-    loss = float(np.mean(diff * diff))
-    return loss, diff * (2.0 / diff.size)
+    return float(np.mean(diff * diff)), MSECache(diff)
+
+
+def mse_backward(dloss: float, cache: MSECache) -> np.ndarray:
+    diff = cache.diff
+    return diff * np.asarray(2.0 * dloss / diff.size, diff.dtype)

@@ -1,4 +1,9 @@
-"""Batch normalisation (Ioffe & Szegedy, 2015) over every axis but the channel axis."""
+"""Batch normalisation (Ioffe & Szegedy, 2015) over every axis but the channel axis.
+
+Training mode normalises by the batch's statistics, so every output depends on every
+input of its channel; eval mode uses fixed running statistics and is a per-channel
+affine map. x is (N, C) or (N, C, H, W); statistics are per channel.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,12 @@ import numpy as np
 
 
 class BatchNormCache(NamedTuple):
-    x_hat: np.ndarray
-    inv_std: np.ndarray  # broadcastable to x
-    gamma: np.ndarray | None
-    axes: tuple[int, ...]
+    x_hat: np.ndarray  # the normalised input, x's shape
+    inv_std: np.ndarray  # 1/sqrt(var + eps), (1, C) or (1, C, 1, 1)
+    gamma: np.ndarray | None  # (C,) scale, None without affine parameters
+    axes: tuple[int, ...]  # the reduced axes: (0,) or (0, 2, 3)
+    mean: np.ndarray  # (C,) batch mean, for the running statistics
+    var: np.ndarray  # (C,) biased batch variance, for the running statistics
 
 
 def _broadcast_shape(ndim: int, channels: int) -> tuple[int, ...]:
@@ -19,16 +26,9 @@ def _broadcast_shape(ndim: int, channels: int) -> tuple[int, ...]:
 
 
 def batch_norm_forward(
-    x: np.ndarray,
-    gamma: np.ndarray | None,
-    beta: np.ndarray | None,
-    eps: float,
-) -> tuple[np.ndarray, BatchNormCache, np.ndarray, np.ndarray]:
-    """Normalise by batch statistics: y = gamma * (x - mu) / sqrt(var + eps) + beta.
-
-    x is (N, C) or (N, C, H, W); statistics are per channel over N (and H, W).
-    Returns (y, cache, batch mean, biased batch variance).
-    """
+    x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None, eps: float
+) -> tuple[np.ndarray, BatchNormCache]:
+    """y = gamma * (x - mu) / sqrt(var + eps) + beta with the batch's mean and variance."""
     axes = (0,) + tuple(range(2, x.ndim))
     shape = _broadcast_shape(x.ndim, x.shape[1])
     mean = x.mean(axis=axes, dtype=x.dtype)
@@ -37,14 +37,14 @@ def batch_norm_forward(
     inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype, copy=False).reshape(shape)
     x_hat = centred * inv_std
     y = x_hat if gamma is None else x_hat * gamma.reshape(shape) + beta.reshape(shape)
-    return y, BatchNormCache(x_hat, inv_std, gamma, axes), mean, var
+    return y, BatchNormCache(x_hat, inv_std, gamma, axes, mean, var)
 
 
 def batch_norm_backward(
     dy: np.ndarray, cache: BatchNormCache
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """dx = inv_std/M * (M*g - sum(g) - x_hat*sum(g*x_hat)) with g = dy*gamma, per channel."""
-    x_hat, inv_std, gamma, axes = cache
+    x_hat, inv_std, gamma, axes = cache[:4]
     shape = inv_std.shape
     count = x_hat.size // x_hat.shape[1]
     dbeta = dy.sum(axis=axes)
@@ -59,19 +59,37 @@ def batch_norm_backward(
     return dx, dgamma, dbeta
 
 
-def batch_norm_inference(
+class BatchNormInferenceCache(NamedTuple):
+    x_hat: np.ndarray  # the input normalised by the running statistics
+    scale: np.ndarray  # (1, C[, 1, 1]): gamma / sqrt(running_var + eps)
+    has_affine: bool
+    axes: tuple[int, ...]
+
+
+def batch_norm_inference_forward(
     x: np.ndarray,
     running_mean: np.ndarray,
     running_var: np.ndarray,
     gamma: np.ndarray | None,
     beta: np.ndarray | None,
     eps: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Eval-mode normalisation with the running statistics; returns (y, per-channel scale)."""
+) -> tuple[np.ndarray, BatchNormInferenceCache]:
+    """Eval mode: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta."""
     shape = _broadcast_shape(x.ndim, x.shape[1])
-    scale = (1 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)
-    shift = -running_mean * scale
-    if gamma is not None:
-        scale = scale * gamma
-        shift = shift * gamma + beta
-    return x * scale.reshape(shape) + shift.reshape(shape).astype(x.dtype, copy=False), scale
+    inv_std = (1 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False).reshape(shape)
+    x_hat = (x - running_mean.astype(x.dtype, copy=False).reshape(shape)) * inv_std
+    scale = inv_std if gamma is None else inv_std * gamma.reshape(shape)
+    y = x_hat if gamma is None else x_hat * gamma.reshape(shape) + beta.reshape(shape)
+    axes = (0,) + tuple(range(2, x.ndim))
+    return y, BatchNormInferenceCache(x_hat, scale, gamma is not None, axes)
+
+
+def batch_norm_inference_backward(
+    dy: np.ndarray, cache: BatchNormInferenceCache
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """A per-channel affine map: dx = dy * scale, dgamma = sum(dy * x_hat), dbeta = sum(dy)."""
+    x_hat, scale, has_affine, axes = cache
+    dx = dy * scale
+    if not has_affine:
+        return dx, None, None
+    return dx, (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)

@@ -1,153 +1,63 @@
-"""2-D pooling kernels: max, average and the article's general Lp pooling.
+"""2-D pooling: max, average, and the article's general Lp pooling; the fast kernels.
 
-Each kernel loops over the kh*kw kernel offsets only: offset (i, j) of every window is one
-strided view of the input, so a window reduction is kh*kw element-wise operations on whole
-(N, C, Ho, Wo) arrays, with no gather and no copy of the windows. Outputs and gradients
-keep the memory layout of the input (channels-last in our networks).
+    max:  y[n, c, h, w] = max over (i, j) of x_pad[n, c, s*h + i, s*w + j]
+    avg:  y[n, c, h, w] = (1 / (kh*kw)) * sum over (i, j) of x_pad[n, c, s*h + i, s*w + j]
+    Lp:   y = ((1 / (kh*kw)) * sum over the window of x^p)^(1/p)   (p=1 avg, p=inf max)
+
+The plain versions are in :mod:`faltung.functional.reference`. Here each kernel loops
+over the kh*kw kernel offsets only: offset (i, j) of every window is one strided view of
+the input, so a window reduction is kh*kw element-wise operations on whole (N, C, Ho, Wo)
+arrays, with no gather and no copy of the windows. Outputs and gradients keep the memory
+layout of their inputs (channels-last in our networks). 2x2 max pooling has a faster
+separable path in ``pool_fast``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-from ._shapes import Padding2D, output_size, positive_pair, resolve_padding
-from .layout import crop_padding, empty_nchw, is_channels_last, offset_view, pad_nchw, zeros_nchw
+from . import pool_fast
+from .layout import crop_padding, empty_nchw, is_channels_last, pad_nchw, zeros_nchw
+from .shapes import PoolGeometry, pool_geometry
+from .windows import offset_view
 
 
-class PoolGeometry(NamedTuple):
-    input_shape: tuple[int, int, int, int]
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: Padding2D
-    out_hw: tuple[int, int]
-    channels_last: bool
-
-    @property
-    def offsets(self) -> list[tuple[int, int]]:
-        return [(i, j) for i in range(self.kernel[0]) for j in range(self.kernel[1])]
-
-    @property
-    def overlapping(self) -> bool:
-        """Windows share input pixels, so their gradients must be added, not assigned."""
-        return self.stride[0] < self.kernel[0] or self.stride[1] < self.kernel[1]
-
-    @property
-    def padded_shape(self) -> tuple[int, int, int, int]:
-        n, c, h, w = self.input_shape
-        return n, c, h + sum(self.padding[0]), w + sum(self.padding[1])
+def _offset_views(xp: np.ndarray, geo: PoolGeometry) -> list[np.ndarray]:
+    """The kh*kw strided (N, C, Ho, Wo) views, one per kernel offset, in row-major order."""
+    return [offset_view(xp, i, j, geo.out_hw, geo.stride) for i, j in geo.offsets]
 
 
-def pool_geometry(
-    x: np.ndarray,
-    kernel_size: int | Sequence[int],
-    stride: int | Sequence[int] | None,
-    padding: int | Sequence[int] | str,
-) -> PoolGeometry:
-    kernel = positive_pair(kernel_size, "kernel_size")
-    stride_hw = kernel if stride is None else positive_pair(stride, "stride")
-    pads = resolve_padding(padding, kernel, (1, 1), stride_hw)
-    if any(2 * p > k for p, k in zip((pads[0][0], pads[1][0]), kernel)):
-        raise ValueError(f"pool padding {pads} must be at most half the kernel {kernel}")
-    if x.ndim != 4:
-        raise ValueError(f"pooling expects (N, C, H, W) input, got shape {tuple(x.shape)}")
-    _, _, h, w = x.shape
-    out_hw = (
-        output_size(h, kernel[0], stride_hw[0], pads[0]),
-        output_size(w, kernel[1], stride_hw[1], pads[1]),
-    )
-    if min(out_hw) < 1:
-        raise ValueError(
-            f"pooling window {kernel} does not fit the padded input {(h, w)} with padding {pads}"
-        )
-    return PoolGeometry(x.shape, kernel, stride_hw, pads, out_hw, is_channels_last(x))
+def _spread(
+    geo: PoolGeometry,
+    dy: np.ndarray,
+    channels_last: bool,
+    slab_grad: Callable[[int], np.ndarray],
+) -> np.ndarray:
+    """dx from per-offset gradients: ``slab_grad(k)`` is what kernel offset k's slab gets.
 
-
-def _spread(geo: PoolGeometry, dtype: np.dtype, slab_grads) -> np.ndarray:
-    """dx from per-offset gradients: ``slab_grads(k)`` is what offset k's slab receives."""
-    # Assignment suffices when windows neither overlap nor leave gaps to zero: then every
-    # input pixel belongs to exactly one window offset.
-    tiles = not geo.overlapping and geo.stride == geo.kernel and geo.padding == ((0, 0), (0, 0))
-    exact = tiles and all(
-        o * k == s for o, k, s in zip(geo.out_hw, geo.kernel, geo.input_shape[2:])
-    )
-    make = empty_nchw if exact else zeros_nchw
-    dxp = make(geo.padded_shape, dtype, geo.channels_last)
+    dx takes the input's memory layout, which the layer before expects, whatever dy's is.
+    """
+    # When the windows tile the input exactly, every pixel belongs to one offset's slab,
+    # so assignment suffices and the buffer need not be zeroed first.
+    make = empty_nchw if geo.tiles_exactly else zeros_nchw
+    dxp = make(geo.padded_shape, dy.dtype, channels_last)
     for k, (i, j) in enumerate(geo.offsets):
         slab = offset_view(dxp, i, j, geo.out_hw, geo.stride)
         if geo.overlapping:
-            slab += slab_grads(k)
+            slab += slab_grad(k)
         else:
-            slab[...] = slab_grads(k)
+            slab[...] = slab_grad(k)
     return crop_padding(dxp, geo.padding)
 
 
 class MaxPoolCache(NamedTuple):
     argmax: np.ndarray  # (N, C, Ho, Wo) int8: which kernel offset won each window
     geometry: PoolGeometry
-
-
-class MaxPool2x2Cache(NamedTuple):
-    """The separable 2x2 path keeps two boolean masks instead of an argmax."""
-
-    bottom_wins: np.ndarray  # (N, Ho, W*C): in each column pair of rows, the bottom won
-    right_wins: np.ndarray  # (N, Ho, Wo, C): of the two column winners, the right one won
-    geometry: PoolGeometry
-
-
-def _is_2x2_tiling(geo: PoolGeometry) -> bool:
-    return (
-        geo.kernel == (2, 2)
-        and geo.stride == (2, 2)
-        and geo.padding == ((0, 0), (0, 0))
-        and geo.channels_last
-    )
-
-
-def _max_pool_2x2(x: np.ndarray, geo: PoolGeometry) -> tuple[np.ndarray, MaxPool2x2Cache]:
-    """Separable 2x2/stride-2 max pooling on channels-last memory.
-
-    First the max of each pair of rows: both rows of a pair are contiguous runs of W*C
-    values, the cheapest access there is. Then the max of each pair of columns, on half
-    the data. Ties go to the first maximum in row-major order, as in PyTorch: the right
-    column wins a tie only when its winner is in the top row and the left one's is not.
-    """
-    n, c = x.shape[:2]
-    out_h, out_w = geo.out_hw
-    rows = x[:, :, : 2 * out_h, : 2 * out_w].transpose(0, 2, 3, 1)  # NHWC view
-    pairs = rows.reshape(n, out_h, 2, 2 * out_w * c)
-    top, bottom = pairs[:, :, 0], pairs[:, :, 1]
-    bottom_wins = bottom > top
-    column_max = np.maximum(top, bottom).reshape(n, out_h, out_w, 2, c)
-    left, right = column_max[..., 0, :], column_max[..., 1, :]
-    wins = bottom_wins.reshape(n, out_h, out_w, 2, c)
-    right_wins = (right > left) | ((right == left) & wins[..., 0, :] & ~wins[..., 1, :])
-    y = np.maximum(left, right).transpose(0, 3, 1, 2)
-    return y, MaxPool2x2Cache(bottom_wins, right_wins, geo)
-
-
-def _max_pool_2x2_backward(dy: np.ndarray, cache: MaxPool2x2Cache) -> np.ndarray:
-    bottom_wins, right_wins, geo = cache
-    n, c, h, w = geo.input_shape
-    out_h, out_w = geo.out_hw
-    g = dy.transpose(0, 2, 3, 1)  # (N, Ho, Wo, C)
-    # Undo the column stage, then the row stage: each gradient goes to its stage's winner.
-    columns = np.empty((n, out_h, out_w, 2, c), dy.dtype)
-    np.multiply(g, ~right_wins, out=columns[..., 0, :])
-    np.multiply(g, right_wins, out=columns[..., 1, :])
-    columns = columns.reshape(n, out_h, 2 * out_w * c)
-    covered = np.empty((n, out_h, 2, 2 * out_w * c), dy.dtype)
-    np.multiply(columns, ~bottom_wins, out=covered[:, :, 0])
-    np.multiply(columns, bottom_wins, out=covered[:, :, 1])
-    covered = covered.reshape(n, 2 * out_h, 2 * out_w, c)
-    if (h, w) != (2 * out_h, 2 * out_w):  # an odd last row or column gets no gradient
-        dx = np.zeros((n, h, w, c), dy.dtype)
-        dx[:, : 2 * out_h, : 2 * out_w] = covered
-        covered = dx
-    return covered.transpose(0, 3, 1, 2)
+    channels_last: bool  # the input's memory layout
 
 
 def max_pool2d_forward(
@@ -155,35 +65,39 @@ def max_pool2d_forward(
     kernel_size: int | Sequence[int],
     stride: int | Sequence[int] | None = None,
     padding: int | Sequence[int] = 0,
-) -> tuple[np.ndarray, MaxPoolCache]:
-    """y = max over each window; padding counts as -inf as in PyTorch. x (N, C, H, W).
+) -> tuple[np.ndarray, MaxPoolCache | pool_fast.MaxPool2x2Cache]:
+    """x (N, C, H, W) -> y (N, C, Ho, Wo); padding counts as -inf, as in PyTorch.
 
     The cache keeps only the winning offset of each window (the first one on ties, like
     PyTorch), a small integer array instead of a mask the size of the input.
     """
-    geo = pool_geometry(x, kernel_size, stride, padding)
-    if _is_2x2_tiling(geo):
-        return _max_pool_2x2(x, geo)
-    xp = pad_nchw(x, geo.padding, -np.inf)
-    views = [offset_view(xp, i, j, geo.out_hw, geo.stride) for i, j in geo.offsets]
+    geo = pool_geometry(x.shape, kernel_size, stride, padding)
+    special = pool_fast.max_pool_forward(x, geo)
+    if special is not None:
+        return special
+    views = _offset_views(pad_nchw(x, geo.padding, -np.inf), geo)
     best = views[0].copy(order="K")
     argmax = np.zeros(best.shape, np.int8 if len(views) < 128 else np.int32)
     for k, view in enumerate(views[1:], start=1):
-        better = view > best
-        np.copyto(argmax, k, where=better)
+        np.copyto(argmax, k, where=view > best)
         np.maximum(best, view, out=best)
-    return best, MaxPoolCache(argmax, geo)
+    return best, MaxPoolCache(argmax, geo, is_channels_last(x))
 
 
-def max_pool2d_backward(dy: np.ndarray, cache: MaxPoolCache | MaxPool2x2Cache) -> np.ndarray:
-    if isinstance(cache, MaxPool2x2Cache):
-        return _max_pool_2x2_backward(dy, cache)
-    argmax, geo = cache
-    return _spread(geo, dy.dtype, lambda k: dy * (argmax == k))
+def max_pool2d_backward(
+    dy: np.ndarray, cache: MaxPoolCache | pool_fast.MaxPool2x2Cache
+) -> np.ndarray:
+    """Each window's gradient goes to the input pixel that won it."""
+    special = pool_fast.max_pool_backward(dy, cache)
+    if special is not None:
+        return special
+    argmax, geo, channels_last = cache
+    return _spread(geo, dy, channels_last, lambda k: dy * (argmax == k))
 
 
 class AvgPoolCache(NamedTuple):
     geometry: PoolGeometry
+    channels_last: bool  # the input's memory layout
 
 
 def avg_pool2d_forward(
@@ -192,27 +106,27 @@ def avg_pool2d_forward(
     stride: int | Sequence[int] | None = None,
     padding: int | Sequence[int] = 0,
 ) -> tuple[np.ndarray, AvgPoolCache]:
-    """y = (1/(kh*kw)) * sum over each window; zero padding is counted (PyTorch's default)."""
-    geo = pool_geometry(x, kernel_size, stride, padding)
-    xp = pad_nchw(x, geo.padding, 0.0)
-    views = [offset_view(xp, i, j, geo.out_hw, geo.stride) for i, j in geo.offsets]
+    """x (N, C, H, W) -> y (N, C, Ho, Wo); zero padding counts (PyTorch's default)."""
+    geo = pool_geometry(x.shape, kernel_size, stride, padding)
+    views = _offset_views(pad_nchw(x, geo.padding, 0.0), geo)
     total = views[0].copy(order="K")
     for view in views[1:]:
         total += view
     total *= 1.0 / len(views)
-    return total, AvgPoolCache(geo)
+    return total, AvgPoolCache(geo, is_channels_last(x))
 
 
 def avg_pool2d_backward(dy: np.ndarray, cache: AvgPoolCache) -> np.ndarray:
+    """Every pixel of a window gets 1/(kh*kw) of the window's gradient."""
     geo = cache.geometry
     share = dy * (1.0 / (geo.kernel[0] * geo.kernel[1]))
-    return _spread(geo, dy.dtype, lambda k: share)
+    return _spread(geo, dy, cache.channels_last, lambda k: share)
 
 
 class LpPoolCache(NamedTuple):
-    x: np.ndarray
-    y: np.ndarray
-    mean_power: np.ndarray
+    x: np.ndarray  # (N, C, H, W) input
+    y: np.ndarray  # (N, C, Ho, Wo) output
+    mean_power: np.ndarray  # (N, C, Ho, Wo): the windows' means of x^p
     p: float
     inner: AvgPoolCache
 
@@ -228,7 +142,7 @@ def lp_pool2d_forward(
     kernel_size: int | Sequence[int],
     stride: int | Sequence[int] | None = None,
     padding: int | Sequence[int] = 0,
-) -> tuple[np.ndarray, MaxPoolCache | AvgPoolCache | LpPoolCache]:
+) -> tuple[np.ndarray, MaxPoolCache | pool_fast.MaxPool2x2Cache | AvgPoolCache | LpPoolCache]:
     """The article's Lp pooling: u = ((1/H^2) * sum over the window of z^P)^(1/P).
 
     P = 1 is average pooling and P = inf is max pooling; both are delegated to those
@@ -247,12 +161,13 @@ def lp_pool2d_forward(
 
 
 def lp_pool2d_backward(
-    dy: np.ndarray, cache: MaxPoolCache | AvgPoolCache | LpPoolCache
+    dy: np.ndarray,
+    cache: MaxPoolCache | pool_fast.MaxPool2x2Cache | AvgPoolCache | LpPoolCache,
 ) -> np.ndarray:
-    if isinstance(cache, (MaxPoolCache, MaxPool2x2Cache)):
-        return max_pool2d_backward(dy, cache)
     if isinstance(cache, AvgPoolCache):
         return avg_pool2d_backward(dy, cache)
+    if not isinstance(cache, LpPoolCache):
+        return max_pool2d_backward(dy, cache)
     x, y, mean_power, p, inner = cache
     # du/dm = u / (p*m) and dm/dz = p*z^(p-1)/H^2 (the 1/H^2 is in the average's backward):
     # dz = avg_backward(dy * u/m) * z^(p-1). A window whose mean power is 0 (all zeros after
@@ -265,14 +180,18 @@ def lp_pool2d_backward(
     return dz * np.sign(x) * np.abs(x) ** (p - 1)
 
 
-def global_avg_pool2d_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+class GlobalAvgPoolCache(NamedTuple):
+    input_shape: tuple[int, int, int, int]  # (N, C, H, W)
+
+
+def global_avg_pool2d_forward(x: np.ndarray) -> tuple[np.ndarray, GlobalAvgPoolCache]:
     """(N, C, H, W) -> (N, C): the mean of each channel map."""
     if x.ndim != 4:
         raise ValueError(f"global average pooling expects (N, C, H, W), got shape {x.shape}")
-    return x.mean(axis=(2, 3), dtype=x.dtype), x.shape
+    return x.mean(axis=(2, 3), dtype=x.dtype), GlobalAvgPoolCache(x.shape)
 
 
-def global_avg_pool2d_backward(dy: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
-    h, w = input_shape[2:]
+def global_avg_pool2d_backward(dy: np.ndarray, cache: GlobalAvgPoolCache) -> np.ndarray:
+    h, w = cache.input_shape[2:]
     share = dy * (1.0 / (h * w))
-    return np.broadcast_to(share[:, :, None, None], input_shape).copy()
+    return np.broadcast_to(share[:, :, None, None], cache.input_shape).copy()

@@ -1,7 +1,7 @@
 """Stateful layers: each holds ``params``/``grads``/``buffers`` and calls a pure kernel."""
 
 from .activation import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from .base import Layer
+from .base import Layer, Parameter
 from .conv import Conv2D
 from .dense import Dense, Flatten
 from .dropout import Dropout
@@ -49,6 +49,7 @@ __all__ = [
     "Linear",
     "LpPool2D",
     "MaxPool2D",
+    "Parameter",
     "ReLU",
     "Sigmoid",
     "Softmax",

@@ -1,4 +1,4 @@
-"""Activation layers. Each keeps the one array its derivative needs (input or output)."""
+"""Activation layers: each calls its kernel pair and keeps the cache the derivative needs."""
 
 from __future__ import annotations
 
@@ -6,73 +6,51 @@ from typing import Any
 
 import numpy as np
 
-from ..functional import activations as F
 from .base import Layer
 
 
-class _Activation(Layer):
-    def __init__(self) -> None:
-        super().__init__()
-        self._saved: np.ndarray | None = None
-
-    def _keep(self, array: np.ndarray) -> None:
-        self._saved = array if self.training else None
-
-    def _cached(self) -> np.ndarray:
-        if self._saved is None:
-            raise self._fail("backward called without a forward pass in training mode")
-        return self._saved
-
-
-class ReLU(_Activation):
+class ReLU(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y = F.relu(x)
-        self._keep(y)
-        return y
+        return self._run(self.kernels.relu_forward, x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return F.relu_backward(dy, self._cached())
+        return self.kernels.relu_backward(dy, self._cached())
 
 
-class LeakyReLU(_Activation):
+class LeakyReLU(Layer):
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
         self.negative_slope = float(negative_slope)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._keep(x)
-        return F.leaky_relu(x, self.negative_slope)
+        return self._run(self.kernels.leaky_relu_forward, x, self.negative_slope)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return F.leaky_relu_backward(dy, self._cached(), self.negative_slope)
+        return self.kernels.leaky_relu_backward(dy, self._cached())
 
     def config(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope}
 
 
-class Sigmoid(_Activation):
+class Sigmoid(Layer):
     """Numerically stable for any |x|: no overflow warning, exact 0 and 1 in the limits."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y = F.sigmoid(x)
-        self._keep(y)
-        return y
+        return self._run(self.kernels.sigmoid_forward, x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return F.sigmoid_backward(dy, self._cached())
+        return self.kernels.sigmoid_backward(dy, self._cached())
 
 
-class Tanh(_Activation):
+class Tanh(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y = F.tanh(x)
-        self._keep(y)
-        return y
+        return self._run(self.kernels.tanh_forward, x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return F.tanh_backward(dy, self._cached())
+        return self.kernels.tanh_backward(dy, self._cached())
 
 
-class Softmax(_Activation):
+class Softmax(Layer):
     """Softmax over ``axis`` (default: the class axis of (N, K) input).
 
     For training a classifier prefer logits plus SoftmaxCrossEntropy, which fuses the two
@@ -84,12 +62,10 @@ class Softmax(_Activation):
         self.axis = axis
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y = F.softmax(x, self.axis)
-        self._keep(y)
-        return y
+        return self._run(self.kernels.softmax_forward, x, self.axis)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return F.softmax_backward(dy, self._cached(), self.axis)
+        return self.kernels.softmax_backward(dy, self._cached())
 
     def config(self) -> dict[str, Any]:
         return {"axis": self.axis}

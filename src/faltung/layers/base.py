@@ -1,15 +1,19 @@
 """The Layer contract: parameters and their gradients in plain dicts, forward, backward.
 
-A layer holds state; the maths lives in ``faltung.functional``. ``forward`` saves exactly
-what ``backward`` needs, and ``backward`` writes ``grads`` but never touches ``params``:
-optimisers do that.
+A layer holds state; the maths lives in ``faltung.functional``, which it calls through
+``self.kernels`` (the fast kernels unless the model asks for the reference ones).
+``forward`` keeps the kernel's cache when training, and ``backward`` hands it back,
+writing ``grads`` but never touching ``params``: optimisers do that.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..functional import KernelSet, kernel_set
 
 
 class Layer:
@@ -21,15 +25,20 @@ class Layer:
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
         self.training = True
+        # Eval-mode maths with caches kept, so that backward works (attributions, gradient
+        # checks of eval mode); see ``eval``.
+        self.keep_cache = False
         # The first layer of a network need not compute its input gradient; Sequential
         # switches this off there, which saves a whole col2im in the first convolution.
         self.needs_input_grad = True
         self.name = type(self).__name__
+        self.kernels: KernelSet = kernel_set("fast")
+        self._cache: Any = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -37,10 +46,21 @@ class Layer:
 
     def train(self, mode: bool = True) -> Layer:
         self.training = mode
+        self.keep_cache = False
         return self
 
-    def eval(self) -> Layer:
-        return self.train(False)
+    def eval(self, keep_cache: bool = False) -> Layer:
+        """Inference behaviour (dropout off, batch norm on running statistics). With
+        ``keep_cache`` the forward pass still keeps what backward needs, so gradients of
+        the eval-mode function can be taken, as attributions do."""
+        self.train(False)
+        self.keep_cache = keep_cache
+        return self
+
+    def use_kernels(self, name: str) -> Layer:
+        """Compute with the ``'fast'`` (default) or the ``'reference'`` kernels."""
+        self.kernels = kernel_set(name)
+        return self
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
         """Draw fresh parameters from ``rng``; layers without parameters do nothing."""
@@ -56,29 +76,61 @@ class Layer:
         for key, value in self.buffers.items():
             if np.issubdtype(value.dtype, np.floating):
                 self.buffers[key] = value.astype(dtype)
+        if hasattr(self, "dtype"):
+            self.dtype = np.dtype(dtype)
         return self
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
 
-    # -- input validation, shared by every layer --------------------------------------
+    # -- helpers shared by every layer --------------------------------------------------
+    def _keep(self, cache: Any) -> None:
+        """Keep a kernel's cache for backward: when training, or when asked in eval mode."""
+        self._cache = cache if self.training or self.keep_cache else None
+
+    def _cached(self) -> Any:
+        if self._cache is None:
+            raise self._fail(
+                "backward called without a forward pass in training mode "
+                "(or in eval mode with keep_cache=True)"
+            )
+        return self._cache
+
     def _fail(self, message: str) -> ValueError:
         return ValueError(f"{self.name} ({type(self).__name__}): {message}")
 
-    def _check_input(self, x: np.ndarray, ndim: int, channels: int | None = None) -> None:
-        layout = {2: "(N, C)", 4: "(N, C, H, W)"}.get(ndim, f"{ndim} dimensions")
+    def _run(self, kernel: Any, x: np.ndarray, *args: Any) -> np.ndarray:
+        """Call a forward kernel and keep its cache; the kernel checks the arguments, and
+        its errors come back naming this layer."""
         if not isinstance(x, np.ndarray):
             raise self._fail(f"expected a NumPy array, got {type(x).__name__}")
-        if x.ndim != ndim:
-            raise self._fail(f"expected input {layout}, got shape {x.shape}")
-        if channels is not None and x.shape[1] != channels:
-            what = "features" if ndim == 2 else "channels"
-            raise self._fail(f"expected {channels} input {what}, got shape {x.shape}")
-        if x.shape[0] == 0:
-            raise self._fail(f"empty batch, got shape {x.shape}")
+        if not np.issubdtype(x.dtype, np.floating):
+            # Integer images become the layer's float dtype; float arrays keep their own.
+            x = x.astype(getattr(self, "dtype", np.float32))
+        try:
+            y, cache = kernel(x, *args)
+        except ValueError as error:
+            raise self._fail(str(error)) from None
+        self._keep(cache)
+        return y
 
 
-def floating(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Integer images become the layer's float dtype; float arrays keep their own."""
-    return x if np.issubdtype(x.dtype, np.floating) else x.astype(dtype)
+@dataclass(frozen=True)
+class Parameter:
+    """A named handle on ``owner.params[key]`` and its gradient ``owner.grads[key]``.
+
+    Optimisers hold these, so they always see the arrays the layers currently hold.
+    """
+
+    name: str
+    owner: Layer
+    key: str
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.owner.params[self.key]
+
+    @property
+    def grad(self) -> np.ndarray | None:
+        return self.owner.grads.get(self.key)

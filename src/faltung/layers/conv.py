@@ -1,4 +1,4 @@
-"""Conv2D: holds the weight and bias; the maths is in faltung.functional.conv."""
+"""Conv2D: holds the weight and bias; the maths is in faltung.functional (conv, reference)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..functional._shapes import pair, positive_pair, resolve_padding
-from ..functional.conv import ConvCache, conv2d_backward, conv2d_forward, conv2d_output_hw
+from ..functional.shapes import conv_arguments, output_hw, pair
 from ..init import as_generator, get_initializer
-from .base import Layer, floating
+from .base import Layer
 
 
 class Conv2D(Layer):
@@ -48,16 +47,17 @@ class Conv2D(Layer):
                 f"and out_channels={out_channels}"
             )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = positive_pair(kernel_size, "kernel_size")
-        self.stride = positive_pair(stride, "stride")
-        self.dilation = positive_pair(dilation, "dilation")
+        try:
+            self.kernel_size, self.stride, self._pads, self.dilation = conv_arguments(
+                kernel_size, stride, padding, dilation
+            )
+        except ValueError as error:
+            raise self._fail(str(error)) from None
         self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
-        self._pads = resolve_padding(padding, self.kernel_size, self.dilation, self.stride)
         self.has_bias = bias
         self.weight_init = weight_init
         self._init = get_initializer(weight_init)
         self.dtype = np.dtype(dtype)
-        self._cache: ConvCache | None = None
         self.reset_parameters(as_generator(rng))
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
@@ -67,17 +67,12 @@ class Conv2D(Layer):
             self.params["bias"] = np.zeros(self.out_channels, self.dtype)
 
     def output_hw(self, input_hw: tuple[int, int]) -> tuple[int, int]:
-        return conv2d_output_hw(input_hw, self.kernel_size, self.stride, self._pads, self.dilation)
+        return output_hw(input_hw, self.kernel_size, self.stride, self._pads, self.dilation)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._check_input(x, 4, self.in_channels)
-        if min(self.output_hw(x.shape[2:])) < 1:
-            raise self._fail(
-                f"kernel {self.kernel_size} (dilation {self.dilation}) is larger than the "
-                f"padded input: input shape {x.shape}, padding {self._pads}"
-            )
-        y, cache = conv2d_forward(
-            floating(x, self.dtype),
+        return self._run(
+            self.kernels.conv2d_forward,
+            x,
             self.params["weight"],
             self.params.get("bias"),
             self.stride,
@@ -85,13 +80,9 @@ class Conv2D(Layer):
             self.dilation,
             self.groups,
         )
-        self._cache = cache if self.training else None
-        return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        if self._cache is None:
-            raise self._fail("backward called without a forward pass in training mode")
-        dx, dweight, dbias = conv2d_backward(dy, self._cache, self.needs_input_grad)
+        dx, dweight, dbias = self.kernels.conv2d_backward(dy, self._cached(), self.needs_input_grad)
         self.grads["weight"] = dweight
         if dbias is not None:
             self.grads["bias"] = dbias

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..init import as_generator, get_initializer
-from .base import Layer, floating
+from .base import Layer
 
 
 class Dense(Layer):
@@ -33,7 +33,6 @@ class Dense(Layer):
         self.weight_init = weight_init
         self._init = get_initializer(weight_init)
         self.dtype = np.dtype(dtype)
-        self._x: np.ndarray | None = None
         self.reset_parameters(as_generator(rng))
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
@@ -42,25 +41,16 @@ class Dense(Layer):
             self.params["bias"] = np.zeros(self.out_features, self.dtype)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._check_input(x, 2, self.in_features)
-        x = floating(x, self.dtype)
-        # W x^T rather than x W^T: the same product, but OpenBLAS runs it markedly faster
-        # when the weight matrix is the left operand in its own layout (small batches).
-        y = (self.params["weight"] @ x.T).T
-        if self.has_bias:
-            y += self.params["bias"]
-        self._x = x if self.training else None
-        return y
+        return self._run(
+            self.kernels.linear_forward, x, self.params["weight"], self.params.get("bias")
+        )
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        if self._x is None:
-            raise self._fail("backward called without a forward pass in training mode")
-        weight = self.params["weight"]
-        # A fresh array on purpose: matmul with out= misses BLAS's fast path here (3x slower).
-        self.grads["weight"] = dy.T @ self._x
-        if self.has_bias:
-            self.grads["bias"] = np.ones(len(dy), dy.dtype) @ dy
-        return (weight.T @ dy.T).T if self.needs_input_grad else None
+        dx, dweight, dbias = self.kernels.linear_backward(dy, self._cached(), self.needs_input_grad)
+        self.grads["weight"] = dweight
+        if dbias is not None:
+            self.grads["bias"] = dbias
+        return dx
 
     def config(self) -> dict[str, Any]:
         return {
@@ -74,17 +64,11 @@ class Dense(Layer):
 class Flatten(Layer):
     """(N, d1, d2, ...) -> (N, d1*d2*...), in C order (PyTorch's flatten of NCHW)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._shape: tuple[int, ...] | None = None
-
     def forward(self, x: np.ndarray) -> np.ndarray:
         if x.ndim < 2:
             raise self._fail(f"expected (N, ...) input with at least 2 dimensions, got {x.shape}")
-        self._shape = x.shape
+        self._cache = x.shape
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        if self._shape is None:
-            raise self._fail("backward called before forward")
-        return dy.reshape(self._shape)
+        return dy.reshape(self._cached())

@@ -1,4 +1,4 @@
-"""Inverted dropout (Srivastava et al., 2014): scale at training time, identity at eval."""
+"""Dropout layer: holds the probability and its own random generator."""
 
 from __future__ import annotations
 
@@ -23,22 +23,20 @@ class Dropout(Layer):
             raise self._fail(f"p must be in [0, 1), got {p!r}")
         self.p = float(p)
         self.rng = as_generator(rng)
-        self._mask: np.ndarray | None = None
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
         # Derive our own stream from the model's seed so that layer order fixes the masks.
         self.rng = np.random.default_rng(rng.integers(2**63))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if not self.training or self.p == 0:
-            self._mask = None
+        if not self.training:
+            self._cache = None  # the identity: backward passes dy through
             return x
-        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
-        self._mask = keep * np.asarray(1.0 / (1.0 - self.p), dtype=x.dtype)
-        return x * self._mask
+        y, self._cache = self.kernels.dropout_forward(x, self.p, self.rng)
+        return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return dy if self._mask is None else dy * self._mask
+        return self.kernels.dropout_backward(dy, self._cache)
 
     def config(self) -> dict[str, Any]:
         return {"p": self.p}

@@ -6,12 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..functional.norm import (
-    BatchNormCache,
-    batch_norm_backward,
-    batch_norm_forward,
-    batch_norm_inference,
-)
+from ..functional.norm import BatchNormInferenceCache
 from .base import Layer
 
 
@@ -38,7 +33,6 @@ class _BatchNorm(Layer):
             affine,
         )
         self.dtype = np.dtype(dtype)
-        self._cache: BatchNormCache | None = None
         self.reset_parameters(np.random.default_rng(0))
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
@@ -50,20 +44,24 @@ class _BatchNorm(Layer):
         self.buffers["num_batches_tracked"] = np.zeros((), np.int64)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._check_input(x, self.ndim, self.num_features)
+        layout = "(N, C)" if self.ndim == 2 else "(N, C, H, W)"
+        if not isinstance(x, np.ndarray) or x.ndim != self.ndim:
+            raise self._fail(f"expected input {layout}, got shape {np.shape(x)}")
+        if x.shape[1] != self.num_features:
+            raise self._fail(f"expected {self.num_features} input channels, got shape {x.shape}")
         gamma, beta = self.params.get("weight"), self.params.get("bias")
+        running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
         if not self.training:
-            y, _ = batch_norm_inference(
-                x, self.buffers["running_mean"], self.buffers["running_var"], gamma, beta, self.eps
-            )
-            return y
+            return self._run(
+                self.kernels.batch_norm_inference_forward,
+                x, running_mean, running_var, gamma, beta, self.eps,
+            )  # fmt: skip
         count = x.size // x.shape[1]
         if count < 2:
             raise self._fail(f"needs more than one value per channel in training, got {x.shape}")
-        y, self._cache, mean, var = batch_norm_forward(x, gamma, beta, self.eps)
+        y = self._run(self.kernels.batch_norm_forward, x, gamma, beta, self.eps)
         # Running statistics as in PyTorch: exponential average, unbiased variance.
-        m = self.momentum
-        running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
+        m, mean, var = self.momentum, self._cache.mean, self._cache.var
         running_mean *= 1 - m
         running_mean += (m * mean).astype(running_mean.dtype, copy=False)
         running_var *= 1 - m
@@ -72,9 +70,13 @@ class _BatchNorm(Layer):
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        if self._cache is None:
-            raise self._fail("backward called without a forward pass in training mode")
-        dx, dgamma, dbeta = batch_norm_backward(dy, self._cache)
+        cache = self._cached()
+        backward = (
+            self.kernels.batch_norm_inference_backward
+            if isinstance(cache, BatchNormInferenceCache)
+            else self.kernels.batch_norm_backward
+        )
+        dx, dgamma, dbeta = backward(dy, cache)
         if self.affine:
             self.grads["weight"], self.grads["bias"] = dgamma, dbeta
         return dx

@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..functional import pool as F
-from ..functional._shapes import pool_geometry_args
+from ..functional.shapes import pool_arguments
 from .base import Layer
 
 
@@ -21,25 +20,12 @@ class _Pool2D(Layer):
         padding: int | Sequence[int] = 0,
     ) -> None:
         super().__init__()
-        self.kernel_size, self.stride, self.padding = pool_geometry_args(
-            kernel_size, stride, padding
-        )
-        self._cache: Any = None
-
-    def _pool(self, kernel, x: np.ndarray, *args: Any) -> np.ndarray:
-        """Run a pooling kernel; its geometry errors come back naming this layer."""
-        self._check_input(x, 4)
         try:
-            y, cache = kernel(x, *args, self.kernel_size, self.stride, self.padding)
+            self.kernel_size, self.stride, self.padding = pool_arguments(
+                kernel_size, stride, padding
+            )
         except ValueError as error:
-            raise self._fail(f"{error} (input shape {x.shape})") from None
-        self._cache = cache if self.training else None
-        return y
-
-    def _cached(self) -> Any:
-        if self._cache is None:
-            raise self._fail("backward called without a forward pass in training mode")
-        return self._cache
+            raise self._fail(str(error)) from None
 
     def config(self) -> dict[str, Any]:
         return {
@@ -53,20 +39,24 @@ class MaxPool2D(_Pool2D):
     """Maximum over each window; stride defaults to the kernel size (PyTorch's convention)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self._pool(F.max_pool2d_forward, x)
+        return self._run(
+            self.kernels.max_pool2d_forward, x, self.kernel_size, self.stride, self.padding
+        )
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return F.max_pool2d_backward(dy, self._cached())
+        return self.kernels.max_pool2d_backward(dy, self._cached())
 
 
 class AvgPool2D(_Pool2D):
     """Mean over each window; zero padding counts towards the mean (PyTorch's default)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self._pool(F.avg_pool2d_forward, x)
+        return self._run(
+            self.kernels.avg_pool2d_forward, x, self.kernel_size, self.stride, self.padding
+        )
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return F.avg_pool2d_backward(dy, self._cached())
+        return self.kernels.avg_pool2d_backward(dy, self._cached())
 
 
 class LpPool2D(_Pool2D):
@@ -88,10 +78,12 @@ class LpPool2D(_Pool2D):
         self.p = float(p)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self._pool(F.lp_pool2d_forward, x, self.p)
+        return self._run(
+            self.kernels.lp_pool2d_forward, x, self.p, self.kernel_size, self.stride, self.padding
+        )
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return F.lp_pool2d_backward(dy, self._cached())
+        return self.kernels.lp_pool2d_backward(dy, self._cached())
 
     def config(self) -> dict[str, Any]:
         # JSON has no infinity: the string "inf" round-trips through float().
@@ -101,17 +93,8 @@ class LpPool2D(_Pool2D):
 class GlobalAvgPool2D(Layer):
     """(N, C, H, W) -> (N, C): the mean of each channel map."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._shape: tuple[int, ...] | None = None
-
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._check_input(x, 4)
-        y, shape = F.global_avg_pool2d_forward(x)
-        self._shape = shape
-        return y
+        return self._run(self.kernels.global_avg_pool2d_forward, x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        if self._shape is None:
-            raise self._fail("backward called before forward")
-        return F.global_avg_pool2d_backward(dy, self._shape)
+        return self.kernels.global_avg_pool2d_backward(dy, self._cached())

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..functional.losses import softmax_cross_entropy
+from ..functional import softmax_cross_entropy_forward
 from ..model import Sequential
 
 
@@ -25,7 +25,7 @@ class Evaluation:
 
 
 def evaluate(
-    model: Sequential, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000
+    model: Sequential, images: np.ndarray, labels: np.ndarray, batch_size: int | None = None
 ) -> Evaluation:
     """Mean cross-entropy, accuracy and confusion matrix of ``model`` in eval mode."""
     if len(images) == 0:
@@ -34,7 +34,7 @@ def evaluate(
     start = 0
     for logits in model.iter_logits(images, batch_size):
         batch_labels = labels[start : start + len(logits)]
-        loss, _ = softmax_cross_entropy(logits, batch_labels)
+        loss, _ = softmax_cross_entropy_forward(logits, batch_labels)
         loss_sum += loss * len(logits)
         predictions.append(logits.argmax(axis=1))
         start += len(logits)

@@ -62,7 +62,7 @@ class Trainer:
         drop_last: bool = False,
         checkpoint_path: str | Path | None = None,
         config: dict[str, Any] | None = None,
-        eval_batch_size: int = 1000,
+        eval_batch_size: int | None = None,
     ) -> None:
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")

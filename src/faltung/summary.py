@@ -1,0 +1,79 @@
+"""What a model computes, without training it: output shapes, parameters and FLOPs.
+
+Everything comes from one dry run of a single zero image through the layers, so it holds
+for any layer list the engine supports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .layers import Conv2D, Dense, Layer
+
+if TYPE_CHECKING:
+    from .model import Sequential
+
+
+def dry_run(
+    model: Sequential, input_shape: tuple[int, ...]
+) -> Iterator[tuple[str, Layer, np.ndarray]]:
+    """(name, layer, output) for one zero image through each layer, in eval mode."""
+    was_training = model.training
+    model.eval()
+    x = np.zeros((1, *input_shape), model.dtype)
+    try:
+        for name, layer in model.layers.items():
+            x = layer.forward(x)
+            yield name, layer, x
+    finally:
+        model.train(was_training)
+
+
+def count_flops(model: Sequential, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Multiply-add FLOPs (2 per MAC) per image for each Conv2D and Dense layer's forward."""
+    flops: dict[str, int] = {}
+    for name, layer, y in dry_run(model, input_shape):
+        if isinstance(layer, Conv2D):
+            flops[name] = 2 * math.prod(layer.params["weight"].shape[1:]) * y.size
+        elif isinstance(layer, Dense):
+            flops[name] = 2 * layer.in_features * layer.out_features
+    return flops
+
+
+def training_step_flops(flops: dict[str, int]) -> int:
+    """FLOPs per image of a training step, from :func:`count_flops`.
+
+    Backward costs two forwards (input and weight gradients), less the first layer's input
+    gradient, which nobody needs.
+    """
+    return 3 * sum(flops.values()) - next(iter(flops.values()), 0)
+
+
+def summary(model: Sequential, input_shape: tuple[int, ...]) -> str:
+    """A table of each layer's output shape and parameter count, from a dry run."""
+    rows = [("Layer", "Type", "Output shape", "Params")]
+    for name, layer, y in dry_run(model, input_shape):
+        count = sum(v.size for v in layer.params.values())
+        rows.append((name, type(layer).__name__, _shape_text(y.shape), f"{count:,}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    line = "-" * (sum(widths) + 6)
+    text = [f"Input shape: {_shape_text((1, *input_shape))}", line]
+    for i, row in enumerate(rows):
+        cells = [
+            cell.ljust(w) if j < 3 else cell.rjust(w)
+            for j, (cell, w) in enumerate(zip(row, widths))
+        ]
+        text.append("  ".join(cells))
+        if i == 0:
+            text.append(line)
+    nbytes = sum(p.value.nbytes for p in model.parameters())
+    text += [line, f"Total parameters: {model.num_parameters():,} ({nbytes / 2**20:.2f} MiB)"]
+    return "\n".join(text)
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(["N", *map(str, shape[1:])]) + ")"

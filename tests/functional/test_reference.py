@@ -1,0 +1,272 @@
+"""The article's plain kernels are the oracle: every fast kernel against them, both ways.
+
+The reference kernels themselves are checked against the loop definitions in
+``tests/reference.py`` (forward) and against numerical gradients (backward, in
+``tests/layers/test_gradients.py``, which runs every layer on both kernel sets).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faltung import functional as fast
+from faltung.functional import KERNEL_OPS, conv_fast, kernel_set, pool_fast
+from faltung.functional import conv as fast_conv
+from faltung.functional import reference as ref
+from faltung.functional.layout import is_channels_last
+from faltung.functional.shapes import resolve_padding
+
+from ..reference import conv2d_naive, pool2d_naive
+
+
+def channels_last(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def close(actual, expected, tol=1e-10):
+    if expected is None:
+        assert actual is None
+    else:
+        np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol)
+
+
+def test_both_kernel_sets_provide_every_op():
+    for name in ("fast", "reference"):
+        kernels = kernel_set(name)
+        for op in KERNEL_OPS:
+            assert callable(getattr(kernels, f"{op}_forward"))
+            assert callable(getattr(kernels, f"{op}_backward"))
+
+
+# --- convolution ----------------------------------------------------------------------
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cin = groups * draw(st.integers(1, 2))
+    cout = groups * draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = draw(st.sampled_from([0, 1, 2, (1, 0), "same", "valid"]))
+    if padding == "same":
+        stride = (1, 1)
+    pads = resolve_padding(padding, (kh, kw), dilation, stride)
+    min_h = max(dilation[0] * (kh - 1) + 1 - sum(pads[0]), 1)
+    min_w = max(dilation[1] * (kw - 1) + 1 - sum(pads[1]), 1)
+    h, w = draw(st.integers(min_h, min_h + 6)), draw(st.integers(min_w, min_w + 6))
+    n = draw(st.integers(1, 3))
+    return n, cin, cout, (kh, kw), stride, padding, dilation, groups, (h, w), draw(st.integers())
+
+
+def conv_inputs(case):
+    n, cin, cout, kernel, stride, padding, dilation, groups, (h, w), seed = case
+    rng = np.random.default_rng(seed % 2**32)
+    x = rng.standard_normal((n, cin, h, w))
+    weight = rng.standard_normal((cout, cin // groups, *kernel))
+    bias = rng.standard_normal(cout)
+    return x, weight, bias, (stride, padding, dilation, groups), rng
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv_cases())
+def test_reference_convolution_is_the_definition(case):
+    x, weight, bias, (stride, padding, dilation, groups), _ = conv_inputs(case)
+    y, _ = ref.conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
+    pads = resolve_padding(padding, weight.shape[2:], dilation, stride)
+    close(y, conv2d_naive(x, weight, bias, stride, pads, dilation, groups))
+
+
+@settings(max_examples=80, deadline=None)
+@given(conv_cases(), st.booleans())
+def test_fast_convolution_matches_the_reference(case, nhwc):
+    x, weight, bias, args, rng = conv_inputs(case)
+    if nhwc:
+        x = channels_last(x)
+    y_ref, cache_ref = ref.conv2d_forward(x, weight, bias, *args)
+    y, cache = fast.conv2d_forward(x, weight, bias, *args)
+    close(y, y_ref)
+    dy = rng.standard_normal(y.shape)
+    for need_input_grad in (True, False):
+        for got, expected in zip(
+            fast.conv2d_backward(dy, cache, need_input_grad),
+            ref.conv2d_backward(dy, cache_ref, need_input_grad),
+        ):
+            close(got, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_cases())
+def test_every_input_gradient_path_matches_the_reference(case):
+    """Force the row-window and the per-offset input gradients on the same problem."""
+    x, weight, bias, (_, padding, dilation, groups), rng = conv_inputs(case)
+    y, cache = fast.conv2d_forward(x, weight, bias, 1, padding, dilation, groups)
+    dy = rng.standard_normal(y.shape)
+    expected = ref.conv2d_backward(
+        dy, ref.conv2d_forward(x, weight, bias, 1, padding, dilation, groups)[1]
+    )[0]
+    with pytest.MonkeyPatch.context() as patch:
+        for max_rows in (10**9, 0):  # always row windows, never row windows
+            patch.setattr(conv_fast, "ROW_WINDOW_MAX_ROWS", max_rows)
+            dx = fast.conv2d_backward(dy, cache)[0]
+            close(dx, expected)
+            assert is_channels_last(dx)  # the layout the layer before expects
+
+
+@pytest.mark.parametrize("cin,groups,special", [(1, 1, True), (4, 2, True), (3, 1, False)])
+def test_each_forward_path_is_taken_and_agrees(cin, groups, special):
+    """One input channel and groups take their own forward paths; all match the reference."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, cin, 9, 7))
+    w = rng.standard_normal((4, cin // groups, 3, 2))
+    y, cache = fast.conv2d_forward(x, w, None, groups=groups)
+    w_mat = fast_conv.weight_matrix(w, groups)
+    assert (conv_fast.forward(x, w_mat, cache.geometry) is not None) == special
+    close(y, ref.conv2d_forward(x, w, None, groups=groups)[0])
+
+
+# --- pooling --------------------------------------------------------------------------
+
+
+@st.composite
+def pool_cases(draw):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2)))
+    h, w = draw(st.integers(kh, kh + 6)), draw(st.integers(kw, kw + 6))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), h, w)
+    # Few distinct values, so that max pooling meets ties in most windows.
+    levels = draw(st.sampled_from([3, 1000]))
+    return (kh, kw), stride, padding, shape, levels, draw(st.integers(0, 2**16))
+
+
+def pool_input(shape, levels, seed, nhwc):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-levels // 2, levels // 2 + 1, shape) / levels * 4
+    return (channels_last(x) if nhwc else x), rng
+
+
+@settings(max_examples=60, deadline=None)
+@given(pool_cases())
+def test_reference_pooling_is_the_definition(case):
+    kernel, stride, padding, shape, levels, seed = case
+    x, _ = pool_input(shape, levels, seed, False)
+    y, _ = ref.max_pool2d_forward(x, kernel, stride, padding)
+    close(y, pool2d_naive(x, kernel, stride, padding, np.max, -np.inf))
+    y, _ = ref.avg_pool2d_forward(x, kernel, stride, padding)
+    close(y, pool2d_naive(x, kernel, stride, padding, np.mean, 0.0))
+    y, _ = ref.lp_pool2d_forward(np.abs(x), 3.0, kernel, stride, padding)
+    article = lambda window: np.mean(window**3) ** (1 / 3)  # noqa: E731
+    close(y, pool2d_naive(np.abs(x), kernel, stride, padding, article, 0.0))
+
+
+POOLS = {
+    "max": lambda k, x, *a: k.max_pool2d_forward(x, *a),
+    "avg": lambda k, x, *a: k.avg_pool2d_forward(x, *a),
+    "lp2": lambda k, x, *a: k.lp_pool2d_forward(x, 2.0, *a),
+    "lp3": lambda k, x, *a: k.lp_pool2d_forward(x, 3.0, *a),
+    "lp2.5": lambda k, x, *a: k.lp_pool2d_forward(x, 2.5, *a),
+    "lp1": lambda k, x, *a: k.lp_pool2d_forward(x, 1.0, *a),
+    "lpinf": lambda k, x, *a: k.lp_pool2d_forward(x, np.inf, *a),
+}
+POOL_BACKWARD = {"max": "max_pool2d_backward", "avg": "avg_pool2d_backward"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(pool_cases(), st.sampled_from(sorted(POOLS)), st.booleans())
+def test_fast_pooling_matches_the_reference(case, kind, nhwc):
+    kernel, stride, padding, shape, levels, seed = case
+    x, rng = pool_input(shape, levels, seed, nhwc)
+    backward = POOL_BACKWARD.get(kind, "lp_pool2d_backward")
+    y_ref, cache_ref = POOLS[kind](ref, x, kernel, stride, padding)
+    y, cache = POOLS[kind](fast, x, kernel, stride, padding)
+    close(y, y_ref)
+    dy = rng.standard_normal(y.shape)
+    close(getattr(fast, backward)(dy, cache), getattr(ref, backward)(dy, cache_ref))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (2, 3, 5, 7), (1, 4, 3, 3)])
+def test_separable_2x2_max_pooling_matches_the_reference_on_ties(rng, shape):
+    """Channels-last 2x2/2 pooling takes the separable path; three levels make most windows
+    tie, so a wrong tie rule at either stage sends a gradient elsewhere."""
+    x = channels_last(rng.integers(-1, 2, shape).astype(np.float64))
+    assert pool_fast.max_pool_forward(x, fast.max_pool2d_forward(x, 2)[1].geometry) is not None
+    y, cache = fast.max_pool2d_forward(x, 2)
+    y_ref, cache_ref = ref.max_pool2d_forward(x, 2)
+    close(y, y_ref)
+    dy = rng.standard_normal(y.shape)
+    close(fast.max_pool2d_backward(dy, cache), ref.max_pool2d_backward(dy, cache_ref))
+
+
+# --- the fully connected part ---------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 9), st.integers(1, 7), st.booleans(), st.integers(0, 999))
+def test_dense_matches_the_reference(n, fan_in, fan_out, bias, seed):
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal((n, fan_in)), rng.standard_normal((fan_out, fan_in))
+    b = rng.standard_normal(fan_out) if bias else None
+    y, cache = fast.linear_forward(x, w, b)
+    y_ref, cache_ref = ref.linear_forward(x, w, b)
+    close(y, y_ref)
+    dy = rng.standard_normal(y.shape)
+    for got, expected in zip(fast.linear_backward(dy, cache), ref.linear_backward(dy, cache_ref)):
+        close(got, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from(["relu", "sigmoid"]),
+    st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 4), st.integers(1, 4)),
+    st.floats(0.1, 100),
+    st.integers(0, 999),
+)
+def test_activations_match_the_reference(op, shape, scale, seed):
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.standard_normal(shape) * scale, 1)  # exact zeros included
+    y, cache = getattr(fast, f"{op}_forward")(x)
+    y_ref, cache_ref = getattr(ref, f"{op}_forward")(x)
+    close(y, y_ref)
+    dy = rng.standard_normal(shape)
+    close(getattr(fast, f"{op}_backward")(dy, cache), getattr(ref, f"{op}_backward")(dy, cache_ref))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 6),
+    st.integers(2, 10),
+    st.floats(0.1, 200),
+    st.sampled_from([0.0, 0.1]),
+    st.booleans(),
+    st.integers(0, 999),
+)
+def test_softmax_cross_entropy_matches_the_reference(n, k, scale, smoothing, one_hot, seed):
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((n, k)) * scale
+    labels = rng.integers(0, k, n)
+    targets = np.eye(k)[labels] if one_hot else labels
+    loss, cache = fast.softmax_cross_entropy_forward(logits, targets, smoothing)
+    loss_ref, cache_ref = ref.softmax_cross_entropy_forward(logits, targets, smoothing)
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-12)
+    close(
+        fast.softmax_cross_entropy_backward(0.5, cache),
+        ref.softmax_cross_entropy_backward(0.5, cache_ref),
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reference_kernels_keep_the_dtype(dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+    y, cache = ref.conv2d_forward(x, w, np.zeros(4, dtype), padding=1)
+    dx, dw, db = ref.conv2d_backward(np.ones_like(y), cache)
+    pooled, pool_cache = ref.lp_pool2d_forward(y, 2.0, 2)
+    dpool = ref.lp_pool2d_backward(np.ones_like(pooled), pool_cache)
+    s, _ = ref.sigmoid_forward(pooled)
+    assert {a.dtype for a in (y, dx, dw, db, pooled, dpool, s)} == {np.dtype(dtype)}
