@@ -30,9 +30,9 @@ import numpy as np
 
 from faltung import __version__
 from faltung.losses import SoftmaxCrossEntropy
-from faltung.summary import count_flops, training_step_flops
 from faltung.optim import SGD
 from faltung.presets import PRESETS
+from faltung.summary import count_flops, training_step_flops
 
 INPUT = (1, 28, 28)
 
