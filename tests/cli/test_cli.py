@@ -47,8 +47,8 @@ def test_train_writes_every_result(tmp_path, synthetic_dir, capsys):
     assert 0 <= metrics["full_test_accuracy"] <= 1 and len(metrics["confusion_matrix"]) == 10
     history = json.loads((out / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
-    model = load_model(out / "model.npz")
-    assert model.metadata["preset"] == "lenet" and model.metadata["input_shape"] == [1, 28, 28]
+    _, meta = load_model(out / "model.npz")
+    assert meta.preset == "lenet" and meta.input_shape == (1, 28, 28)
 
 
 def test_rerun_refuses_to_overwrite_and_resume_extends(tmp_path, synthetic_dir, capsys):

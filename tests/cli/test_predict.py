@@ -83,4 +83,4 @@ def test_predict_with_a_file_that_is_not_a_model(tmp_path, capsys):
     bogus = tmp_path / "x.npz"
     np.savez(bogus, a=np.zeros(3))
     assert main(["predict", str(bogus), "whatever.png"]) == 2
-    assert "not a faltung file" in capsys.readouterr().err
+    assert "not a faltung model file" in capsys.readouterr().err

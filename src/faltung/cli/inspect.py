@@ -19,9 +19,8 @@ from .errors import UsageError
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
-    meta = getattr(model, "metadata", {})
-    dataset = args.dataset or meta.get("dataset", "mnist")
+    model, meta = load_model(args.model)
+    dataset = args.dataset or meta.dataset or "mnist"
     data = load_dataset(dataset, args.data)
     images, labels = data.test_images, data.test_labels
     if args.test_size is not None:
@@ -49,10 +48,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Classify files in chunks, so thousands of files never sit in memory at once."""
-    model = load_model(args.model)
-    meta = getattr(model, "metadata", {})
-    shape = tuple(meta.get("input_shape", (1, 28, 28)))
-    classes = meta.get("classes") or [str(i) for i in range(10)]
+    model, meta = load_model(args.model)
+    shape, classes = meta.input_shape, meta.classes
     failures = 0
     for start in range(0, len(args.files), args.batch_size):
         chunk = args.files[start : start + args.batch_size]
