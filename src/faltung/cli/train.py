@@ -22,7 +22,7 @@ from ..losses import SoftmaxCrossEntropy
 from ..optim import OPTIMIZERS, SGD, Optimizer
 from ..presets import get_preset
 from ..schedules import Constant, CosineDecay, ExponentialDecay, Schedule, StepDecay
-from ..train import Checkpointer, EpochPrinter, ProgressBar, Trainer, evaluate
+from ..train import EpochPrinter, HistoryWriter, ProgressBar, Trainer, evaluate
 from ..train.trainer import CHECKPOINT_FORMAT
 from ..viz import plot_confusion, plot_history
 from .errors import UsageError
@@ -154,7 +154,7 @@ def run_train(args: argparse.Namespace) -> int:
         model, SoftmaxCrossEntropy(), optimizer, (train_x, train_y),
         epochs=settings["epochs"], batch_size=settings["batch_size"],
         schedule=make_schedule(settings), test_data=(test_x, test_y), val_data=val_data,
-        callbacks=[ProgressBar(), EpochPrinter(), Checkpointer(out)],
+        callbacks=[ProgressBar(), EpochPrinter(), HistoryWriter(out)],
         seed=settings["seed"], checkpoint_path=checkpoint,
         config={"preset": preset.name, "settings": settings},
     )  # fmt: skip
