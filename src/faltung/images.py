@@ -119,6 +119,8 @@ def _from_picture(path: Path, size: tuple[int, int], resize: bool) -> np.ndarray
         ) from None
     try:
         with warnings.catch_warnings():
+            # Pillow warns about what it repairs (corrupt EXIF, ...): noise for one prediction.
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=FORMATS) as picture:
                 _check_size(path, picture.height, picture.width, size, resize)
