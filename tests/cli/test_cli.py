@@ -248,14 +248,16 @@ def test_short_real_mnist_run(tmp_path, mnist_dir, capsys):
 
 
 def test_the_banner_describes_the_run_that_happens(tmp_path, synthetic_dir, capsys):
-    assert train(tmp_path / "run", synthetic_dir, "--no-plots") == 0
+    assert train(tmp_path / "run", synthetic_dir, "--epochs", "1", "--no-plots") == 0
     out = capsys.readouterr().out
     assert "60,000" not in out
-    assert "data: mnist, 200 of 200 training" not in out
-    assert "all 200 training images, 50 of 50" not in out
-    assert "training: 2 epochs at batch 20, adam lr 0.002, cosine decay" in out
+    assert (
+        "training: 1 epoch at batch 20, adam lr 0.002, cosine decay to lr x0.01 over 1 epoch after 0.5 warm-up epochs"
+        in out
+    )
     assert "data: mnist, all 200 training images, all 50 test images;" in out
-    assert train(tmp_path / "r2", synthetic_dir, "--train-size", "120", "--no-plots") == 0
+    assert train(tmp_path / "r2", synthetic_dir, "--train-size", "120", "--epochs", "1",
+                 "--no-plots") == 0  # fmt: skip
     assert "120 of 200 training images, all 50 test images (drawn with seed 0)" in (
         capsys.readouterr().out
     )

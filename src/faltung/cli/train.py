@@ -146,6 +146,10 @@ def make_schedule(settings: dict[str, Any]) -> Schedule:
     return cls(**constructor_arguments(cls, available))
 
 
+def plural(n: float, word: str) -> str:
+    return f"{n:g} {word}" if n == 1 else f"{n:g} {word}s"
+
+
 def describe_training(settings: dict[str, Any]) -> str:
     """The optimisation that will actually run, in words, from the resolved settings."""
     optimizer = f"{settings['optimizer']} lr {settings['lr']:g}"
@@ -153,16 +157,16 @@ def describe_training(settings: dict[str, Any]) -> str:
         kind = "Nesterov momentum" if settings.get("nesterov") else "momentum"
         optimizer += f", {kind} {settings['momentum']:g}"
     if settings["weight_decay"]:
-        optimizer += f", weight decay {settings['weight_decay']:g}"
+        optimizer += f", L2 weight decay {settings['weight_decay']:g}"
     schedule = {
-        "step": f"lr x{settings['lr_gamma']:g} every {settings['lr_step']} epochs",
+        "step": f"lr x{settings['lr_gamma']:g} every {plural(settings['lr_step'], 'epoch')}",
         "exponential": f"lr x{settings['lr_gamma']:g} every epoch",
-        "cosine": f"cosine decay to lr x0.01 over {settings['epochs']} epochs",
+        "cosine": f"cosine decay to lr x0.01 over {plural(settings['epochs'], 'epoch')}",
     }.get(settings["schedule"], f"{settings['schedule']} lr")
     if settings["warmup"]:
-        schedule += f" after {settings['warmup']:g} warm-up epochs"
+        schedule += f" after {plural(settings['warmup'], 'warm-up epoch')}"
     return (
-        f"{settings['epochs']} epochs at batch {settings['batch_size']}, {optimizer}, "
+        f"{plural(settings['epochs'], 'epoch')} at batch {settings['batch_size']}, {optimizer}, "
         f"{schedule}, seed {settings['seed']}"
     )
 
