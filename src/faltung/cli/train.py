@@ -157,7 +157,8 @@ def describe_training(settings: dict[str, Any]) -> str:
         kind = "Nesterov momentum" if settings.get("nesterov") else "momentum"
         optimizer += f", {kind} {settings['momentum']:g}"
     if settings["weight_decay"]:
-        optimizer += f", L2 weight decay {settings['weight_decay']:g}"
+        kind = "decoupled" if settings["optimizer"] == "adamw" else "L2"
+        optimizer += f", {kind} weight decay {settings['weight_decay']:g}"
     schedule = {
         "step": f"lr x{settings['lr_gamma']:g} every {plural(settings['lr_step'], 'epoch')}",
         "exponential": f"lr x{settings['lr_gamma']:g} every epoch",
