@@ -127,7 +127,7 @@ def test_mutated_model_files_raise_only_model_file_errors(tmp_path, valid_bytes,
     path = tmp_path / "mutated.npz"
     path.write_bytes(bytes(blob))
     try:
-        loaded = load_model(path)
+        loaded, _ = load_model(path)
     except ModelFileError:
         return
     # A mutation that survives every check (say, in a zip comment) must still give a model

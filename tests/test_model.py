@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from faltung import Sequential
-from faltung.io import ModelFileError, load_model, load_weights, save_model
+from faltung.io import ModelFileError, ModelMetadata, load_model, load_weights, save_model
 from faltung.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 
 
@@ -81,9 +81,9 @@ def test_save_load_round_trip_reproduces_outputs_exactly(tmp_path):
     model.eval()
     expected = model(x)
     path = save_model(model, tmp_path / "m.npz", metadata={"note": "hi"})
-    loaded = load_model(path)
+    loaded, meta = load_model(path)
     np.testing.assert_array_equal(loaded(x), expected)
-    assert loaded.metadata == {"note": "hi"}
+    assert meta.extra == {"note": "hi"} and meta.to_json()["note"] == "hi"
     fresh = small_model(9).eval()
     load_weights(fresh, path)
     np.testing.assert_array_equal(fresh(x), expected)
@@ -141,7 +141,7 @@ def test_strict_loading_demands_the_exact_dtype():
 
 def test_float64_model_round_trips_with_its_dtype(tmp_path):
     model = small_model().astype(np.float64)
-    loaded = load_model(save_model(model, tmp_path / "m.npz"))
+    loaded, _ = load_model(save_model(model, tmp_path / "m.npz"))
     assert loaded.dtype == np.float64
 
 
@@ -152,3 +152,37 @@ def test_large_eval_batches_run_in_chunks_with_the_same_result():
     chunked = model(x)
     model.inference_chunk = 10_000
     np.testing.assert_allclose(chunked, model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_metadata_round_trips_with_typed_fields(tmp_path):
+    meta = ModelMetadata(
+        input_shape=(1, 8, 8),
+        classes=tuple("abcdefghij"),
+        dataset="mnist",
+        preset="tiny",
+        settings={"seed": 3},
+        test_indices=(0, 5, 9),
+        extra={"note": "kept"},
+    )
+    path = save_model(small_model(), tmp_path / "m.npz", meta)
+    model, loaded = load_model(path)
+    assert loaded == meta and isinstance(loaded.input_shape, tuple)
+    assert ModelMetadata.from_json(meta.to_json()) == meta
+    assert not model.training
+
+
+def test_old_files_without_metadata_get_inferred_defaults(tmp_path):
+    # small_model ends in Dense(36, 10) after a 3x3 conv and a 2x2 pool: 8x8 inputs.
+    _, meta = load_model(save_model(small_model(), tmp_path / "m.npz"))
+    assert meta.input_shape == (1, 8, 8)
+    assert meta.classes == tuple(str(i) for i in range(10))
+    assert meta.test_indices is None and meta.dataset is None and meta.extra == {}
+    rgb = Sequential([Conv2D(3, 2, 3), Flatten(), Dense(2 * 26 * 26, 4)], seed=0)
+    _, meta = load_model(save_model(rgb, tmp_path / "rgb.npz"))
+    assert meta.input_shape == (3, 28, 28) and meta.classes == ("0", "1", "2", "3")
+
+
+def test_metadata_of_the_wrong_type_is_a_model_file_error(tmp_path):
+    path = save_model(small_model(), tmp_path / "m.npz", {"input_shape": "big"})
+    with pytest.raises(ModelFileError, match="metadata"):
+        load_model(path)

@@ -19,9 +19,13 @@ from .model import Sequential
 
 @dataclass
 class GradcheckResult:
-    """Per-tensor relative errors: max|analytic - numeric| / max(max|analytic|, max|numeric|)."""
+    """Per-tensor relative errors: max|analytic - numeric| / max(max|analytic|, max|numeric|).
+
+    It passes when the worst of them is at most ``tolerance``; printed, it says so first.
+    """
 
     errors: dict[str, float] = field(default_factory=dict)
+    tolerance: float = 1e-6
 
     @property
     def max_error(self) -> float:
@@ -31,12 +35,27 @@ class GradcheckResult:
     def worst(self) -> str:
         return max(self.errors, key=self.errors.__getitem__) if self.errors else ""
 
-    def passed(self, tolerance: float = 1e-6) -> bool:
-        return self.max_error <= tolerance
+    def passed(self, tolerance: float | None = None) -> bool:
+        """Whether every error is within ``tolerance`` (default: the result's own)."""
+        return self.max_error <= (self.tolerance if tolerance is None else tolerance)
+
+    @property
+    def ok(self) -> bool:
+        return self.passed()
+
+    @property
+    def verdict(self) -> str:
+        return (
+            f"gradcheck {'passed' if self.ok else 'FAILED'}: max relative error "
+            f"{self.max_error:.1e} (tolerance {self.tolerance:.0e}) in {self.worst or '-'}"
+        )
 
     def __str__(self) -> str:
-        lines = [f"{name:<24} {err:.2e}" for name, err in self.errors.items()]
-        return "\n".join([*lines, f"worst: {self.worst} {self.max_error:.2e}"])
+        lines = [f"  {name:<24} {err:.2e}" for name, err in self.errors.items()]
+        return "\n".join([self.verdict, *lines])
+
+    def __repr__(self) -> str:
+        return f"<GradcheckResult {self.verdict}>"
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
@@ -74,6 +93,7 @@ def gradcheck(
     loss: Loss | None = None,
     eps: float = 1e-6,
     seed: int = 0,
+    tolerance: float = 1e-6,
 ) -> GradcheckResult:
     """Compare analytic and numerical gradients of ``target`` at input ``x``.
 
@@ -83,12 +103,15 @@ def gradcheck(
     - A Loss is checked with respect to its prediction ``x`` against ``labels``.
 
     Work happens on a float64 deep copy: ``target`` itself is left untouched. Layers that
-    draw random numbers (dropout) replay the same draws for every evaluation.
+    draw random numbers (dropout) replay the same draws for every evaluation. The result
+    passes when every relative error is at most ``tolerance``.
 
     >>> from faltung.layers import Conv2D
     >>> result = gradcheck(Conv2D(2, 3, 3, padding=1, rng=0), np.random.rand(2, 2, 5, 5))
-    >>> result.passed(1e-6)
+    >>> result.ok
     True
+    >>> result  # doctest: +ELLIPSIS
+    <GradcheckResult gradcheck passed: max relative error ... (tolerance 1e-06) in ...>
     """
     x = np.array(x, dtype=np.float64)
     if isinstance(target, Loss):
@@ -102,7 +125,8 @@ def gradcheck(
         evaluate_loss()
         analytic = loss_copy.backward().copy()
         return GradcheckResult(
-            {"input": relative_error(analytic, numerical_gradient(evaluate_loss, x, eps))}
+            {"input": relative_error(analytic, numerical_gradient(evaluate_loss, x, eps))},
+            tolerance,
         )
 
     model = copy.deepcopy(target).astype(np.float64)
@@ -129,7 +153,7 @@ def gradcheck(
     evaluate()
     dy = loss.backward() if loss is not None else projection
     dx = model.backward(dy)
-    result = GradcheckResult()
+    result = GradcheckResult(tolerance=tolerance)
     result.errors["input"] = relative_error(dx, numerical_gradient(evaluate, x, eps))
     for layer in layers:
         analytic_grads = {key: g.copy() for key, g in layer.grads.items()}

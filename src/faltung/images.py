@@ -1,11 +1,23 @@
-"""Reading user images for prediction: PNG/JPEG (through Pillow) or .npy, one at a time."""
+"""Reading user images for prediction: PNG/JPEG (through Pillow) or .npy, one at a time.
+
+Files come from anywhere, so a file is checked before it is decoded: its declared size
+(a few header bytes) must be the model's, or at most ``MAX_PIXELS`` when resizing, and only
+plain raster formats are opened. Whatever a decoder raises becomes an ImageError that
+names the file.
+"""
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+# A 33-megapixel photo still fits (decoded as RGBA about 130 MB); decompression bombs,
+# which declare billions of pixels in a few kilobytes, are refused before decoding.
+MAX_PIXELS = 2**25
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 
 
 class ImageError(ValueError):
@@ -22,74 +34,126 @@ def load_image(
 
     Colour is converted to grey, 16-bit images are scaled to [0, 1]; an image of the wrong
     size is an error unless ``resize``. ``invert`` turns dark-on-light drawings into the
-    light-on-dark digits MNIST is made of.
+    light-on-dark digits MNIST is made of (see :func:`is_dark_on_light` to decide).
     """
     path = Path(path)
+    size = (int(size[0]), int(size[1]))
     if path.is_dir():
         raise ImageError(f"{path}: is a directory, not an image")
     if not path.exists():
         raise ImageError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
-        image = _from_npy(path)
+        image = _from_npy(path, size, resize)
     else:
         image = _from_picture(path, size, resize)
     if image.shape != size:
-        if not resize:
-            raise ImageError(
-                f"{path}: image is {image.shape[1]}x{image.shape[0]} pixels, the model expects "
-                f"{size[1]}x{size[0]}; pass --resize to scale it"
-            )
         image = _resize(image, size)
     if invert:
         image = 1.0 - image
     return image[None].astype(np.float32)
 
 
-def _from_npy(path: Path) -> np.ndarray:
+def is_dark_on_light(image: np.ndarray) -> bool:
+    """True when the border is bright and brighter than the centre: dark ink on paper.
+
+    MNIST digits are light on a black background; a drawing from a paint program or a
+    photo of paper is the other way round and must be inverted before it is classified.
+    """
+    grey = np.asarray(image, dtype=np.float64).reshape(np.shape(image)[-2:])
+    h, w = grey.shape
+    b = max(1, min(h, w) // 7)  # 4 pixels at 28x28: MNIST leaves them empty
+    if h <= 2 * b or w <= 2 * b:
+        return False
+    border = np.concatenate(
+        [grey[:b].ravel(), grey[-b:].ravel(), grey[b:-b, :b].ravel(), grey[b:-b, -b:].ravel()]
+    ).mean()
+    centre = grey[h // 4 : h - h // 4, w // 4 : w - w // 4].mean()
+    return bool(border > 0.5 and border > centre)
+
+
+def _check_size(path: Path, height: int, width: int, size: tuple[int, int], resize: bool):
+    if height < 1 or width < 1:
+        raise ImageError(f"{path}: image has no pixels ({width}x{height})")
+    if not resize and (height, width) != size:
+        raise ImageError(
+            f"{path}: image is {width}x{height} pixels, the model expects "
+            f"{size[1]}x{size[0]}; pass --resize to scale it"
+        )
+    if height * width > MAX_PIXELS:
+        raise ImageError(
+            f"{path}: image is {width}x{height} pixels, more than the {MAX_PIXELS:,} "
+            f"faltung reads; scale it down first"
+        )
+
+
+def _from_npy(path: Path, size: tuple[int, int], resize: bool) -> np.ndarray:
     try:
-        array = np.load(path, allow_pickle=False)
+        # Mapped, not read: the header's declared shape is checked before any data is.
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
         raise ImageError(f"{path}: not a readable .npy array ({error})") from None
-    array = np.squeeze(array)
-    if array.ndim != 2:
+    if not isinstance(array, np.ndarray):
+        raise ImageError(f"{path}: not a single .npy array")
+    shape = tuple(n for n in array.shape if n != 1)
+    if len(shape) != 2:
         raise ImageError(f"{path}: expected one grey image (H, W), got shape {array.shape}")
+    _check_size(path, shape[0], shape[1], size, resize)
+    array = np.array(array).reshape(shape)
     if array.dtype == np.uint8:
-        return array / 255.0
+        return array / np.float32(255)
     if array.dtype == np.uint16:
-        return array / 65535.0
+        return array / np.float32(65535)
     if array.dtype.kind == "f":
         if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
             raise ImageError(f"{path}: float images must hold finite values in [0, 1]")
-        return array.astype(np.float64)
+        return array.astype(np.float32)
     raise ImageError(f"{path}: unsupported array dtype {array.dtype} (use uint8, uint16 or float)")
 
 
 def _from_picture(path: Path, size: tuple[int, int], resize: bool) -> np.ndarray:
     try:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
     except ImportError:
         raise ImageError(
             f"{path}: reading image files needs Pillow: pip install 'faltung[images]'"
         ) from None
     try:
-        with Image.open(path) as picture:
-            picture.load()
-            if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # 16-bit grey: scale the full range, never truncate to 8 bits.
-                array = np.asarray(picture, dtype=np.float64)
-                top = 65535.0 if array.max(initial=0) > 255 or picture.mode != "I" else 255.0
-                return np.clip(array / top, 0, 1)
-            if picture.mode == "F":
-                return np.clip(np.asarray(picture, dtype=np.float64), 0, 1)
-            if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
-                # Transparent pixels count as background (black), as in MNIST.
-                rgba = picture.convert("RGBA")
-                black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-                picture = Image.alpha_composite(black, rgba)
-            grey = picture.convert("L")
-            return np.asarray(grey, dtype=np.float64) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageError(f"{path}: not a readable image ({error})") from None
+        with warnings.catch_warnings():
+            # Pillow warns about what it repairs (corrupt EXIF, ...): noise for one prediction.
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=FORMATS) as picture:
+                _check_size(path, picture.height, picture.width, size, resize)
+                picture.load()
+                return _grey(Image, picture)
+    except ImageError:
+        raise
+    except Exception as error:
+        # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error,
+        # IndexError, DecompressionBombError, ... on hostile input: any of them means this
+        # one file cannot be read, never that predict should stop.
+        reason = str(error) or type(error).__name__
+        if "cannot identify image file" in reason:
+            reason = f"not a {', '.join(FORMATS)} file"
+        raise ImageError(f"{path}: not a readable image ({reason})") from None
+
+
+def _grey(Image, picture) -> np.ndarray:
+    """Grey levels in [0, 1] (float32) of a decoded Pillow image of any mode."""
+    if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grey: scale the full range, never truncate to 8 bits.
+        array = np.asarray(picture, dtype=np.float32)
+        top = 65535.0 if array.max(initial=0) > 255 or picture.mode != "I" else 255.0
+        return np.clip(array / np.float32(top), 0, 1)
+    if picture.mode == "F":
+        return np.clip(np.nan_to_num(np.asarray(picture, dtype=np.float32)), 0, 1)
+    if picture.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in picture.info:
+        # Transparent pixels count as background (black), as in MNIST.
+        rgba = picture.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        picture = Image.alpha_composite(black, rgba)
+    grey = picture.convert("L")
+    return np.asarray(grey, dtype=np.float32) / np.float32(255)
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -98,4 +162,5 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     except ImportError:  # pragma: no cover - .npy resizing without Pillow
         raise ImageError("--resize needs Pillow: pip install 'faltung[images]'") from None
     picture = Image.fromarray(image.astype(np.float32), mode="F")
-    return np.asarray(picture.resize((size[1], size[0]), Image.Resampling.LANCZOS), np.float64)
+    resized = picture.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(resized, np.float32), 0, 1)

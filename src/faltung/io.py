@@ -4,6 +4,9 @@ Layout: one array per ``state_dict`` entry (``conv1.weight`` ...) and ``__faltun
 the UTF-8 JSON header stored as a uint8 array. The header records the file format, the
 faltung version, the architecture (``Sequential.config()``) and anything the caller adds.
 Loading uses ``allow_pickle=False`` and validates everything before touching a model.
+
+>>> # model, meta = load_model("runs/article/model.npz")
+>>> # meta.input_shape, meta.classes   -> (1, 28, 28), ('0', '1', ..., '9')
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -55,13 +59,22 @@ def read_archive(
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file")
+    kind = expected_format.replace("-", " ") + " file"  # "faltung model file"
+    # np.load would read anything else as a pickle and answer with advice on allow_pickle.
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: not a {kind} (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as error:
-        raise ModelFileError(f"{path}: not a readable faltung file ({error})") from None
+        reason = (
+            "it holds pickled Python objects, which faltung never loads"
+            if "pickle" in str(error)
+            else str(error)
+        )
+        raise ModelFileError(f"{path}: not a readable faltung file ({reason})") from None
     if HEADER_KEY not in arrays:
-        raise ModelFileError(f"{path}: not a faltung file (no {HEADER_KEY} header)")
+        raise ModelFileError(f"{path}: not a {kind} (no {HEADER_KEY} header)")
     raw = arrays.pop(HEADER_KEY)
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:
@@ -105,10 +118,126 @@ def file_header(kind: str, model: Sequential, **fields: Any) -> dict[str, Any]:
     }
 
 
+DEFAULT_INPUT_SHAPE = (1, 28, 28)
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a model file records about the run that made the model.
+
+    ``input_shape`` is one image (C, H, W); ``classes`` names each output; ``test_indices``
+    are the positions, in the dataset's test split, of the images the run was tested on
+    (None when not recorded). Keys this version does not know are kept in ``extra``.
+    """
+
+    input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE
+    classes: tuple[str, ...] = ()
+    dataset: str | None = None
+    preset: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    test_indices: tuple[int, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        known = {
+            "input_shape": list(self.input_shape),
+            "classes": list(self.classes),
+            "dataset": self.dataset,
+            "preset": self.preset,
+            "settings": dict(self.settings),
+            "test_indices": None if self.test_indices is None else list(self.test_indices),
+        }
+        return {**self.extra, **{k: v for k, v in known.items() if v is not None}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], model: Sequential | None = None) -> ModelMetadata:
+        """Read a header's metadata; keys missing from older files are inferred from ``model``.
+
+        Raises ValueError when a recorded value has the wrong type.
+        """
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        extra = {k: v for k, v in data.items() if k not in known}
+        shape = data.get("input_shape")
+        if shape is None:
+            shape = infer_input_shape(model) if model is not None else DEFAULT_INPUT_SHAPE
+        classes = data.get("classes")
+        if not classes:
+            width = output_width(model, tuple(shape)) if model is not None else None
+            classes = [str(i) for i in range(width or 0)]
+        indices = data.get("test_indices")
+        for name, value in (
+            ("input_shape", shape),
+            ("classes", classes),
+            ("test_indices", indices),
+        ):
+            if value is not None and not isinstance(value, (list, tuple)):
+                raise ValueError(f"metadata: {name} must be a list, got {value!r}")
+        try:
+            metadata = cls(
+                input_shape=tuple(int(n) for n in shape),
+                classes=tuple(str(c) for c in classes),
+                dataset=_optional_str(data.get("dataset")),
+                preset=_optional_str(data.get("preset")),
+                settings=dict(data.get("settings") or {}),
+                test_indices=None if indices is None else tuple(int(i) for i in indices),
+                extra=extra,
+            )
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"metadata does not fit its fields ({error})") from None
+        if any(n < 1 for n in metadata.input_shape):
+            raise ValueError(f"metadata: input shape {metadata.input_shape} is not positive")
+        return metadata
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+def infer_input_shape(model: Sequential) -> tuple[int, ...]:
+    """The (C, H, W) a model was built for, for files that do not record it.
+
+    Channels come from the first layer that names them; the size is the first square one
+    (28 first, as in MNIST) that runs through the whole network. (1, 28, 28) otherwise.
+    """
+    layers = list(model.layers.values())
+    if layers and hasattr(layers[0], "in_features") and not hasattr(layers[0], "in_channels"):
+        return (int(layers[0].in_features),)
+    channels = next(
+        (int(layer.in_channels) for layer in layers if hasattr(layer, "in_channels")), 1
+    )
+    for size in (28, *range(1, 129)):
+        if output_width(model, (channels, size, size)) is not None:
+            return (channels, size, size)
+    return DEFAULT_INPUT_SHAPE
+
+
+def output_width(model: Sequential, input_shape: tuple[int, ...]) -> int | None:
+    """Number of outputs per image of ``model`` on ``input_shape``; None if it does not run."""
+    try:
+        with np.errstate(all="ignore"):
+            *_, (_, _, y) = model.dry_run(input_shape)
+    except (ValueError, IndexError, TypeError):
+        return None
+    return int(y.shape[-1]) if y.ndim == 2 else None
+
+
+class LoadedModel(NamedTuple):
+    """``model, meta = load_model(path)``: the network (in eval mode) and its metadata."""
+
+    model: Sequential
+    metadata: ModelMetadata
+
+
 def save_model(
-    model: Sequential, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+    model: Sequential,
+    path: str | os.PathLike[str],
+    metadata: ModelMetadata | dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` (weights, buffers, architecture) atomically to ``path`` (.npz)."""
+    if isinstance(metadata, ModelMetadata):
+        metadata = metadata.to_json()
     header = file_header(FORMAT, model, dtype=model.dtype.name, metadata=metadata or {})
     return write_archive(path, model.state_dict(), header)
 
@@ -118,17 +247,20 @@ def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
     return read_archive(path, FORMAT)
 
 
-def load_model(path: str | os.PathLike[str]) -> Sequential:
-    """Rebuild the model recorded in ``path`` and load its weights."""
+def load_model(path: str | os.PathLike[str]) -> LoadedModel:
+    """Rebuild the model recorded in ``path``, load its weights, and read its metadata."""
     header, arrays = read_model_file(path)
     try:
         model = Sequential.from_config(header["architecture"])
         model.astype(np.dtype(header.get("dtype", "float32")))
         model.load_state_dict(arrays)
+        raw = header.get("metadata") or {}
+        if not isinstance(raw, dict):
+            raise ValueError("metadata is not a JSON object")
+        metadata = ModelMetadata.from_json(raw, model)
     except (ValueError, TypeError) as error:
         raise ModelFileError(f"{path}: {error}") from None
-    model.metadata = header.get("metadata", {})  # type: ignore[attr-defined]
-    return model.eval()
+    return LoadedModel(model.eval(), metadata)
 
 
 def load_weights(model: Sequential, path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -55,6 +55,9 @@ def lenet_network(seed: int) -> Sequential:
 
 @dataclass(frozen=True)
 class Preset:
+    """``description`` names the network and optimiser; the sizes, epochs and learning rates
+    of a run are its settings (``defaults``, overridden by the flags), printed by the run."""
+
     name: str
     description: str
     build: Callable[[int], Sequential]
@@ -65,7 +68,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "article": Preset(
         "article",
-        "the article's run: 10,000 images, batch 5, SGD lr 0.005, L2 1e-4, lr x0.9 every 10 epochs",
+        "the article's LeNet: two 5x5 convolutions, a sigmoid layer of 500, plain SGD with L2",
         article_network,
         {
             "epochs": 50,
@@ -84,7 +87,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "lenet": Preset(
         "lenet",
-        "all 60,000 images, ReLU + dropout, Adam with cosine decay, batch 64",
+        "the article's convolutions, a ReLU + dropout classifier, Adam",
         lenet_network,
         {
             "epochs": 4,

@@ -38,8 +38,15 @@ class Constant(Schedule):
 class StepDecay(Schedule):
     """lr = base * gamma ** floor(epoch / step_size): the article's x0.9 every 10 epochs."""
 
-    def __init__(self, base_lr: float, step_size: int, gamma: float = 0.1, **warmup: float):
-        super().__init__(base_lr, **warmup)
+    def __init__(
+        self,
+        base_lr: float,
+        step_size: int,
+        gamma: float = 0.1,
+        warmup_epochs: float = 0.0,
+        warmup_start: float = 0.0,
+    ):
+        super().__init__(base_lr, warmup_epochs, warmup_start)
         if step_size < 1:
             raise ValueError(f"step_size must be positive, got {step_size}")
         self.step_size, self.gamma = step_size, gamma
@@ -51,8 +58,10 @@ class StepDecay(Schedule):
 class ExponentialDecay(Schedule):
     """lr = base * gamma ** floor(epoch): decays once per epoch."""
 
-    def __init__(self, base_lr: float, gamma: float, **warmup: float):
-        super().__init__(base_lr, **warmup)
+    def __init__(
+        self, base_lr: float, gamma: float, warmup_epochs: float = 0.0, warmup_start: float = 0.0
+    ):
+        super().__init__(base_lr, warmup_epochs, warmup_start)
         self.gamma = gamma
 
     def decayed(self, epoch: float) -> float:
@@ -62,8 +71,15 @@ class ExponentialDecay(Schedule):
 class CosineDecay(Schedule):
     """lr = min + (base - min) * (1 + cos(pi * t / T)) / 2 (Loshchilov & Hutter, SGDR)."""
 
-    def __init__(self, base_lr: float, total_epochs: float, min_lr: float = 0.0, **warmup: float):
-        super().__init__(base_lr, **warmup)
+    def __init__(
+        self,
+        base_lr: float,
+        total_epochs: float,
+        min_lr: float = 0.0,
+        warmup_epochs: float = 0.0,
+        warmup_start: float = 0.0,
+    ):
+        super().__init__(base_lr, warmup_epochs, warmup_start)
         if total_epochs <= 0:
             raise ValueError(f"total_epochs must be positive, got {total_epochs}")
         self.total_epochs, self.min_lr = total_epochs, min_lr
@@ -75,3 +91,13 @@ class CosineDecay(Schedule):
             1.0,
         )
         return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+# The command line offers exactly these (``--schedule``), passing each the keyword
+# arguments its constructor names.
+SCHEDULES: dict[str, type[Schedule]] = {
+    "step": StepDecay,
+    "cosine": CosineDecay,
+    "exponential": ExponentialDecay,
+    "constant": Constant,
+}

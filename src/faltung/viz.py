@@ -34,6 +34,7 @@ def _line_plot(plt, epochs, series, ylabel: str, title: str, path: Path) -> Path
         if any(v is not None for v in values):
             ax.plot(epochs, values, marker="o", markersize=3, label=label)
     ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, path)
@@ -41,19 +42,31 @@ def _line_plot(plt, epochs, series, ylabel: str, title: str, path: Path) -> Path
     return path
 
 
-def plot_history(history: History, directory: str | Path) -> list[Path]:
-    """loss.png (the article's figure: loss per epoch) and accuracy.png. [] without matplotlib."""
+def plot_history(
+    history: History, directory: str | Path, counts: dict[str, int | None] | None = None
+) -> list[Path]:
+    """loss.png (the article's figure: loss per epoch) and accuracy.png. [] without matplotlib.
+
+    ``counts`` gives the number of images behind the "test" and "validation" curves; the
+    legend shows it, so that the steps of a curve on 100 images (0.01) make sense.
+    """
     plt = _pyplot()
     if plt is None or not history.rows:
         return []
     directory, epochs, column = Path(directory), history.column("epoch"), history.column
+    counts = counts or {}
+
+    def label(name: str, what: str = "") -> str:
+        n = counts.get(name)
+        return f"{name}{what} ({n:,} images)" if n else f"{name}{what}"
+
     return [
         _line_plot(plt, epochs,
-                   {"training loss": column("loss"), "test loss": column("test_loss")},
+                   {"training loss": column("loss"), label("test", " loss"): column("test_loss")},
                    "cross-entropy", "Loss per epoch", directory / "loss.png"),
         _line_plot(plt, epochs,
-                   {"train": column("train_acc"), "validation": column("val_acc"),
-                    "test": column("test_acc")},
+                   {"train": column("train_acc"), label("validation"): column("val_acc"),
+                    label("test"): column("test_acc")},
                    "accuracy", "Accuracy per epoch", directory / "accuracy.png"),
     ]  # fmt: skip
 
@@ -62,19 +75,24 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Pa
     plt = _pyplot()
     if plt is None:
         return None
-    k = len(confusion)
+    k, total = len(confusion), int(confusion.sum())
+    accuracy = np.trace(confusion) / max(total, 1)
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     image = ax.imshow(confusion, cmap="Blues")
-    fig.colorbar(image, ax=ax)
+    fig.colorbar(image, ax=ax, label="images")
     ax.set(
         xticks=range(k),
         yticks=range(k),
-        xlabel="predicted",
-        ylabel="true",
-        title="Confusion matrix",
+        xlabel="predicted class",
+        ylabel="true class",
+        title=f"Confusion matrix: {total:,} images, accuracy {accuracy:.4f}",
     )
-    ax.set_xticklabels(list(classes)[:k], rotation=45, ha="right")
-    ax.set_yticklabels(list(classes)[:k])
+    names = [str(c) for c in list(classes)[:k]] + [str(i) for i in range(len(classes), k)]
+    if max(map(len, names), default=0) > 3:  # long names (Fashion-MNIST) would overlap
+        ax.set_xticklabels(names, rotation=45, ha="right")
+    else:
+        ax.set_xticklabels(names)
+    ax.set_yticklabels(names)
     threshold = confusion.max() / 2
     for i in range(k):
         for j in range(k):

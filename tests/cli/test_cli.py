@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from faltung.cli import main
+from faltung.cli import build_parser, main
 from faltung.io import load_model
 
 SMALL = ["--epochs", "2", "--batch-size", "20", "--train-size", "200", "--test-size", "50"]
@@ -31,24 +31,27 @@ def test_train_writes_every_result(tmp_path, synthetic_dir, capsys):
     assert train(out, synthetic_dir) == 0
     printed = capsys.readouterr().out
     assert "epoch   1/2" in printed and "epoch   2/2" in printed and "final loss" in printed
-    for name in (
+    names = [
         "model.npz",
         "checkpoint.npz",
-        "metrics.json",
         "history.json",
         "history.csv",
+        "metrics.json",
         "loss.png",
         "accuracy.png",
         "confusion.png",
-    ):
+    ]
+    for name in names:
         assert (out / name).is_file(), name
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert f"wrote 8 files to {out}: {', '.join(names)}\n" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["test_images"] == 50
     assert 0 <= metrics["full_test_accuracy"] <= 1 and len(metrics["confusion_matrix"]) == 10
     history = json.loads((out / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
-    model = load_model(out / "model.npz")
-    assert model.metadata["preset"] == "lenet" and model.metadata["input_shape"] == [1, 28, 28]
+    _, meta = load_model(out / "model.npz")
+    assert meta.preset == "lenet" and meta.input_shape == (1, 28, 28)
 
 
 def test_rerun_refuses_to_overwrite_and_resume_extends(tmp_path, synthetic_dir, capsys):
@@ -95,11 +98,33 @@ def test_rerun_refuses_to_overwrite_and_resume_extends(tmp_path, synthetic_dir, 
         (["train", "--val-split", "1.5"], r"must be in \[0, 1\)"),
     ],
 )
-def test_bad_flags_exit_2_with_usage(argv, message, capsys):
+def test_bad_flags_exit_2_with_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    assert message.replace("[", "").split("\\")[0] in capsys.readouterr().err.replace("[", "")
+    err = capsys.readouterr().err
+    assert err.startswith("faltung: error: ") and err.count("\n") == 1, err
+    assert "usage:" not in err and "faltung train --help" in err
+    assert message.replace("[", "").split("\\")[0] in err.replace("[", "")
+
+
+def test_help_still_prints_the_usage_block(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: faltung train") and "--nesterov" in out
+
+
+def test_optimizer_and_schedule_choices_come_from_the_registries():
+    from faltung.cli import build_parser
+    from faltung.optim import OPTIMIZERS
+    from faltung.schedules import SCHEDULES
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    choices = {a.dest: a.choices for a in train._actions if a.choices}
+    assert list(choices["optimizer"]) == list(OPTIMIZERS)
+    assert list(choices["schedule"]) == list(SCHEDULES)
 
 
 def test_missing_data_directory_and_files(tmp_path, synthetic_dir, capsys):
@@ -220,3 +245,102 @@ def test_short_real_mnist_run(tmp_path, mnist_dir, capsys):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.85, metrics["test_accuracy"]
     assert np.isclose(sum(map(sum, metrics["confusion_matrix"])), 10000)
+
+
+def test_the_banner_describes_the_run_that_happens(tmp_path, synthetic_dir, capsys):
+    assert train(tmp_path / "run", synthetic_dir, "--epochs", "1", "--no-plots") == 0
+    out = capsys.readouterr().out
+    assert "60,000" not in out
+    assert (
+        "training: 1 epoch at batch 20, adam lr 0.002, cosine decay to lr x0.01 over 1 epoch after 0.5 warm-up epochs"
+        in out
+    )
+    assert "data: mnist, all 200 training images, all 50 test images;" in out
+    assert train(tmp_path / "r2", synthetic_dir, "--train-size", "120", "--epochs", "1",
+                 "--no-plots") == 0  # fmt: skip
+    assert "120 of 200 training images, all 50 test images (drawn with seed 0)" in (
+        capsys.readouterr().out
+    )
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--nesterov"], "--nesterov needs a positive --momentum"),
+        (
+            ["--optimizer", "adam", "--momentum", "0.9"],
+            "--momentum does not apply to --optimizer adam",
+        ),
+        (["--optimizer", "adamw", "--nesterov"], "--nesterov does not apply to --optimizer adamw"),
+    ],
+)
+def test_nesterov_and_momentum_flags_that_cannot_apply(tmp_path, flags, message, capsys):
+    assert main(["train", "--preset", "article", "--out", str(tmp_path / "x"), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_momentum_is_plain_unless_nesterov_is_asked_for():
+    from faltung.cli.train import make_optimizer, resolve_settings
+    from faltung.presets import article_network
+
+    def optimizer(*flags):
+        args = build_parser().parse_args(["train", "--preset", "article", *flags])
+        return make_optimizer(article_network(0), resolve_settings(args, None))
+
+    plain = optimizer("--momentum", "0.9")
+    assert plain.momentum == 0.9 and plain.nesterov is False
+    assert optimizer("--momentum", "0.9", "--nesterov").nesterov is True
+    # A checkpoint from before the flag existed resumes with the Nesterov it trained with.
+    args = build_parser().parse_args(["train", "--preset", "article"])
+    assert resolve_settings(args, {"momentum": 0.9})["nesterov"] is True
+    assert resolve_settings(args, {"momentum": 0.0})["nesterov"] is False
+
+
+def test_failed_runs_leave_no_output_directory(tmp_path, synthetic_dir, monkeypatch, capsys):
+    out = tmp_path / "deep" / "run"
+    assert train(out, tmp_path / "nowhere") == 2  # a bad --data
+    assert "data directory does not exist" in capsys.readouterr().err
+    assert main(["train", "--preset", "lenet", "--data", str(synthetic_dir), "--out", str(out),
+                 "--test-size", "51"]) == 2  # fmt: skip
+    assert "--test-size 51 exceeds the 50 images available" in capsys.readouterr().err
+    monkeypatch.setenv("FALTUNG_DATA", str(tmp_path / "missing"))
+    assert main(["train", "--preset", "lenet", "--out", str(out), *SMALL]) == 2
+    assert "missing: data directory does not exist" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_evaluate_scores_the_images_train_tested_on(tmp_path, synthetic_dir, capsys):
+    out = tmp_path / "run"
+    assert train(out, synthetic_dir, "--test-size", "20", "--seed", "3", "--epochs", "1") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    _, meta = load_model(out / "model.npz")
+    from faltung.datasets import subset_indices
+
+    assert meta.test_indices == tuple(subset_indices(50, 20, 3).tolist())
+    capsys.readouterr()
+    evaluate = ["evaluate", str(out / "model.npz"), "--data", str(synthetic_dir)]
+    assert main(evaluate) == 0
+    recorded = capsys.readouterr().out.splitlines()[0]
+    assert "on the 20 mnist test images this model was tested on in training" in recorded
+    assert f"accuracy {metrics['test_accuracy']:.4f}" in recorded
+    assert main([*evaluate, "--test-size", "20", "--seed", "3"]) == 0
+    drawn = capsys.readouterr().out.splitlines()[0]
+    assert "on 20 mnist test images drawn with seed 3" in drawn
+    assert drawn.split(" on ")[0] == recorded.split(" on ")[0]  # the same images, same score
+    assert main([*evaluate, "--test-size", "20"]) == 0  # the seed defaults to the model's
+    assert "drawn with seed 3" in capsys.readouterr().out
+    assert main([*evaluate, "--all"]) == 0
+    every = capsys.readouterr().out.splitlines()[0]
+    assert f"accuracy {metrics['full_test_accuracy']:.4f}" in every
+    assert "on all 50 mnist test images" in every
+
+
+def test_a_text_file_is_not_a_model_file(tmp_path, capsys):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello, I am not a model\n")
+    for command in (["evaluate", str(path)], ["predict", str(path), "x.png"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err == f"faltung: error: {path}: not a faltung model file (not an .npz archive)\n"
+        assert "pickle" not in err

@@ -83,4 +83,48 @@ def test_predict_with_a_file_that_is_not_a_model(tmp_path, capsys):
     bogus = tmp_path / "x.npz"
     np.savez(bogus, a=np.zeros(3))
     assert main(["predict", str(bogus), "whatever.png"]) == 2
-    assert "not a faltung file" in capsys.readouterr().err
+    assert "not a faltung model file" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def bar_model(tmp_path_factory):
+    """A tiny model that has learnt the synthetic task: class k is a bright bar at row 2k+4."""
+    from faltung import Sequential
+    from faltung.layers import Dense, Flatten
+    from faltung.losses import SoftmaxCrossEntropy
+    from faltung.optim import Adam
+    from faltung.train import Trainer
+
+    from ..synthetic import synthetic_arrays
+
+    arrays = synthetic_arrays(300, 10)
+    x = arrays["train_images"][:, None].astype(np.float32) / 255
+    y = arrays["train_labels"].astype(np.int64)
+    model = Sequential([Flatten(), Dense(784, 10)], seed=0)
+    Trainer(model, SoftmaxCrossEntropy(), Adam(model.parameters(), lr=0.01), (x, y), 5, 20).fit()
+    path = tmp_path_factory.mktemp("bars") / "model.npz"
+    save_model(model, path, {"input_shape": [1, 28, 28], "classes": list("0123456789")})
+    return path
+
+
+def drawn_bar(k: int) -> np.ndarray:
+    """Class k drawn as a paint program would: black ink on a white page."""
+    page = np.full((28, 28), 255, np.uint8)
+    page[2 * k + 4 : 2 * k + 6, 4:24] = 0
+    return page
+
+
+def test_dark_digits_on_a_light_background_are_inverted_and_said_so(tmp_path, bar_model, capsys):
+    Image.fromarray(drawn_bar(7)).save(tmp_path / "seven.png")
+    Image.fromarray(255 - drawn_bar(3)).save(tmp_path / "three.png")  # light on dark already
+    assert main(["predict", str(bar_model), str(tmp_path / "seven.png"),
+                 str(tmp_path / "three.png")]) == 0  # fmt: skip
+    seven, three = capsys.readouterr().out.splitlines()
+    assert seven.startswith(f"{tmp_path / 'seven.png'}: 7 (")
+    assert seven.endswith("[inverted: dark digit on a light background]")
+    assert three.startswith(f"{tmp_path / 'three.png'}: 3 (") and "inverted" not in three
+    assert main(["predict", str(bar_model), str(tmp_path / "seven.png"), "--invert", "no"]) == 0
+    as_is = capsys.readouterr().out
+    assert "inverted" not in as_is and ": 7 (" not in as_is  # the raw page is no 7
+    assert main(["predict", str(bar_model), str(tmp_path / "three.png"), "--invert", "yes"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("[inverted]")

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from faltung import Sequential
-from faltung.io import ModelFileError
+from faltung.io import ModelFileError, read_archive
 from faltung.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from faltung.losses import SoftmaxCrossEntropy
 from faltung.optim import SGD, Adam
 from faltung.schedules import CosineDecay
 from faltung.train import Callback, Trainer, TrainingDiverged, TrainingInterrupted, evaluate
+from faltung.train.trainer import CHECKPOINT_FORMAT
 
 from ..synthetic import synthetic_arrays
 
@@ -64,15 +65,43 @@ def test_learns_the_synthetic_task():
     assert result.confusion.sum() == 40 and result.accuracy == history.last["test_acc"]
 
 
-def test_partial_last_batch_is_kept_unless_dropped():
-    trainer = make_trainer(epochs=1)
-    assert trainer.steps_per_epoch == 10  # 96 images in batches of 10: the last has 6
+def images_seen(trainer):
+    """Fit ``trainer`` and return, per epoch, the list of batches of training-image ids."""
+    images = trainer.images.copy()
+    images[:, 0, 0, 0] = np.arange(len(images))  # each image carries its position
+    trainer.images = images
+    seen, forward = [], trainer.model.forward
+
+    def spy(x):
+        if trainer.model.training:
+            if trainer.step == 0:
+                seen.append([])
+            seen[-1].append(x[:, 0, 0, 0].astype(int).tolist())
+        return forward(x)
+
+    trainer.model.forward = spy
     trainer.fit()
-    assert trainer.history.last["train_acc"] * 96 == pytest.approx(
-        round(trainer.history.last["train_acc"] * 96)
+    return seen
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_every_image_once_per_epoch_and_the_partial_batch_unless_dropped(drop_last):
+    trainer = make_trainer(epochs=2)
+    trainer.drop_last = drop_last
+    epochs = images_seen(trainer)
+    assert len(epochs) == 2
+    for batches in epochs:
+        sizes = [len(b) for b in batches]
+        ids = [i for b in batches for i in b]
+        # 96 images in batches of 10: nine full ones and a last one of 6, unless dropped
+        assert sizes == [10] * 9 + ([] if drop_last else [6])
+        assert len(set(ids)) == len(ids) == sum(sizes)
+        assert set(ids) <= set(range(96)) and (drop_last or set(ids) == set(range(96)))
+    assert epochs[0] != epochs[1]  # reshuffled every epoch
+    assert trainer.steps_per_epoch == (9 if drop_last else 10)
+    assert trainer.history.last["train_acc"] * sum(sizes) == pytest.approx(
+        round(trainer.history.last["train_acc"] * sum(sizes))
     )
-    trainer.drop_last = True
-    assert trainer.steps_per_epoch == 9
 
 
 def test_resume_at_an_epoch_boundary_is_bit_exact(tmp_path):
@@ -82,19 +111,36 @@ def test_resume_at_an_epoch_boundary_is_bit_exact(tmp_path):
     class Killed(Exception):
         pass
 
-    class KillAfterFirstCheckpoint(Callback):
+    class KillAfterFirstEpoch(Callback):
         def on_epoch_end(self, trainer, epoch, row):
-            trainer.save_checkpoint(tmp_path / "ckpt.npz")
-            raise Killed
+            raise Killed  # after the Trainer's own end-of-epoch checkpoint
 
     with pytest.raises(Killed):
-        make_trainer(tmp_path, epochs=3, callbacks=[KillAfterFirstCheckpoint()]).fit()
+        make_trainer(tmp_path, epochs=3, callbacks=[KillAfterFirstEpoch()]).fit()
     resumed = make_trainer(tmp_path, epochs=3)
     resumed.load_checkpoint(tmp_path / "ckpt.npz")
+    assert (resumed.epoch, resumed.step) == (1, 0)
     resumed.fit()
     for key, value in straight.model.state_dict().items():
         np.testing.assert_array_equal(resumed.model.state_dict()[key], value, err_msg=key)
     assert without_timing(resumed.history.rows) == without_timing(straight.history.rows)
+
+
+def test_the_trainer_checkpoints_every_n_epochs_and_the_last(tmp_path):
+    written = []
+
+    class Spy(Callback):
+        def on_epoch_end(self, trainer, epoch, row):
+            path = tmp_path / "ckpt.npz"
+            written.append(
+                read_archive(path, CHECKPOINT_FORMAT)[0]["epoch"] if path.exists() else None
+            )
+
+    trainer = make_trainer(tmp_path, epochs=5, callbacks=[Spy()])
+    trainer.checkpoint_every = 2
+    trainer.fit()
+    # Written after epochs 2 and 4, and after the last.
+    assert written == [None, 2, 2, 4, 5]
 
 
 class InterruptAt(Callback):
@@ -162,14 +208,15 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
 
 
 def test_callbacks_see_every_step_and_epoch():
-    events = []
+    events, accuracy = [], []
 
     class Recorder(Callback):
         def on_train_begin(self, trainer):
             events.append("begin")
 
         def on_batch_end(self, trainer, step, logs):
-            events.append(("batch", step, round(logs["acc"], 3) >= 0))
+            events.append(("batch", step))
+            accuracy.append(logs["acc"])
 
         def on_epoch_end(self, trainer, epoch, row):
             events.append(("epoch", epoch))
@@ -180,6 +227,9 @@ def test_callbacks_see_every_step_and_epoch():
     make_trainer(epochs=2, callbacks=[Recorder()]).fit()
     assert events[0] == "begin" and events[-1] == "end"
     assert events.count(("epoch", 0)) == 1 and sum(e[0] == "batch" for e in events[1:-1]) == 20
+    assert [e[1] for e in events if e[0] == "batch"] == [*range(10), *range(10)]
+    # The running accuracy of the second epoch is far above chance (0.1) on this easy task.
+    assert accuracy[0] < 0.5 and accuracy[-1] > 0.6, accuracy
 
 
 def test_bad_trainer_arguments():
@@ -193,3 +243,14 @@ def test_bad_trainer_arguments():
         Trainer(
             model, SoftmaxCrossEntropy(), SGD(model.parameters()), (train[0], train[1][:-1]), 1, 5
         )
+
+
+def test_evaluate_sizes_the_confusion_matrix_by_the_model_not_by_ten():
+    model = Sequential([Flatten(), Dense(4, 3)], seed=0)
+    x = np.random.default_rng(0).standard_normal((12, 1, 2, 2)).astype(np.float32)
+    labels = np.arange(12) % 3
+    result = evaluate(model, x, labels)
+    assert result.confusion.shape == (3, 3) and result.confusion.sum() == 12
+    assert evaluate(model, x, labels, num_classes=5).confusion.shape == (5, 5)
+    with pytest.raises(ValueError, match="do not fit a model with 3 outputs"):
+        evaluate(model, x, np.full(12, 3))

@@ -9,15 +9,35 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .. import __version__
 from ..datasets import DATASETS, DatasetError
 from ..io import ModelFileError
+from ..optim import OPTIMIZERS
 from ..presets import PRESETS
+from ..schedules import SCHEDULES
 from ..train import TrainingDiverged, TrainingInterrupted
 from .errors import UsageError
 from .inspect import run_evaluate, run_predict, run_summary
 from .train import run_train
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the command line's error convention: one line, exit status 2.
+
+    argparse prints its usage block before an error; ``--help`` still prints it in full.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"faltung: error: {_one_line(message)} (see: {self.prog} --help)\n")
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -49,7 +69,7 @@ def fraction(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="faltung", description="Convolutional networks in NumPy: train and use them on MNIST."
     )
     parser.add_argument("--version", action="version", version=f"faltung {__version__}")
@@ -71,11 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", metavar="DIR", help="output directory (default: runs/PRESET)")
     train.add_argument("--epochs", type=positive_int)
     train.add_argument("--batch-size", type=positive_int)
-    train.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop"])
+    train.add_argument("--optimizer", choices=list(OPTIMIZERS))
     train.add_argument("--lr", type=positive_float, help="(base) learning rate")
     train.add_argument("--momentum", type=non_negative_float)
+    train.add_argument(
+        "--nesterov",
+        action="store_true",
+        default=None,
+        help="Nesterov momentum (sgd; needs --momentum > 0); plain momentum by default",
+    )
     train.add_argument("--weight-decay", type=non_negative_float, help="L2 lambda")
-    train.add_argument("--schedule", choices=["step", "cosine", "exponential", "constant"])
+    train.add_argument("--schedule", choices=list(SCHEDULES))
     train.add_argument("--lr-step", type=positive_int, help="epochs between step decays")
     train.add_argument("--lr-gamma", type=positive_float, help="decay factor")
     train.add_argument("--warmup", type=non_negative_float, help="warm-up epochs")
@@ -84,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--test-size", type=positive_int, help="test images drawn with the seed")
     train.add_argument("--val-split", type=fraction, help="fraction of training images held out")
-    train.add_argument("--seed", type=int, help="seed for weights, data draws and shuffling")
+    train.add_argument(
+        "--seed", type=non_negative_int, help="seed for weights, data draws and shuffling"
+    )
     train.add_argument(
         "--resume", action="store_true", help="continue from OUT/checkpoint.npz with its settings"
     )
@@ -97,8 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", metavar="MODEL.npz")
     evaluate.add_argument("--dataset", choices=list(DATASETS))
     evaluate.add_argument("--data", metavar="DIR")
-    evaluate.add_argument("--test-size", type=positive_int)
-    evaluate.add_argument("--seed", type=int, default=0)
+    which = evaluate.add_mutually_exclusive_group()
+    which.add_argument(
+        "--test-size",
+        type=positive_int,
+        help="score N test images drawn with --seed, the same N that train --test-size N drew "
+        "(default: the test images recorded in the model file)",
+    )
+    which.add_argument("--all", action="store_true", help="score every test image")
+    evaluate.add_argument(
+        "--seed",
+        type=non_negative_int,
+        help="seed of the --test-size draw (default: the model's training seed, else 0)",
+    )
     evaluate.add_argument("--plot", metavar="PNG", help="write the confusion matrix as a picture")
 
     predict = commands.add_parser("predict", help="classify image files (PNG/JPEG/.npy)")
@@ -107,14 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--resize", action="store_true", help="scale images to the model's size")
     predict.add_argument(
         "--invert",
-        action="store_true",
-        help="invert grey levels (dark digits on a light background)",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="invert grey levels, for dark digits on a light background (default: auto, "
+        "when the border is brighter than the centre)",
     )
     predict.add_argument("--top", type=positive_int, default=1, help="show the K likeliest classes")
     predict.add_argument("--batch-size", type=positive_int, default=256)
 
     summary = commands.add_parser("summary", help="layers, shapes, parameters and FLOPs")
-    summary.add_argument("--preset", default="article", choices=list(PRESETS))
+    summary.add_argument("model", nargs="?", metavar="MODEL.npz", help="a model file")
+    summary.add_argument(
+        "--preset", default="article", choices=list(PRESETS), help="without MODEL.npz"
+    )
     return parser
 
 

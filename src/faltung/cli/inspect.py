@@ -7,10 +7,10 @@ import sys
 
 import numpy as np
 
-from ..datasets import load_dataset
+from ..datasets import load_dataset, subset_indices
 from ..functional import softmax
-from ..images import ImageError, load_image
-from ..io import load_model
+from ..images import ImageError, is_dark_on_light, load_image
+from ..io import ModelMetadata, infer_input_shape, load_model
 from ..presets import get_preset
 from ..summary import count_flops, training_step_flops
 from ..train import evaluate
@@ -18,61 +18,99 @@ from ..viz import plot_confusion
 from .errors import UsageError
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
-    meta = getattr(model, "metadata", {})
-    dataset = args.dataset or meta.get("dataset", "mnist")
-    data = load_dataset(dataset, args.data)
-    images, labels = data.test_images, data.test_labels
+def choose_test_images(
+    args: argparse.Namespace, meta: ModelMetadata, dataset: str, n_test: int
+) -> tuple[np.ndarray, str]:
+    """Which test images to score, and how to say so.
+
+    By default the ones the model was tested on in training (recorded in the model file);
+    ``--test-size N`` draws N with the seed exactly as ``faltung train`` does; ``--all``.
+    """
+    if args.all:
+        return np.arange(n_test), f"all {n_test:,} {dataset} test images"
     if args.test_size is not None:
-        if args.test_size > len(images):
-            raise UsageError(f"--test-size {args.test_size} exceeds the {len(images)} test images")
-        index = np.sort(np.random.default_rng(args.seed).choice(len(images), args.test_size, False))
-        images, labels = images[index], labels[index]
-    result = evaluate(model, images, labels)
-    print(
-        f"{args.model}: accuracy {result.accuracy:.4f} on {len(images):,} {dataset} test images "
-        f"(loss {result.loss:.4f})"
-    )
+        if args.test_size > n_test:
+            raise UsageError(f"--test-size {args.test_size} exceeds the {n_test} test images")
+        seed = args.seed if args.seed is not None else int(meta.settings.get("seed", 0))
+        index = subset_indices(n_test, args.test_size, seed)
+        return index, f"{len(index):,} {dataset} test images drawn with seed {seed}"
+    if meta.test_indices is not None and dataset == meta.dataset:
+        index = np.asarray(meta.test_indices, dtype=np.int64)
+        if index.size == 0 or index.min() < 0 or index.max() >= n_test:
+            raise UsageError(
+                f"{args.model}: the recorded test images do not fit the {n_test} test images of "
+                f"this {dataset} copy; pass --all or --test-size N"
+            )
+        if index.size == n_test:
+            return index, f"all {n_test:,} {dataset} test images, as in training"
+        return index, (
+            f"the {index.size:,} {dataset} test images this model was tested on in training "
+            f"(recorded in the model file)"
+        )
+    return np.arange(n_test), f"all {n_test:,} {dataset} test images"
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    if args.seed is not None and args.test_size is None:
+        raise UsageError("--seed chooses the images of a --test-size draw; give --test-size too")
+    model, meta = load_model(args.model)
+    dataset = args.dataset or meta.dataset or "mnist"
+    data = load_dataset(dataset, args.data)
+    index, what = choose_test_images(args, meta, data.name, len(data.test_images))
+    images, labels = data.test_images[index], data.test_labels[index]
+    classes = list(data.classes)
+    result = evaluate(model, images, labels, num_classes=len(classes))
+    print(f"{args.model}: accuracy {result.accuracy:.4f} (loss {result.loss:.4f}) on {what}")
     print("per-class accuracy:")
-    for name, acc in zip(data.classes, result.per_class_accuracy):
+    for name, acc in zip(classes, result.per_class_accuracy):
         print(f"  {name:>12}  {acc:.4f}")
     print("confusion matrix (rows: true class, columns: predicted):")
     width = max(4, len(str(result.confusion.max())) + 1)
     print("      " + "".join(f"{i:>{width}}" for i in range(len(result.confusion))))
     for i, row in enumerate(result.confusion):
         print(f"  {i:>3} " + "".join(f"{v:>{width}}" for v in row))
-    if args.plot and plot_confusion(result.confusion, data.classes, args.plot) is None:
+    if args.plot and plot_confusion(result.confusion, classes, args.plot) is None:
         print("note: --plot needs matplotlib (pip install 'faltung[plot]')", file=sys.stderr)
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
     """Classify files in chunks, so thousands of files never sit in memory at once."""
-    model = load_model(args.model)
-    meta = getattr(model, "metadata", {})
-    shape = tuple(meta.get("input_shape", (1, 28, 28)))
-    classes = meta.get("classes") or [str(i) for i in range(10)]
+    model, meta = load_model(args.model)
+    shape, classes = meta.input_shape, meta.classes
+    if len(shape) != 3 or shape[0] != 1:
+        raise UsageError(
+            f"{args.model}: predict reads grey images, and this model takes inputs of shape {shape}"
+        )
     failures = 0
     for start in range(0, len(args.files), args.batch_size):
         chunk = args.files[start : start + args.batch_size]
-        images, names = [], []
+        images, names, notes = [], [], []
         for name in chunk:
             try:
-                images.append(load_image(name, shape[1:], args.resize, args.invert))
-                names.append(name)
+                image = load_image(name, shape[1:], args.resize)
             except ImageError as error:
                 failures += 1
                 print(f"faltung: error: {error}", file=sys.stderr)
+                continue
+            invert = args.invert == "yes" or (args.invert == "auto" and is_dark_on_light(image))
+            images.append(1 - image if invert else image)
+            names.append(name)
+            if args.invert == "auto" and invert:
+                notes.append("  [inverted: dark digit on a light background]")
+            else:
+                notes.append("  [inverted]" if invert else "")
         if not images:
             continue
         probabilities = np.concatenate(
             [softmax(z) for z in model.iter_logits(np.stack(images), args.batch_size)]
         )
-        for name, probs in zip(names, probabilities):
+        for name, probs, note in zip(names, probabilities, notes):
             best = np.argsort(probs)[::-1][: args.top]
-            guesses = ", ".join(f"{classes[k]} ({probs[k]:.3f})" for k in best)
-            print(f"{name}: {guesses}")
+            guesses = ", ".join(
+                f"{classes[k] if k < len(classes) else k} ({probs[k]:.3f})" for k in best
+            )
+            print(f"{name}: {guesses}{note}")
     if failures:
         print(
             f"faltung: {failures} of {len(args.files)} files could not be classified",
@@ -83,11 +121,17 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_summary(args: argparse.Namespace) -> int:
-    preset = get_preset(args.preset)
-    model = preset.build(0)
-    print(f"preset {preset.name}: {preset.description}")
-    print(model.summary((1, 28, 28)))
-    flops = count_flops(model, (1, 28, 28))
+    if args.model is not None:
+        model, meta = load_model(args.model)
+        shape = meta.input_shape
+        print(f"{args.model}: preset {meta.preset or 'none recorded'}")
+    else:
+        preset = get_preset(args.preset)
+        model = preset.build(0)
+        shape = infer_input_shape(model)
+        print(f"preset {preset.name}: {preset.description}")
+    print(model.summary(shape))
+    flops = count_flops(model, shape)
     total, step = sum(flops.values()), training_step_flops(flops)
     print(
         f"forward FLOPs per image: {total / 1e6:.2f} M ("

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
 import json
 import os
 import shutil
@@ -16,20 +18,20 @@ import numpy as np
 
 from .. import __version__
 from .._atomic import atomic_write
-from ..datasets import load_dataset
-from ..io import read_archive, save_model
+from ..datasets import load_dataset, subset_indices
+from ..io import ModelMetadata, infer_input_shape, output_width, read_archive, save_model
 from ..losses import SoftmaxCrossEntropy
-from ..optim import OPTIMIZERS, SGD, Optimizer
+from ..optim import OPTIMIZERS, Optimizer
 from ..presets import get_preset
-from ..schedules import Constant, CosineDecay, ExponentialDecay, Schedule, StepDecay
-from ..train import Checkpointer, EpochPrinter, ProgressBar, Trainer, evaluate
+from ..schedules import SCHEDULES, Schedule
+from ..train import EpochPrinter, HistoryWriter, ProgressBar, Trainer, evaluate
 from ..train.trainer import CHECKPOINT_FORMAT
 from ..viz import plot_confusion, plot_history
 from .errors import UsageError
 
 SETTING_KEYS = (
-    "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule",
-    "lr_step", "lr_gamma", "warmup", "train_size", "test_size", "val_split", "seed",
+    "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+    "schedule", "lr_step", "lr_gamma", "warmup", "train_size", "test_size", "val_split", "seed",
 )  # fmt: skip
 RESULT_FILES = ("model.npz", "checkpoint.npz", "metrics.json")
 
@@ -39,7 +41,10 @@ def resolve_settings(args: argparse.Namespace, saved: dict[str, Any] | None) -> 
     preset = get_preset(args.preset)
     given = {k: getattr(args, k) for k in SETTING_KEYS if getattr(args, k, None) is not None}
     if saved is None:
-        return {"dataset": "mnist", "val_split": 0.0, "seed": 0, **preset.defaults, **given}
+        defaults = {"dataset": "mnist", "val_split": 0.0, "seed": 0, "nesterov": False}
+        return {**defaults, **preset.defaults, **given}
+    # Checkpoints from before --nesterov existed used Nesterov whenever momentum > 0.
+    saved = {"nesterov": saved.get("momentum", 0) > 0, **saved}
     conflicts = [
         f"--{k.replace('_', '-')} {v} (checkpoint: {saved.get(k)})"
         for k, v in given.items()
@@ -53,8 +58,11 @@ def resolve_settings(args: argparse.Namespace, saved: dict[str, Any] | None) -> 
     return {**saved, **({"epochs": given["epochs"]} if "epochs" in given else {})}
 
 
-def prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber an earlier run, and find out now if OUT cannot be written."""
+def check_output(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber an earlier run, and find out now if OUT cannot be written.
+
+    Creates nothing: a run that fails on its inputs leaves no empty directory behind.
+    """
     if resume:
         if not (out / "checkpoint.npz").is_file():
             raise UsageError(f"--resume: no checkpoint at {out / 'checkpoint.npz'}")
@@ -65,54 +73,107 @@ def prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
                 f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue "
                 f"it, --overwrite to replace it, or --out DIR to write elsewhere"
             )
+    base = out.absolute()
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise UsageError(f"output directory {out} is not writable ({base} is not a directory)")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UsageError(f"output directory {out} is not writable (permission denied on {base})")
+    free = shutil.disk_usage(base).free
+    if free < 64 * 2**20:
+        raise UsageError(f"only {free / 2**20:.1f} MiB free in {base}; need at least 64 MiB")
+
+
+def create_output(out: Path) -> None:
+    """Create OUT and prove it writable; on failure remove the directories made here."""
+    missing = []
+    parent = out.absolute()
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
             pass
     except OSError as error:
+        for directory in missing:  # deepest first; all are empty
+            with contextlib.suppress(OSError):
+                directory.rmdir()
         raise UsageError(
             f"output directory {out} is not writable ({error.strerror or error})"
         ) from None
-    free = shutil.disk_usage(out).free
-    if free < 64 * 2**20:
-        raise UsageError(f"only {free / 2**20:.1f} MiB free in {out}; need at least 64 MiB")
+
+
+def constructor_arguments(cls: type, available: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``available`` that ``cls``'s constructor names."""
+    accepted = inspect.signature(cls).parameters
+    return {k: v for k, v in available.items() if k in accepted}
 
 
 def make_optimizer(model, settings: dict[str, Any]) -> Optimizer:
-    name, lr, wd = settings["optimizer"], settings["lr"], settings["weight_decay"]
-    if name == "sgd":
-        return SGD(
-            model.parameters(),
-            lr=lr,
-            momentum=settings["momentum"],
-            weight_decay=wd,
-            nesterov=settings["momentum"] > 0,
-        )
-    if name == "rmsprop":
-        return OPTIMIZERS[name](
-            model.parameters(), lr=lr, momentum=settings["momentum"], weight_decay=wd
-        )
-    return OPTIMIZERS[name](model.parameters(), lr=lr, weight_decay=wd)
+    cls = OPTIMIZERS[settings["optimizer"]]
+    available = {
+        "lr": settings["lr"],
+        "weight_decay": settings["weight_decay"],
+        "momentum": settings["momentum"],
+        "nesterov": settings.get("nesterov", False),
+    }
+    return cls(model.parameters(), **constructor_arguments(cls, available))
+
+
+def check_optimizer_flags(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """A flag the chosen optimiser has no use for is an error, not silently ignored."""
+    accepted = inspect.signature(OPTIMIZERS[settings["optimizer"]]).parameters
+    for flag, key in (("--momentum", "momentum"), ("--nesterov", "nesterov")):
+        if getattr(args, key, None) is not None and key not in accepted:
+            raise UsageError(f"{flag} does not apply to --optimizer {settings['optimizer']}")
+    if settings.get("nesterov") and not settings["momentum"] > 0:
+        raise UsageError("--nesterov needs a positive --momentum")
 
 
 def make_schedule(settings: dict[str, Any]) -> Schedule:
-    lr, warmup = settings["lr"], {"warmup_epochs": settings["warmup"]}
-    kind = settings["schedule"]
-    if kind == "step":
-        return StepDecay(lr, settings["lr_step"], settings["lr_gamma"], **warmup)
-    if kind == "exponential":
-        return ExponentialDecay(lr, settings["lr_gamma"], **warmup)
-    if kind == "cosine":
-        return CosineDecay(lr, settings["epochs"], min_lr=lr * 0.01, **warmup)
-    return Constant(lr, **warmup)
+    cls = SCHEDULES[settings["schedule"]]
+    lr = settings["lr"]
+    available = {
+        "base_lr": lr,
+        "step_size": settings["lr_step"],
+        "gamma": settings["lr_gamma"],
+        "total_epochs": settings["epochs"],
+        "min_lr": lr * 0.01,
+        "warmup_epochs": settings["warmup"],
+    }
+    return cls(**constructor_arguments(cls, available))
 
 
-def draw(n_total: int, size: int | None, rng: np.random.Generator, what: str) -> np.ndarray:
-    if size is None:
-        return np.arange(n_total)
-    if size > n_total:
-        raise UsageError(f"{what} {size} exceeds the {n_total} images available")
-    return np.sort(rng.choice(n_total, size, replace=False))
+def plural(n: float, word: str) -> str:
+    return f"{n:g} {word}" if n == 1 else f"{n:g} {word}s"
+
+
+def describe_training(settings: dict[str, Any]) -> str:
+    """The optimisation that will actually run, in words, from the resolved settings."""
+    optimizer = f"{settings['optimizer']} lr {settings['lr']:g}"
+    if settings["optimizer"] in ("sgd", "rmsprop") and settings["momentum"]:
+        kind = "Nesterov momentum" if settings.get("nesterov") else "momentum"
+        optimizer += f", {kind} {settings['momentum']:g}"
+    if settings["weight_decay"]:
+        kind = "decoupled" if settings["optimizer"] == "adamw" else "L2"
+        optimizer += f", {kind} weight decay {settings['weight_decay']:g}"
+    schedule = {
+        "step": f"lr x{settings['lr_gamma']:g} every {plural(settings['lr_step'], 'epoch')}",
+        "exponential": f"lr x{settings['lr_gamma']:g} every epoch",
+        "cosine": f"cosine decay to lr x0.01 over {plural(settings['epochs'], 'epoch')}",
+    }.get(settings["schedule"], f"{settings['schedule']} lr")
+    if settings["warmup"]:
+        schedule += f" after {plural(settings['warmup'], 'warm-up epoch')}"
+    return (
+        f"{plural(settings['epochs'], 'epoch')} at batch {settings['batch_size']}, {optimizer}, "
+        f"{schedule}, seed {settings['seed']}"
+    )
+
+
+def count(n: int, total: int, split: str) -> str:
+    return f"all {total:,} {split} images" if n == total else f"{n:,} of {total:,} {split} images"
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -129,12 +190,19 @@ def run_train(args: argparse.Namespace) -> int:
             )
         saved = header["config"]["settings"]
     settings = resolve_settings(args, saved)
-    prepare_output(out, args.resume, args.overwrite)
-
+    check_optimizer_flags(args, settings)
+    # Every input is checked before OUT is created.
+    check_output(out, args.resume, args.overwrite)
     data = load_dataset(settings["dataset"], args.data)
-    rng = np.random.default_rng(settings["seed"])
-    train_index = draw(len(data.train_images), settings["train_size"], rng, "--train-size")
-    test_index = draw(len(data.test_images), settings["test_size"], rng, "--test-size")
+    n_train, n_test = len(data.train_images), len(data.test_images)
+    for flag, size, total in (
+        ("--train-size", "train_size", n_train),
+        ("--test-size", "test_size", n_test),
+    ):
+        if settings[size] is not None and settings[size] > total:
+            raise UsageError(f"{flag} {settings[size]} exceeds the {total} images available")
+    train_index = subset_indices(n_train, settings["train_size"], settings["seed"])
+    test_index = subset_indices(n_test, settings["test_size"], settings["seed"])
     train_x, train_y = data.train_images[train_index], data.train_labels[train_index]
     test_x, test_y = data.test_images[test_index], data.test_labels[test_index]
     val_data = None
@@ -144,24 +212,38 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"--val-split {settings['val_split']} leaves no validation or training images"
             )
-        order = rng.permutation(len(train_x))
+        # A stream of its own, so that the held-out images depend on the seed alone.
+        order = np.random.default_rng([settings["seed"], 1]).permutation(len(train_x))
         val_data = (train_x[order[:n_val]], train_y[order[:n_val]])
         train_x, train_y = train_x[order[n_val:]], train_y[order[n_val:]]
 
     model = preset.build(settings["seed"])
-    optimizer = make_optimizer(model, settings)
+    input_shape = tuple(int(n) for n in train_x.shape[1:])
+    if output_width(model, input_shape) != len(data.classes):
+        raise UsageError(
+            f"preset {preset.name} takes {'x'.join(map(str, infer_input_shape(model)))} images "
+            f"and {output_width(model, infer_input_shape(model))} classes; {data.name} has "
+            f"{'x'.join(map(str, input_shape))} images and {len(data.classes)} classes"
+        )
+    create_output(out)
+
+    history_writer = HistoryWriter(out)
     trainer = Trainer(
-        model, SoftmaxCrossEntropy(), optimizer, (train_x, train_y),
+        model, SoftmaxCrossEntropy(), make_optimizer(model, settings), (train_x, train_y),
         epochs=settings["epochs"], batch_size=settings["batch_size"],
         schedule=make_schedule(settings), test_data=(test_x, test_y), val_data=val_data,
-        callbacks=[ProgressBar(), EpochPrinter(), Checkpointer(out)],
+        callbacks=[ProgressBar(), EpochPrinter(), history_writer],
         seed=settings["seed"], checkpoint_path=checkpoint,
         config={"preset": preset.name, "settings": settings},
     )  # fmt: skip
+    subsets = len(train_index) < n_train or len(test_index) < n_test or val_data is not None
     print(f"faltung {__version__}: preset {preset.name} ({preset.description})")
+    print(f"training: {describe_training(settings)}")
     print(
-        f"data: {data.name}, {len(train_x):,} training / {len(test_x):,} test images"
-        + (f" / {len(val_data[0]):,} validation" if val_data else "")
+        f"data: {data.name}, {count(len(train_x), n_train, 'training')}, "
+        f"{count(len(test_x), n_test, 'test')}"
+        + (f", {len(val_data[0]):,} held out for validation" if val_data else "")
+        + (f" (drawn with seed {settings['seed']})" if subsets else "")
         + f"; model: {model.num_parameters():,} parameters; output: {out}"
     )
     if args.resume:
@@ -171,16 +253,18 @@ def run_train(args: argparse.Namespace) -> int:
     history = trainer.fit()
     elapsed = time.perf_counter() - started
 
-    subset = evaluate(model, test_x, test_y)
-    full = evaluate(model, data.test_images, data.test_labels)
-    metadata = {
-        "preset": preset.name,
-        "dataset": data.name,
-        "input_shape": [1, 28, 28],
-        "classes": list(data.classes),
-        "settings": settings,
-    }
-    save_model(model, out / "model.npz", metadata)
+    classes = len(data.classes)
+    subset = evaluate(model, test_x, test_y, num_classes=classes)
+    full = evaluate(model, data.test_images, data.test_labels, num_classes=classes)
+    metadata = ModelMetadata(
+        input_shape=input_shape,
+        classes=tuple(data.classes),
+        dataset=data.name,
+        preset=preset.name,
+        settings=settings,
+        test_indices=tuple(test_index.tolist()),
+    )
+    written = [save_model(model, out / "model.npz", metadata), checkpoint, *history_writer.paths]
     metrics = {
         "faltung_version": __version__,
         "preset": preset.name,
@@ -191,7 +275,7 @@ def run_train(args: argparse.Namespace) -> int:
         "test_accuracy": subset.accuracy,
         "test_images": len(test_x),
         "full_test_accuracy": full.accuracy,
-        "full_test_images": len(data.test_images),
+        "full_test_images": n_test,
         "per_class_accuracy": dict(zip(data.classes, full.per_class_accuracy.round(4).tolist())),
         "confusion_matrix": full.confusion.tolist(),
         "train_seconds": round(sum(history.column("seconds")), 2),
@@ -199,20 +283,22 @@ def run_train(args: argparse.Namespace) -> int:
     }
     with atomic_write(out / "metrics.json") as handle:
         handle.write(json.dumps(metrics, indent=1).encode())
-    plots = [] if args.no_plots else plot_history(history, out)
-    if plots:
-        plot_confusion(full.confusion, data.classes, out / "confusion.png")
-    elif not args.no_plots:
-        print(
-            "note: install matplotlib (pip install 'faltung[plot]') for loss.png", file=sys.stderr
-        )
+    written.append(out / "metrics.json")
+    if not args.no_plots:
+        counts = {"test": len(test_x), "validation": len(val_data[0]) if val_data else None}
+        plots = plot_history(history, out, counts)
+        confusion = plot_confusion(full.confusion, data.classes, out / "confusion.png")
+        if confusion is None:
+            print(
+                "note: install matplotlib (pip install 'faltung[plot]') for the plots",
+                file=sys.stderr,
+            )
+        else:
+            written += [*plots, confusion]
     print(
         f"final loss {history.last['loss']:.4f}; accuracy {subset.accuracy:.4f} on the "
         f"{len(test_x):,} test images of this run, {full.accuracy:.4f} on all "
-        f"{len(data.test_images):,}; {metrics['train_seconds']:.0f}s of training"
+        f"{n_test:,}; {metrics['train_seconds']:.0f}s of training"
     )
-    print(
-        f"wrote {out / 'model.npz'}, {out / 'metrics.json'}"
-        + (f", {', '.join(p.name for p in plots)}, confusion.png" if plots else "")
-    )
+    print(f"wrote {len(written)} files to {out}: {', '.join(p.name for p in written)}")
     return 0

@@ -76,27 +76,3 @@ def _check_split(info: DatasetInfo, arrays: dict[str, np.ndarray], split: str):
     if labels.size and labels.max() >= len(info.classes):
         raise DatasetError(f"{label_file}: label {labels.max()} outside 0..{len(info.classes) - 1}")
     return images[:, None, :, :], labels.astype(np.int64)
-
-
-def iterate_minibatches(
-    images: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int,
-    rng: np.random.Generator | None = None,
-    drop_last: bool = False,
-):
-    """Yield (images, labels) batches; shuffled when ``rng`` is given.
-
-    The last partial batch is yielded too unless ``drop_last``.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    n = len(images)
-    order = rng.permutation(n) if rng is not None else None
-    stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        if order is None:
-            yield images[start : start + batch_size], labels[start : start + batch_size]
-        else:
-            index = order[start : start + batch_size]
-            yield images[index], labels[index]

@@ -1,16 +1,16 @@
 """Training: the fit loop, its callbacks, history and evaluation."""
 
-from .callbacks import Callback, Checkpointer, EpochPrinter, ProgressBar
+from .callbacks import Callback, EpochPrinter, HistoryWriter, ProgressBar
 from .history import History
 from .metrics import Evaluation, evaluate
 from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 __all__ = [
     "Callback",
-    "Checkpointer",
     "EpochPrinter",
     "Evaluation",
     "History",
+    "HistoryWriter",
     "ProgressBar",
     "Trainer",
     "TrainingDiverged",

@@ -96,19 +96,21 @@ class EpochPrinter(Callback):
         print("  ".join(parts), file=self.stream, flush=True)
 
 
-class Checkpointer(Callback):
-    """Writes a resumable checkpoint after every epoch (atomically) and the history files."""
+class HistoryWriter(Callback):
+    """Writes the history so far as ``history.json`` and ``history.csv`` after every epoch.
 
-    def __init__(self, directory: str | Path, every: int = 1) -> None:
+    Checkpoints are the Trainer's own (``checkpoint_path``), so that the file written at an
+    epoch's end and the one written on Ctrl-C can never disagree.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        self.every = every
 
     @property
-    def path(self) -> Path:
-        return self.directory / "checkpoint.npz"
+    def paths(self) -> tuple[Path, Path]:
+        return self.directory / "history.json", self.directory / "history.csv"
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None:
-        trainer.history.save_json(self.directory / "history.json")
-        trainer.history.save_csv(self.directory / "history.csv")
-        if (epoch + 1) % self.every == 0 or epoch + 1 == trainer.epochs:
-            trainer.save_checkpoint(self.path)
+        json_path, csv_path = self.paths
+        trainer.history.save_json(json_path)
+        trainer.history.save_csv(csv_path)

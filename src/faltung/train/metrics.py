@@ -25,20 +25,37 @@ class Evaluation:
 
 
 def evaluate(
-    model: Sequential, images: np.ndarray, labels: np.ndarray, batch_size: int | None = None
+    model: Sequential,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int | None = None,
+    num_classes: int | None = None,
 ) -> Evaluation:
-    """Mean cross-entropy, accuracy and confusion matrix of ``model`` in eval mode."""
+    """Mean cross-entropy, accuracy and confusion matrix of ``model`` in eval mode.
+
+    The confusion matrix has one row and column per class: ``num_classes``, by default the
+    model's output width.
+    """
     if len(images) == 0:
         raise ValueError("cannot evaluate on an empty set")
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
     loss_sum, predictions = 0.0, []
     start = 0
     for logits in model.iter_logits(images, batch_size):
-        batch_labels = labels[start : start + len(logits)]
-        loss, _ = softmax_cross_entropy_forward(logits, batch_labels)
+        if start == 0:
+            k = int(num_classes or logits.shape[1])
+            if k < logits.shape[1]:
+                raise ValueError(f"num_classes {k} is fewer than the model's {logits.shape[1]}")
+            if labels.min() < 0 or labels.max() >= min(k, logits.shape[1]):
+                raise ValueError(
+                    f"labels {labels.min()}..{labels.max()} do not fit a model with "
+                    f"{logits.shape[1]} outputs and {k} classes"
+                )
+        loss, _ = softmax_cross_entropy_forward(logits, labels[start : start + len(logits)])
         loss_sum += loss * len(logits)
         predictions.append(logits.argmax(axis=1))
         start += len(logits)
     predicted = np.concatenate(predictions)
-    k = max(int(labels.max()), int(predicted.max()), 9) + 1
     confusion = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
     return Evaluation(loss_sum / len(images), float(np.mean(predicted == labels)), confusion)

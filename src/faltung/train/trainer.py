@@ -4,6 +4,10 @@ Resuming is exact: a checkpoint stores the model, the optimiser state, the epoch
 step inside it, the shuffling generator as it was when the epoch began (so the epoch's
 order is drawn again identically), the dropout generators, and the epoch's running sums.
 With the same thread count, a resumed run ends bit for bit where an uninterrupted one does.
+
+Checkpoints have one owner, the Trainer: given ``checkpoint_path``, it writes the file after
+every ``checkpoint_every`` epochs (and the last), and on Ctrl-C at the step boundary, and
+names it when training diverges. Callbacks only observe.
 """
 
 from __future__ import annotations
@@ -38,6 +42,15 @@ class TrainingInterrupted(RuntimeError):
     """Ctrl-C: training stopped at a step boundary (after saving, when it can)."""
 
 
+def batch_indices(order: np.ndarray, step: int, batch_size: int) -> np.ndarray:
+    """The positions that make up batch ``step`` of an epoch shuffled into ``order``.
+
+    A pure function of its arguments, so a run resumed at any step sees the same batches;
+    the last batch of an epoch may be short.
+    """
+    return order[step * batch_size : (step + 1) * batch_size]
+
+
 class Trainer:
     """Trains ``model`` on (images, labels) with ``loss`` and ``optimizer``.
 
@@ -61,6 +74,7 @@ class Trainer:
         seed: int = 0,
         drop_last: bool = False,
         checkpoint_path: str | Path | None = None,
+        checkpoint_every: int = 1,
         config: dict[str, Any] | None = None,
         eval_batch_size: int | None = None,
     ) -> None:
@@ -71,12 +85,15 @@ class Trainer:
             raise ValueError(f"training data: {len(images)} images and {len(labels)} labels")
         if drop_last and len(images) < batch_size:
             raise ValueError(f"drop_last with {len(images)} images leaves no batch of {batch_size}")
+        if checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be positive, got {checkpoint_every}")
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
         self.images, self.labels = images, labels
         self.test_data, self.val_data = test_data, val_data
         self.epochs, self.batch_size, self.drop_last = epochs, batch_size, drop_last
         self.callbacks = list(callbacks)
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.checkpoint_every = checkpoint_every
         self.config = dict(config or {})
         self.eval_batch_size = eval_batch_size
         self.rng = np.random.default_rng(seed)
@@ -119,7 +136,7 @@ class Trainer:
         params = self.optimizer.params
         while self.step < steps:
             started = time.perf_counter()
-            index = order[self.step * self.batch_size : (self.step + 1) * self.batch_size]
+            index = batch_indices(order, self.step, self.batch_size)
             images, labels = self.images[index], self.labels[index]
             if self.schedule is not None:
                 self.optimizer.lr = self.schedule(epoch + self.step / steps)
@@ -151,6 +168,9 @@ class Trainer:
         self.history.append(row)
         self.epoch, self.step = epoch + 1, 0
         self._sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        due = (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.epochs
+        if self.checkpoint_path is not None and due:
+            self.save_checkpoint(self.checkpoint_path)
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, row)
 

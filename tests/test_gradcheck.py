@@ -1,0 +1,37 @@
+"""gradcheck's result says whether the gradients are right, not only how far off they are."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from faltung import gradcheck
+from faltung.gradcheck import GradcheckResult
+from faltung.layers import Dense, Sigmoid
+
+
+def test_a_correct_layer_passes_and_says_so():
+    result = gradcheck(Dense(3, 2, rng=0), np.random.default_rng(0).random((4, 3)))
+    assert result.ok and result.passed() and result.tolerance == 1e-6
+    text = str(result)
+    assert text.startswith("gradcheck passed: max relative error ")
+    assert "(tolerance 1e-06)" in text.splitlines()[0]
+    assert {line.split()[0] for line in text.splitlines()[1:]} == {"input", "weight", "bias"}
+    assert repr(result).startswith("<GradcheckResult gradcheck passed")
+
+
+def test_a_wrong_gradient_fails_and_says_so():
+    class WrongSigmoid(Sigmoid):
+        def backward(self, dy):
+            return 2 * super().backward(dy)
+
+    result = gradcheck(WrongSigmoid(), np.ones((2, 3)))
+    assert not result.ok and result.max_error > 0.1
+    assert str(result).startswith("gradcheck FAILED: max relative error ") and "in input" in str(
+        result
+    )
+
+
+def test_the_tolerance_is_the_callers():
+    result = GradcheckResult({"input": 1e-5}, tolerance=1e-4)
+    assert result.ok and not result.passed(1e-6)
+    assert not GradcheckResult({"input": 1e-5}).ok
