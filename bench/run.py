@@ -35,6 +35,7 @@ from faltung.presets import PRESETS
 from faltung.summary import count_flops, training_step_flops
 
 INPUT = (1, 28, 28)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class NumpyRunner:
@@ -131,13 +132,11 @@ def data(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def peak_rss_of_epoch(framework: str, preset: str, batch: int, images: int) -> float:
     """Peak resident set (MiB) of a fresh process that trains one epoch of ``images``."""
-    code = (
-        "import sys, resource; sys.path.insert(0, '.');"
-        "from bench.run import epoch_worker; epoch_worker(*sys.argv[1:])"
-    )
+    # ``-m`` from the repository root puts the root on sys.path, so ``bench`` imports.
     out = subprocess.run(
-        [sys.executable, "-c", code, framework, preset, str(batch), str(images)],
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-m", "bench.run", "--epoch-worker", framework, preset, str(batch),
+         str(images)],
+        capture_output=True, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -202,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also time `faltung train --preset article` and a lenet epoch (minutes)",
     )
     parser.add_argument("--data", help="MNIST directory for --wall")
+    parser.add_argument("--epoch-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.epoch_worker:
+        epoch_worker(*args.epoch_worker)
+        return 0
     if args.profile:
         from bench.profile import main as profile_main
 

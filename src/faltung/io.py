@@ -23,6 +23,7 @@ import numpy as np
 from . import __version__
 from ._atomic import atomic_write
 from .model import Sequential
+from .summary import dry_run
 
 HEADER_KEY = "__faltung__"
 FORMAT = "faltung-model"
@@ -217,7 +218,7 @@ def output_width(model: Sequential, input_shape: tuple[int, ...]) -> int | None:
     """Number of outputs per image of ``model`` on ``input_shape``; None if it does not run."""
     try:
         with np.errstate(all="ignore"):
-            *_, (_, _, y) = model.dry_run(input_shape)
+            *_, (_, _, y) = dry_run(model, input_shape)
     except (ValueError, IndexError, TypeError):
         return None
     return int(y.shape[-1]) if y.ndim == 2 else None
