@@ -344,3 +344,15 @@ def test_a_text_file_is_not_a_model_file(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err == f"faltung: error: {path}: not a faltung model file (not an .npz archive)\n"
         assert "pickle" not in err
+
+
+def test_train_on_the_reference_kernels_matches_the_fast_run(tmp_path, synthetic_dir):
+    """--kernels reference trains on the article's plain kernels: the same run, same numbers."""
+    losses = {}
+    for kernels in ("fast", "reference"):
+        out = tmp_path / kernels
+        assert train(out, synthetic_dir, "--epochs", "1", "--kernels", kernels) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["settings"]["kernels"] == kernels
+        losses[kernels] = metrics["final_loss"]
+    np.testing.assert_allclose(losses["reference"], losses["fast"], rtol=1e-5)

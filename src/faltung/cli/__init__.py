@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace the results of an earlier run in OUT"
     )
     train.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    train.add_argument(
+        "--kernels",
+        choices=["fast", "reference"],
+        help="'reference' computes with the article's plain kernels (same numbers, slower); "
+        "default: fast",
+    )
 
     evaluate = commands.add_parser("evaluate", help="accuracy and confusion matrix of a model")
     evaluate.add_argument("model", metavar="MODEL.npz")

@@ -32,6 +32,7 @@ from .errors import UsageError
 SETTING_KEYS = (
     "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
     "schedule", "lr_step", "lr_gamma", "warmup", "train_size", "test_size", "val_split", "seed",
+    "kernels",
 )  # fmt: skip
 RESULT_FILES = ("model.npz", "checkpoint.npz", "metrics.json")
 
@@ -41,10 +42,13 @@ def resolve_settings(args: argparse.Namespace, saved: dict[str, Any] | None) -> 
     preset = get_preset(args.preset)
     given = {k: getattr(args, k) for k in SETTING_KEYS if getattr(args, k, None) is not None}
     if saved is None:
-        defaults = {"dataset": "mnist", "val_split": 0.0, "seed": 0, "nesterov": False}
+        defaults = {
+            "dataset": "mnist", "val_split": 0.0, "seed": 0, "nesterov": False, "kernels": "fast"
+        }  # fmt: skip
         return {**defaults, **preset.defaults, **given}
-    # Checkpoints from before --nesterov existed used Nesterov whenever momentum > 0.
-    saved = {"nesterov": saved.get("momentum", 0) > 0, **saved}
+    # Checkpoints from before --nesterov existed used Nesterov whenever momentum > 0, and
+    # those from before --kernels ran on the fast kernels.
+    saved = {"nesterov": saved.get("momentum", 0) > 0, "kernels": "fast", **saved}
     conflicts = [
         f"--{k.replace('_', '-')} {v} (checkpoint: {saved.get(k)})"
         for k, v in given.items()
@@ -217,7 +221,8 @@ def run_train(args: argparse.Namespace) -> int:
         val_data = (train_x[order[:n_val]], train_y[order[:n_val]])
         train_x, train_y = train_x[order[n_val:]], train_y[order[n_val:]]
 
-    model = preset.build(settings["seed"])
+    kernels = settings["kernels"]
+    model = preset.build(settings["seed"]).use_kernels(kernels)
     input_shape = tuple(int(n) for n in train_x.shape[1:])
     if output_width(model, input_shape) != len(data.classes):
         raise UsageError(
@@ -229,7 +234,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     history_writer = HistoryWriter(out)
     trainer = Trainer(
-        model, SoftmaxCrossEntropy(), make_optimizer(model, settings), (train_x, train_y),
+        model, SoftmaxCrossEntropy(kernels=kernels), make_optimizer(model, settings),
+        (train_x, train_y),
         epochs=settings["epochs"], batch_size=settings["batch_size"],
         schedule=make_schedule(settings), test_data=(test_x, test_y), val_data=val_data,
         callbacks=[ProgressBar(), EpochPrinter(), history_writer],

@@ -158,7 +158,10 @@ def _unpool(dp: np.ndarray, geo: PoolGeometry) -> np.ndarray:
 
 
 def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
-    """u = max over the window (P = inf). Padding is -inf; ties go to the first maximum."""
+    """u = max over the window (P = inf). Padding is -inf; ties go to the first maximum.
+
+    Cache: (winner (N, C, 1, Ho, Wo), the index of each window's maximum; geometry).
+    """
     geo = pool_geometry(x.shape, kernel_size, stride, padding)
     windows = _pool_patches(x, geo, -np.inf)
     winner = windows.argmax(axis=2)[:, :, None]  # (N, C, 1, Ho, Wo)
@@ -174,7 +177,10 @@ def max_pool2d_backward(dy, cache):
 
 
 def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
-    """u = (1/H^2) * sum over the window (P = 1). Zero padding counts, as in PyTorch."""
+    """u = (1/H^2) * sum over the window (P = 1). Zero padding counts, as in PyTorch.
+
+    Cache: the geometry alone; the gradient does not depend on the values.
+    """
     geo = pool_geometry(x.shape, kernel_size, stride, padding)
     return _pool_patches(x, geo, 0.0).mean(axis=2), geo
 
@@ -191,6 +197,9 @@ def lp_pool2d_forward(x, p, kernel_size, stride=None, padding=0):
 
     P = 1 is average pooling and P = inf is max pooling. Integer P uses z^P (an odd P
     keeps the sign, and so does the root); other P use |z|^P.
+
+    Cache: (z (N, C, kh*kw, Ho, Wo) the windows, m and u (N, C, Ho, Wo) the mean power and
+    the output, P, geometry).
     """
     if math.isinf(p):
         return max_pool2d_forward(x, kernel_size, stride, padding)
@@ -220,7 +229,7 @@ def lp_pool2d_backward(dy, cache):
 
 
 def linear_forward(x, weight, bias=None):
-    """y = x W^T + b, for x (N, in) and W (out, in)."""
+    """y = x W^T + b, for x (N, in) and W (out, in). Cache: (x, W, whether there is a b)."""
     check_features(x.shape, weight.shape[1])
     y = x @ weight.T
     return (y if bias is None else y + bias), (x, weight, bias is not None)
@@ -234,7 +243,10 @@ def linear_backward(dy, cache, need_input_grad=True):
 
 
 def sigmoid_forward(x):
-    """y = 1 / (1 + e^-x). (e^-x may overflow to inf for very negative x: y is then 0.)"""
+    """y = 1 / (1 + e^-x). Cache: y.
+
+    e^-x may overflow to inf for very negative x; y is then exactly 0, as it should be.
+    """
     with np.errstate(over="ignore"):
         y = 1 / (1 + np.exp(-x))
     return y, y
@@ -247,7 +259,7 @@ def sigmoid_backward(dy, cache):
 
 
 def relu_forward(x):
-    """y = max(x, 0)."""
+    """y = max(x, 0). Cache: x."""
     return np.maximum(x, 0), x
 
 
@@ -262,6 +274,8 @@ def softmax_cross_entropy_forward(logits, targets, label_smoothing=0.0):
 
     log p is computed as z - max(z) - log(sum e^(z - max(z))): the same number, without
     overflow in e^z or log(0) for a tiny probability.
+
+    Cache: (p, t), both (N, K).
     """
     n, k = logits.shape
     t = np.eye(k, dtype=logits.dtype)[targets] if targets.ndim == 1 else targets
