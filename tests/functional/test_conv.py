@@ -6,42 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from faltung.functional.conv import conv2d_backward, conv2d_forward
-from faltung.functional.shapes import resolve_padding
 
-
-@st.composite
-def conv_cases(draw):
-    groups = draw(st.sampled_from([1, 2, 3]))
-    cin = groups * draw(st.integers(1, 2))
-    cout = groups * draw(st.integers(1, 2))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = draw(st.sampled_from([0, 1, 2, (1, 0), "same", "valid"]))
-    if padding == "same":
-        stride = (1, 1)
-    pads = resolve_padding(padding, (kh, kw), dilation, stride)
-    min_h = dilation[0] * (kh - 1) + 1 - sum(pads[0])
-    min_w = dilation[1] * (kw - 1) + 1 - sum(pads[1])
-    h = draw(st.integers(max(min_h, 1), max(min_h, 1) + 5))
-    w = draw(st.integers(max(min_w, 1), max(min_w, 1) + 5))
-    n = draw(st.integers(1, 3))
-    seed = draw(st.integers(0, 2**16))
-    return n, cin, cout, (kh, kw), stride, padding, dilation, groups, (h, w), seed
+from .test_reference import conv_cases, conv_inputs
 
 
 @settings(max_examples=40, deadline=None)
 @given(conv_cases())
 def test_backward_is_the_adjoint_of_forward(case):
     """<conv(x), dy> = <x, conv^T(dy)>: the input gradient is the exact adjoint."""
-    n, cin, cout, kernel, stride, padding, dilation, groups, (h, w), seed = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, cin, h, w))
-    weight = rng.standard_normal((cout, cin // groups, *kernel))
-    y, cache = conv2d_forward(x, weight, None, stride, padding, dilation, groups)
+    x, weight, _, args, rng = conv_inputs(case)
+    y, cache = conv2d_forward(x, weight, None, *args)
     dy = rng.standard_normal(y.shape)
     dx, dweight, dbias = conv2d_backward(dy, cache)
     assert dbias is None

@@ -97,6 +97,11 @@ class Layer:
             )
         return self._cache
 
+    def _store_grads(self, dweight: np.ndarray, dbias: np.ndarray | None) -> None:
+        self.grads["weight"] = dweight
+        if dbias is not None:
+            self.grads["bias"] = dbias
+
     def _fail(self, message: str) -> ValueError:
         return ValueError(f"{self.name} ({type(self).__name__}): {message}")
 

@@ -83,9 +83,7 @@ class Conv2D(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         dx, dweight, dbias = self.kernels.conv2d_backward(dy, self._cached(), self.needs_input_grad)
-        self.grads["weight"] = dweight
-        if dbias is not None:
-            self.grads["bias"] = dbias
+        self._store_grads(dweight, dbias)
         return dx
 
     def config(self) -> dict[str, Any]:
