@@ -1,4 +1,4 @@
-"""The ``faltung`` command line: train, evaluate, predict, summary.
+"""The ``faltung`` command line: train, evaluate, predict, summary, export, import.
 
 Every expected failure (bad flag values, missing or corrupt files, unwritable output)
 ends with one line ``faltung: error: ...`` and exit status 2, without a traceback.
@@ -17,6 +17,7 @@ from ..presets import PRESETS
 from ..train import TrainingDiverged, TrainingInterrupted
 from .errors import UsageError
 from .inspect import run_evaluate, run_predict, run_summary
+from .onnx import add_onnx_commands, run_export, run_import
 from .train import run_train
 
 
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser("summary", help="layers, shapes, parameters and FLOPs")
     summary.add_argument("--preset", default="article", choices=list(PRESETS))
+    add_onnx_commands(commands)
     return parser
 
 
@@ -126,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluate": run_evaluate,
         "predict": run_predict,
         "summary": run_summary,
+        "export": run_export,
+        "import": run_import,
     }
     try:
         return handlers[args.command](args)
