@@ -152,6 +152,7 @@ class Graph:
         finally:
             self._folding.discard(name)
         if result is not None:
+            result = np.asarray(result)  # a gathered symbol comes back bare
             if result.size > MAX_FOLDED_ELEMENTS and node.op_type != "Constant":
                 raise fail(node, f"a shape computation of {result.size} elements is too large")
             self.take(node)

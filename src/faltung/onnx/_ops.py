@@ -307,12 +307,22 @@ def power_pool(g: Graph, node: Any, shape: Shape) -> Step:
     return Step(layer, {}, nodes, output, out)
 
 
-@imports("GlobalAveragePool")
+@imports("GlobalAveragePool", "ReduceMean")
 def global_average_pool(g: Graph, node: Any, shape: Shape) -> Step:
-    """GlobalAveragePool keeps (N, C, 1, 1); faltung's GlobalAvgPool2D gives (N, C), so
-    the Flatten, Reshape or Squeeze that exporters put after it is part of the layer."""
+    """GlobalAveragePool (or a ReduceMean over H and W) keeps (N, C, 1, 1); faltung's
+    GlobalAvgPool2D gives (N, C), so the Flatten, Reshape or Squeeze that exporters put
+    after it becomes part of the layer."""
     _spatial(node, shape)
-    g.attributes(node, {})
+    if node.op_type == "ReduceMean":
+        allowed = {"axes": (INTS, None), "keepdims": (INT, 1), "noop_with_empty_axes": (INT, 0)}
+        a = g.attributes(node, allowed)
+        axes = a["axes"] if a["axes"] is not None else _integers_or_fail(g, node)
+        if sorted(axis % 4 for axis in axes) != [2, 3]:
+            raise fail(node, "only a mean over both spatial axes (global pooling) is supported")
+        if not a["keepdims"]:
+            return Step(GlobalAvgPool2D(), {}, [node], node.output[0], tuple(shape[:2]))
+    else:
+        g.attributes(node, {})
     follower = g.only_user(node, node.output[0], ("Flatten", "Reshape", "Squeeze"))
     if follower is None:
         raise fail(node, "is supported only when followed by Flatten, Reshape or Squeeze to (N, C)")
@@ -320,10 +330,17 @@ def global_average_pool(g: Graph, node: Any, shape: Shape) -> Step:
     if follower.op_type == "Squeeze":
         axes = sorted(a % 4 for a in squeeze_axes(g, follower, g.inputs_known(follower)))
         if axes != [2, 3]:
-            raise fail(follower, "only squeezing axes 2 and 3 after GlobalAveragePool is supported")
+            raise fail(follower, "only squeezing axes 2 and 3 after global pooling is supported")
     else:
         IMPORTERS[follower.op_type](g, follower, pooled)  # checks it flattens to (N, C)
     return Step(GlobalAvgPool2D(), {}, [node, follower], follower.output[0], tuple(shape[:2]))
+
+
+def _integers_or_fail(g: Graph, node: Any) -> list[int]:
+    axes = g.constant(node, 1, "axes")
+    if axes is None or axes.dtype.kind not in "iu" or axes.ndim != 1:
+        raise fail(node, "needs constant integer axes")
+    return [int(v) for v in axes]
 
 
 @imports("Flatten")
