@@ -234,6 +234,19 @@ def default_input_shape(model: Sequential) -> tuple[int | str, ...]:
     )
 
 
+def symbolic_output(model: Sequential, rank: int) -> list[int | str]:
+    """The output's dimensions when the input's spatial size is left open."""
+    dims: list[int | str] = ["N", *(f"d{i}" for i in range(1, rank))]
+    for layer in model.layers.values():
+        if isinstance(layer, Dense):
+            dims = ["N", layer.out_features]
+        elif isinstance(layer, (Flatten, GlobalAvgPool2D)):
+            dims = ["N", "features"]
+        elif isinstance(layer, Conv2D) and len(dims) == 4:
+            dims = ["N", layer.out_channels, "h", "w"]
+    return dims
+
+
 def build_model_proto(
     model: Sequential,
     input_shape: tuple[int, ...] | None = None,
@@ -256,7 +269,6 @@ def build_model_proto(
     shape: tuple[int | str, ...] = (
         default_input_shape(model) if input_shape is None else tuple(int(d) for d in input_shape)
     )
-    output_dims: list[int | str] | None = None
     if all(isinstance(d, int) for d in shape):
         try:
             outputs = [y for _, _, y in model.dry_run(tuple(shape))]  # type: ignore[arg-type]
@@ -264,7 +276,9 @@ def build_model_proto(
             raise OnnxExportError(
                 f"the model does not accept input shape {shape}: {error}"
             ) from None
-        output_dims = ["N", *outputs[-1].shape[1:]]
+        output_dims: list[int | str] = ["N", *outputs[-1].shape[1:]]
+    else:
+        output_dims = symbolic_output(model, len(shape) + 1)
 
     g = GraphBuilder(dtype)
     x = INPUT_NAME
