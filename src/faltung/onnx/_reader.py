@@ -158,20 +158,18 @@ def _assemble(steps: list[Step], dtype: np.dtype) -> Sequential:
 
 
 def _layer_name(step: Step, earlier: list[Step]) -> str:
-    """The node's name when it is a plain word (as in faltung's own files), else conv1, fc2..."""
+    """A node's plain name (as faltung writes them) if it has one, else conv1, fc2, ..."""
     taken = {s.name for s in earlier}
-    node_name = step.nodes[0].name
-    if PLAIN_NAME.match(node_name) and node_name not in taken:
-        step.name = node_name
-        return node_name
+    plain = [n.name for n in step.nodes if PLAIN_NAME.match(n.name) and n.name not in taken]
+    if plain:
+        step.name = plain[0]
+        return step.name
     prefix = LAYER_PREFIX.get(type(step.layer).__name__, "layer")
     number = 1 + sum(1 for s in earlier if type(s.layer) is type(step.layer))
-    name = f"{prefix}{number}"
-    while name in taken:
+    while f"{prefix}{number}" in taken:
         number += 1
-        name = f"{prefix}{number}"
-    step.name = name
-    return name
+    step.name = f"{prefix}{number}"
+    return step.name
 
 
 def _metadata(proto: Any, input_shape: Shape) -> dict[str, Any]:
