@@ -111,6 +111,8 @@ class Graph:
             if attribute.type != kind:
                 raise fail(node, f"attribute {attribute.name!r} has the wrong type")
             if kind == FLOAT:
+                if not math.isfinite(attribute.f):
+                    raise fail(node, f"attribute {attribute.name!r} is not a finite number")
                 values[attribute.name] = float(attribute.f)
             elif kind == INT:
                 values[attribute.name] = int(attribute.i)

@@ -121,9 +121,16 @@ def _out(size: Dim2, kernel: int, stride: int, pad: tuple[int, int], dilation: i
     return UNKNOWN if isinstance(size, Symbol) else output_size(size, kernel, stride, pad, dilation)
 
 
+# Far beyond any CNN that fits in memory: a larger map means a hostile or broken file.
+MAX_MAP_PIXELS = 2**26
+
+
 def _check_fits(node: Any, out_hw: tuple[Dim2, Dim2], hw: tuple[Dim2, Dim2]) -> None:
     if any(isinstance(o, int) and o < 1 for o in out_hw):
         raise fail(node, f"the window does not fit its input of size {hw[0]}x{hw[1]}")
+    size = known_size(out_hw)
+    if size is not None and size > MAX_MAP_PIXELS:
+        raise fail(node, f"an output map of {out_hw[0]}x{out_hw[1]} pixels is implausibly large")
 
 
 @imports("Conv")
@@ -455,6 +462,8 @@ def batch_norm(g: Graph, node: Any, shape: Shape) -> Step:
             "is_test": (INT, 1),
         },
     )
+    if a["epsilon"] < 0:
+        raise fail(node, f"epsilon {a['epsilon']} must not be negative")
     if a["training_mode"] or not a["spatial"] or not a["is_test"]:
         raise fail(node, "only inference mode with per-channel statistics is supported")
     g.check_side_outputs(node)

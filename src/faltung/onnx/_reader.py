@@ -124,6 +124,7 @@ def _graph_output(graph: Graph) -> str:
 def _next_node(graph: Graph, x: str) -> Any:
     # Shape nodes only read a size; they are folded into the Reshape that uses them.
     users = [n for n in graph.users(x) if n.op_type != "Shape" and id(n) not in graph.consumed]
+    users = list({id(n): n for n in users}.values())  # a node may read x twice
     if not users:
         raise OnnxImportError(f"tensor {x!r} leads nowhere: it is not the graph's output")
     if len(users) > 1:
