@@ -206,7 +206,7 @@ def _integers(node: Any, value: np.ndarray | None, what: str) -> list[int]:
     return [int(v) for v in value.reshape(-1)]
 
 
-def _axes(g: Graph, node: Any, values: list[np.ndarray | None]) -> list[int]:
+def axes_of(g: Graph, node: Any, values: list[np.ndarray | None]) -> list[int]:
     """Axes from the attribute (before opset 13) or the second input."""
     a = g.attributes(node, {"axes": (INTS, None)})
     if a["axes"] is not None:
@@ -234,7 +234,7 @@ def _unsqueeze(g: Graph, node: Any) -> np.ndarray | None:
     if values is None:
         return None
     result = values[0]
-    for axis in sorted(_axes(g, node, values)):
+    for axis in sorted(axes_of(g, node, values)):
         if not -result.ndim - 1 <= axis <= result.ndim:
             raise fail(node, f"axis {axis} out of range")
         result = np.expand_dims(result, axis)
@@ -245,7 +245,7 @@ def _squeeze(g: Graph, node: Any) -> np.ndarray | None:
     values = _known(g, node, 1)
     if values is None:
         return None
-    axes = tuple(_axes(g, node, values))
+    axes = tuple(axes_of(g, node, values))
     if any(not -values[0].ndim <= a < values[0].ndim or values[0].shape[a] != 1 for a in axes):
         raise fail(node, f"cannot squeeze axes {list(axes)} of shape {values[0].shape}")
     return np.squeeze(values[0], axes)

@@ -14,26 +14,21 @@ import numpy as np
 
 from ..functional._shapes import output_size, resolve_padding
 from ..layers import (
-    AvgPool2D,
     BatchNorm1D,
     BatchNorm2D,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
-    GlobalAvgPool2D,
     Identity,
     Layer,
     LeakyReLU,
-    LpPool2D,
-    MaxPool2D,
     ReLU,
     Sigmoid,
     Softmax,
     Tanh,
 )
 from ._graph import BATCH, FLOAT, INT, INTS, STRING, UNKNOWN, Graph, Shape, Symbol, fail, known_size
-from ._graph import _axes as squeeze_axes
 
 
 @dataclass
@@ -67,20 +62,20 @@ def short_float(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-def _spatial(node: Any, shape: Shape) -> tuple[Dim2, Dim2]:
+def spatial(node: Any, shape: Shape) -> tuple[Dim2, Dim2]:
     if len(shape) != 4:
-        raise fail(node, f"expects (N, C, H, W) input, but its input has shape {_text(shape)}")
+        raise fail(node, f"expects (N, C, H, W) input, but its input has shape {shape_text(shape)}")
     return shape[2], shape[3]  # type: ignore[return-value]
 
 
 Dim2 = int | Symbol
 
 
-def _text(shape: Shape) -> str:
+def shape_text(shape: Shape) -> str:
     return "(" + ", ".join(map(str, shape)) + ")"
 
 
-def _pair(node: Any, values: list[int] | None, default: int, what: str) -> tuple[int, int]:
+def pair_attr(node: Any, values: list[int] | None, default: int, what: str) -> tuple[int, int]:
     if values is None:
         return default, default
     if len(values) != 2:
@@ -88,7 +83,7 @@ def _pair(node: Any, values: list[int] | None, default: int, what: str) -> tuple
     return values[0], values[1]
 
 
-def _pads(
+def pads_of(
     node: Any, a: dict[str, Any], kernel: tuple[int, int], stride: tuple[int, int],
     dilation: tuple[int, int], hw: tuple[Dim2, Dim2],
 ) -> list[int]:  # fmt: skip
@@ -117,7 +112,7 @@ def _pads(
     return [*begin, *end]
 
 
-def _out(size: Dim2, kernel: int, stride: int, pad: tuple[int, int], dilation: int = 1) -> Dim2:
+def out_size(size: Dim2, kernel: int, stride: int, pad: tuple[int, int], dilation: int = 1) -> Dim2:
     return UNKNOWN if isinstance(size, Symbol) else output_size(size, kernel, stride, pad, dilation)
 
 
@@ -125,7 +120,7 @@ def _out(size: Dim2, kernel: int, stride: int, pad: tuple[int, int], dilation: i
 MAX_MAP_PIXELS = 2**26
 
 
-def _check_fits(node: Any, out_hw: tuple[Dim2, Dim2], hw: tuple[Dim2, Dim2]) -> None:
+def check_fits(node: Any, out_hw: tuple[Dim2, Dim2], hw: tuple[Dim2, Dim2]) -> None:
     if any(isinstance(o, int) and o < 1 for o in out_hw):
         raise fail(node, f"the window does not fit its input of size {hw[0]}x{hw[1]}")
     size = known_size(out_hw)
@@ -146,17 +141,17 @@ def conv(g: Graph, node: Any, shape: Shape) -> Step:
             "auto_pad": (STRING, "NOTSET"),
         },
     )
-    hw = _spatial(node, shape)
+    hw = spatial(node, shape)
     weight = g.constant(node, 1, "weight")
     bias = g.constant(node, 2, "bias")
     if weight is None or weight.ndim != 4 or weight.dtype.kind != "f":
         raise fail(node, "only 2-D convolution with a constant 4-D float weight is supported")
     out_channels, in_per_group, kh, kw = weight.shape
-    kernel = _pair(node, a["kernel_shape"], 0, "kernel_shape")
+    kernel = pair_attr(node, a["kernel_shape"], 0, "kernel_shape")
     if a["kernel_shape"] is not None and kernel != (kh, kw):
         raise fail(node, f"kernel_shape {list(kernel)} does not match the weight {weight.shape}")
-    stride = _pair(node, a["strides"], 1, "strides")
-    dilation = _pair(node, a["dilations"], 1, "dilations")
+    stride = pair_attr(node, a["strides"], 1, "strides")
+    dilation = pair_attr(node, a["dilations"], 1, "dilations")
     groups = a["group"]
     if groups < 1 or min(stride) < 1 or min(dilation) < 1 or out_channels % groups:
         raise fail(node, "group, strides and dilations must be positive, group dividing M")
@@ -165,7 +160,7 @@ def conv(g: Graph, node: Any, shape: Shape) -> Step:
         raise fail(node, f"weight expects {in_channels} input channels, input has {shape[1]}")
     if bias is not None and bias.shape != (out_channels,):
         raise fail(node, f"bias of shape {bias.shape} does not match {out_channels} channels")
-    top, left, bottom, right = _pads(node, a, (kh, kw), stride, dilation, hw)
+    top, left, bottom, right = pads_of(node, a, (kh, kw), stride, dilation, hw)
     same = resolve_padding("same", (kh, kw), dilation, (1, 1))
     if top == bottom and left == right:
         padding: tuple[int, int] | str = (top, left)
@@ -178,10 +173,10 @@ def conv(g: Graph, node: Any, shape: Shape) -> Step:
             "(Conv2D pads symmetrically, or 'same' at stride 1 with the extra pixel at the end)",
         )
     out_hw = tuple(
-        _out(s, k, st, p, d)
+        out_size(s, k, st, p, d)
         for s, k, st, p, d in zip(hw, (kh, kw), stride, ((top, bottom), (left, right)), dilation)
     )
-    _check_fits(node, out_hw, hw)  # type: ignore[arg-type]
+    check_fits(node, out_hw, hw)  # type: ignore[arg-type]
     layer = Conv2D(
         in_channels, out_channels, (kh, kw), stride, padding, dilation, groups, bias is not None
     )
@@ -189,165 +184,11 @@ def conv(g: Graph, node: Any, shape: Shape) -> Step:
     return Step(layer, state, [node], node.output[0], (BATCH, out_channels, *out_hw))
 
 
-def _window(g: Graph, node: Any, shape: Shape, extra: dict[str, Any]) -> tuple[Any, ...]:
-    """(kernel, stride, padding, output shape) of a pooling node, or why it has no match."""
-    a = g.attributes(
-        node,
-        {
-            "kernel_shape": (INTS, None),
-            "strides": (INTS, None),
-            "pads": (INTS, None),
-            "ceil_mode": (INT, 0),
-            "auto_pad": (STRING, "NOTSET"),
-            "dilations": (INTS, None),
-            **extra,
-        },
-    )
-    hw = _spatial(node, shape)
-    if a["kernel_shape"] is None:
-        raise fail(node, "has no kernel_shape")
-    kernel = _pair(node, a["kernel_shape"], 0, "kernel_shape")
-    stride = _pair(node, a["strides"], 1, "strides")  # ONNX's default stride is 1
-    if _pair(node, a["dilations"], 1, "dilations") != (1, 1):
-        raise fail(node, "dilated pooling is not supported")
-    if min(kernel) < 1 or min(stride) < 1:
-        raise fail(node, "kernel_shape and strides must be positive")
-    top, left, bottom, right = _pads(node, a, kernel, stride, (1, 1), hw)
-    if (top, left) != (bottom, right):
-        raise fail(node, f"asymmetric padding {[top, left, bottom, right]} is not supported")
-    if 2 * top > kernel[0] or 2 * left > kernel[1]:
-        raise fail(node, f"padding {[top, left]} exceeds half the kernel {list(kernel)}")
-    pads = ((top, top), (left, left))
-    out_hw = tuple(_out(s, k, st, p) for s, k, st, p in zip(hw, kernel, stride, pads))
-    _check_fits(node, out_hw, hw)  # type: ignore[arg-type]
-    if a["ceil_mode"]:
-        # Rounding up adds a last, partial window exactly where floor and ceil differ.
-        for size, k, st, p, o in zip(hw, kernel, stride, pads, out_hw):
-            if isinstance(size, Symbol):
-                raise fail(node, "ceil_mode=1 is not supported for an input of unknown size")
-            if math.ceil((size + sum(p) - k) / st) + 1 != o:
-                raise fail(node, "ceil_mode=1 adds a partial window here; faltung rounds down only")
-    return kernel, stride, (top, left), (*shape[:2], *out_hw), a
-
-
-@imports("MaxPool")
-def max_pool(g: Graph, node: Any, shape: Shape) -> Step:
-    kernel, stride, padding, out, _ = _window(g, node, shape, {"storage_order": (INT, 0)})
-    g.check_side_outputs(node)
-    return Step(MaxPool2D(kernel, stride, padding), {}, [node], node.output[0], out)
-
-
-def _average_window(g: Graph, node: Any, shape: Shape) -> tuple[Any, ...]:
-    kernel, stride, padding, out, a = _window(g, node, shape, {"count_include_pad": (INT, 0)})
-    if padding != (0, 0) and not a["count_include_pad"]:
-        raise fail(
-            node,
-            "count_include_pad=0 averages only the real pixels; faltung's AvgPool2D counts "
-            "the zero padding (PyTorch's default)",
-        )
-    return kernel, stride, padding, out
-
-
-@imports("AveragePool")
-def average_pool(g: Graph, node: Any, shape: Shape) -> Step:
-    kernel, stride, padding, out = _average_window(g, node, shape)
-    return Step(AvgPool2D(kernel, stride, padding), {}, [node], node.output[0], out)
-
-
-@imports("LpPool")
-def lp_pool(g: Graph, node: Any, shape: Shape) -> Step:
-    raise fail(
-        node,
-        "ONNX LpPool is the plain p-norm (sum |x|^p)^(1/p); faltung's LpPool2D is the "
-        "article's mean form ((1/k) sum z^p)^(1/p), so there is no exact counterpart",
-    )
-
-
-def _scalar(g: Graph, node: Any, index: int, what: str) -> float:
+def scalar(g: Graph, node: Any, index: int, what: str) -> float:
     value = g.constant(node, index, what)
     if value is None or value.size != 1 or value.dtype.kind not in "fiu":
         raise fail(node, f"its {what} must be a constant number")
     return float(value.reshape(()))
-
-
-@imports("Abs", "Pow")
-def power_pool(g: Graph, node: Any, shape: Shape) -> Step:
-    """The article's Lp pooling as faltung exports it: [Abs] -> Pow(P) -> AveragePool ->
-    Pow(1/P), or for odd P the signed root Sign(m) * Pow(Abs(m), 1/P)."""
-    pattern = "Pow(x, P) -> AveragePool -> Pow(1/P) (faltung's LpPool2D)"
-    nodes, pow_node = [node], node
-    if node.op_type == "Abs":
-        pow_node = g.only_user(node, node.output[0], ("Pow",))
-        if pow_node is None:
-            raise fail(node, f"Abs is supported only as the start of the pattern {pattern}")
-        nodes.append(pow_node)
-    p = _scalar(g, pow_node, 1, "exponent")
-    mean = g.only_user(pow_node, pow_node.output[0], ("AveragePool",))
-    if mean is None or not p > 0:
-        raise fail(node, f"{node.op_type} is supported only as part of the pattern {pattern}")
-    kernel, stride, padding, out = _average_window(g, mean, shape)
-    nodes.append(mean)
-    m = mean.output[0]
-    users = sorted(g.users(m), key=lambda n: n.op_type)
-    signed = [u.op_type for u in users] == ["Abs", "Sign"]
-    root_input = users[0].output[0] if signed else m
-    root = g.only_user(mean, root_input, ("Pow",))
-    if not signed and len(users) != 1:
-        root = None
-    if root is None or abs(_scalar(g, root, 1, "exponent") * p - 1) > 1e-6:
-        raise fail(node, f"{node.op_type} is supported only as part of the pattern {pattern}")
-    nodes.append(root)
-    output = root.output[0]
-    if signed:
-        product = g.only_user(root, output, ("Mul",))
-        if product is None or set(product.input) != {users[1].output[0], output}:
-            raise fail(node, "the signed root must end in Mul(Sign(m), Pow(Abs(m), 1/P))")
-        nodes += users + [product]
-        output = product.output[0]
-    integer = float(p).is_integer()
-    odd = integer and int(p) % 2 == 1
-    takes_abs = node.op_type == "Abs"
-    # faltung: z^P keeps the sign for integer P, |z|^P otherwise; the root keeps the sign.
-    if (takes_abs and odd) or (not takes_abs and not integer) or (odd and not signed):
-        raise fail(node, f"this Lp pooling with P={p:g} differs from faltung's for negative input")
-    layer = LpPool2D(short_float(p), kernel, stride, padding)
-    return Step(layer, {}, nodes, output, out)
-
-
-@imports("GlobalAveragePool", "ReduceMean")
-def global_average_pool(g: Graph, node: Any, shape: Shape) -> Step:
-    """GlobalAveragePool (or a ReduceMean over H and W) keeps (N, C, 1, 1); faltung's
-    GlobalAvgPool2D gives (N, C), so the Flatten, Reshape or Squeeze that exporters put
-    after it becomes part of the layer."""
-    _spatial(node, shape)
-    if node.op_type == "ReduceMean":
-        allowed = {"axes": (INTS, None), "keepdims": (INT, 1), "noop_with_empty_axes": (INT, 0)}
-        a = g.attributes(node, allowed)
-        axes = a["axes"] if a["axes"] is not None else _integers_or_fail(g, node)
-        if sorted(axis % 4 for axis in axes) != [2, 3]:
-            raise fail(node, "only a mean over both spatial axes (global pooling) is supported")
-        if not a["keepdims"]:
-            return Step(GlobalAvgPool2D(), {}, [node], node.output[0], tuple(shape[:2]))
-    else:
-        g.attributes(node, {})
-    follower = g.only_user(node, node.output[0], ("Flatten", "Reshape", "Squeeze"))
-    if follower is None:
-        raise fail(node, "is supported only when followed by Flatten, Reshape or Squeeze to (N, C)")
-    pooled = (*shape[:2], 1, 1)
-    if follower.op_type == "Squeeze":
-        axes = sorted(a % 4 for a in squeeze_axes(g, follower, g.inputs_known(follower)))
-        if axes != [2, 3]:
-            raise fail(follower, "only squeezing axes 2 and 3 after global pooling is supported")
-    else:
-        IMPORTERS[follower.op_type](g, follower, pooled)  # checks it flattens to (N, C)
-    return Step(GlobalAvgPool2D(), {}, [node, follower], follower.output[0], tuple(shape[:2]))
-
-
-def _integers_or_fail(g: Graph, node: Any) -> list[int]:
-    axes = g.constant(node, 1, "axes")
-    if axes is None or axes.dtype.kind not in "iu" or axes.ndim != 1:
-        raise fail(node, "needs constant integer axes")
-    return [int(v) for v in axes]
 
 
 @imports("Flatten")
@@ -390,7 +231,7 @@ def reshape(g: Graph, node: Any, shape: Shape) -> Step:
     else:
         fits = False
     if not fits:
-        raise fail(node, f"{why}; target {target.tolist()} on input {_text(shape)}")
+        raise fail(node, f"{why}; target {target.tolist()} on input {shape_text(shape)}")
     return Step(Flatten(), {}, [node], node.output[0], (BATCH, _product(shape[1:])))
 
 
@@ -436,7 +277,9 @@ def _dense(
 ) -> Step:  # fmt: skip
     out_features, in_features = weight.shape
     if len(shape) != 2:
-        raise fail(node, f"expects (N, features) input, but its input has shape {_text(shape)}")
+        raise fail(
+            node, f"expects (N, features) input, but its input has shape {shape_text(shape)}"
+        )
     if isinstance(shape[1], int) and shape[1] != in_features:
         raise fail(node, f"weight expects {in_features} features, the input has {shape[1]}")
     if bias is not None:
@@ -474,10 +317,12 @@ def batch_norm(g: Graph, node: Any, shape: Shape) -> Step:
         raise fail(node, "scale, bias, mean and variance must be constant 1-D float arrays")
     count = len(values[0])  # type: ignore[arg-type]
     if any(len(v) != count for v in values) or (isinstance(channels, int) and channels != count):
-        raise fail(node, f"statistics of sizes {[len(v) for v in values]} for input {_text(shape)}")
+        raise fail(
+            node, f"statistics of sizes {[len(v) for v in values]} for input {shape_text(shape)}"
+        )
     kinds = {2: BatchNorm1D, 4: BatchNorm2D}
     if len(shape) not in kinds:
-        raise fail(node, f"expects (N, C) or (N, C, H, W) input, got {_text(shape)}")
+        raise fail(node, f"expects (N, C) or (N, C, H, W) input, got {shape_text(shape)}")
     # ONNX's momentum weighs the old running value; faltung's (PyTorch's) the new batch.
     momentum = float(f"{1 - short_float(a['momentum']):.7g}") if 0 <= a["momentum"] <= 1 else 0.1
     layer = kinds[len(shape)](count, short_float(a["epsilon"]), momentum)
@@ -505,7 +350,7 @@ def softmax(g: Graph, node: Any, shape: Shape) -> Step:
     axis = g.attributes(node, {"axis": (INT, -1 if g.opset >= 13 else 1)})["axis"]
     rank = len(shape)
     if not -rank <= axis < rank:
-        raise fail(node, f"axis {axis} out of range for input {_text(shape)}")
+        raise fail(node, f"axis {axis} out of range for input {shape_text(shape)}")
     axis %= rank
     if g.opset < 13 and axis != rank - 1:
         raise fail(node, f"opset {g.opset} softmax over axes {axis}.. has no counterpart")
@@ -519,7 +364,7 @@ def dropout(g: Graph, node: Any, shape: Shape) -> Step:
     g.check_side_outputs(node)
     ratio = a["ratio"]
     if len(node.input) > 1 and node.input[1]:
-        ratio = _scalar(g, node, 1, "ratio")
+        ratio = scalar(g, node, 1, "ratio")
     if len(node.input) > 2 and node.input[2]:
         training = g.constant(node, 2, "training_mode")
         if training is None or training.size != 1 or bool(training.reshape(())):

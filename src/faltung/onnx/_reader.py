@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..model import Sequential
+from . import _pool_ops  # noqa: F401  (registers the pooling importers)
 from ._graph import BATCH, UNKNOWN, Graph, Shape, describe, fail
 from ._ops import IMPORTERS, Step
 from .errors import OnnxImportError, require_onnx
