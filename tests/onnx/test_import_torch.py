@@ -73,7 +73,7 @@ def prepared(module):
     return module.eval()
 
 
-def torch_export(module, shape, path, dynamo: bool) -> None:
+def torch_export(module, shape, path, dynamo: bool, opset: int | None = None) -> None:
     example = (torch.randn(2, *shape),)
     names = {"input_names": ["input"], "output_names": ["output"]}
     with warnings.catch_warnings():
@@ -83,12 +83,16 @@ def torch_export(module, shape, path, dynamo: bool) -> None:
             torch.onnx.export(module, example, path, dynamo=True, dynamic_shapes=(batch,), **names)
         else:
             axes = {"input": {0: "batch"}, "output": {0: "batch"}}
-            torch.onnx.export(module, example, path, dynamo=False, dynamic_axes=axes, **names)
+            torch.onnx.export(
+                module, example, path, dynamo=False, dynamic_axes=axes, opset_version=opset, **names
+            )
 
 
 # The new (dynamo) exporter takes seconds per network, so it gets the one network that
 # covers its own patterns: ReduceMean for global pooling, Reshape by a constant shape.
+# Opset 11 has the older forms: Unsqueeze's axes as an attribute, Softmax over trailing axes.
 CASES = [("torchscript", *net) for net in NETS] + [("dynamo", *NETS[2])]
+CASES += [("opset11", *net) for net in NETS[1:3]]
 
 
 @pytest.mark.parametrize(
@@ -100,7 +104,8 @@ def test_pytorch_exports_import_exactly_and_round_trip(tmp_path, exporter, modul
     if exporter == "dynamo":
         pytest.importorskip("onnxscript")  # the new exporter needs it
     module = prepared(module)
-    torch_export(module, shape, tmp_path / "torch.onnx", exporter == "dynamo")
+    opset = 11 if exporter == "opset11" else None
+    torch_export(module, shape, tmp_path / "torch.onnx", exporter == "dynamo", opset)
     model, metadata = fonnx.load(tmp_path / "torch.onnx")
     assert metadata["input_shape"] == list(shape)
 
