@@ -9,9 +9,9 @@ its operator and the reason; it never executes anything from the file.
 The ``onnx`` package is an optional extra (``pip install 'faltung[onnx]'``): this module
 imports without it and says so only when a function is called.
 
->>> import faltung as fl, faltung.onnx                          # doctest: +SKIP
->>> faltung.onnx.export(model, "model.onnx", input_shape=(1, 28, 28))
->>> model, metadata = faltung.onnx.load("model.onnx")
+>>> import faltung.onnx
+>>> faltung.onnx.export(model, "model.onnx", input_shape=(1, 28, 28))  # doctest: +SKIP
+>>> model, metadata = faltung.onnx.load("model.onnx")  # doctest: +SKIP
 """
 
 from __future__ import annotations
