@@ -58,6 +58,7 @@ class Graph:
     shapes: dict[str, Shape] = field(default_factory=dict)  # chain tensors seen so far
     batch_size: int | None = None  # a fixed batch size in the file, if any
     _folding: set[str] = field(default_factory=set)
+    _folded: dict[str, np.ndarray] = field(default_factory=dict)  # a Constant may feed many
 
     def __post_init__(self) -> None:
         for tensor in self.proto.initializer:
@@ -141,6 +142,8 @@ class Graph:
         """The value of tensor ``name`` if it is known without running anything."""
         if name in self.initializers:
             return to_array(self.initializers[name], self.base_dir, f"initializer {name!r}")
+        if name in self._folded:
+            return self._folded[name]
         node = self.producer.get(name)
         if node is None or node.domain not in ("", "ai.onnx") or id(node) in self.consumed:
             return None
@@ -158,6 +161,7 @@ class Graph:
             if result.size > MAX_FOLDED_ELEMENTS and node.op_type != "Constant":
                 raise fail(node, f"a shape computation of {result.size} elements is too large")
             self.take(node)
+            self._folded[name] = result
         return result
 
     def inputs_known(self, node: Any) -> list[np.ndarray | None]:

@@ -213,7 +213,7 @@ def reshape(g: Graph, node: Any, shape: Shape) -> Step:
     target = g.constant(node, 1, "target shape")
     features = known_size(shape[1:])
     why = "only a Reshape that flattens (N, ...) to (N, features) is supported"
-    if target is None or target.ndim != 1 or len(target) != 2:
+    if target is None or target.ndim != 1 or len(target) != 2 or target.dtype.kind not in "iuO":
         raise fail(node, why)
     first, second = target.tolist()
     keeps_batch = (
