@@ -184,3 +184,14 @@ def test_a_wrong_input_shape_is_refused(tmp_path):
     model = build([Flatten(), Dense(12, 2)])
     with pytest.raises(fonnx.OnnxExportError, match="input shape"):
         fonnx.export(model, tmp_path / "m.onnx", input_shape=(1, 5, 5))
+
+
+def test_float64_models_export_as_double(tmp_path):
+    model = build([Conv2D(1, 2, 3), ReLU(), Flatten(), Dense(2 * 3 * 3, 2)]).astype(np.float64)
+    path = fonnx.export(model, tmp_path / "m.onnx", input_shape=(1, 5, 5))
+    check_file(path)
+    assert onnx.load(str(path)).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    again, _ = fonnx.load(path)
+    x = np.random.default_rng(0).normal(size=(3, 1, 5, 5))
+    assert again.dtype == np.float64
+    np.testing.assert_array_equal(again(x), model(x))
