@@ -35,7 +35,7 @@ def export(
     input_shape: tuple[int, ...] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model`` (in eval mode) to ``path`` as ONNX, atomically.
+    """Write ``model`` to ``path`` as ONNX, atomically, computing what it computes in eval mode.
 
     ``input_shape`` is one example's shape, e.g. ``(1, 28, 28)``; by default it comes from
     ``metadata["input_shape"]``, else only the channel count is fixed and the spatial sizes
