@@ -1,4 +1,4 @@
-"""The ``faltung`` command line: train, evaluate, predict, summary.
+"""The ``faltung`` command line: train, evaluate, predict, summary, export, import.
 
 Every expected failure (bad flag values, missing or corrupt files, unwritable output)
 ends with one line ``faltung: error: ...`` and exit status 2, without a traceback.
@@ -20,6 +20,7 @@ from ..schedules import SCHEDULES
 from ..train import TrainingDiverged, TrainingInterrupted
 from .errors import UsageError
 from .inspect import run_evaluate, run_predict, run_summary
+from .onnx import add_onnx_commands, run_export, run_import
 from .train import run_train
 
 
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument(
         "--preset", default="article", choices=list(PRESETS), help="without MODEL.npz"
     )
+    add_onnx_commands(commands)
     return parser
 
 
@@ -176,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluate": run_evaluate,
         "predict": run_predict,
         "summary": run_summary,
+        "export": run_export,
+        "import": run_import,
     }
     try:
         return handlers[args.command](args)

@@ -1,0 +1,206 @@
+"""ONNX -> faltung: walk the chain from the graph input to its output, one importer per step.
+
+Every node must be used exactly once, as a layer, as part of an exporter pattern folded into
+a layer, or as a constant; anything left over is an error. The model is assembled only after
+the whole graph has been read, so a refused file leaves nothing half-imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..model import Sequential
+from . import _pool_ops  # noqa: F401  (registers the pooling importers)
+from ._graph import BATCH, UNKNOWN, Graph, Shape, describe, fail
+from ._ops import IMPORTERS, Step
+from .errors import OnnxImportError, require_onnx
+
+MIN_OPSET = 7
+LAYER_PREFIX = {
+    "Conv2D": "conv", "Dense": "fc", "BatchNorm1D": "bn", "BatchNorm2D": "bn",
+    "MaxPool2D": "pool", "AvgPool2D": "pool", "LpPool2D": "pool", "GlobalAvgPool2D": "gap",
+    "Flatten": "flatten", "ReLU": "relu", "LeakyReLU": "relu", "Sigmoid": "sigmoid",
+    "Tanh": "tanh", "Softmax": "softmax", "Dropout": "dropout", "Identity": "identity",
+}  # fmt: skip
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
+ELEMENT_TYPES = {1: np.dtype(np.float32), 11: np.dtype(np.float64)}
+
+
+def read_model(path: str | os.PathLike[str]) -> tuple[Sequential, dict[str, Any]]:
+    onnx = require_onnx()
+    path = Path(path)
+    if not path.is_file():
+        raise OnnxImportError(f"{path}: no such file")
+    try:
+        proto = onnx.ModelProto.FromString(path.read_bytes())
+    except Exception as error:  # protobuf's DecodeError and friends: the bytes are not ONNX
+        raise OnnxImportError(f"{path}: not a readable ONNX file ({error})") from None
+    try:
+        return build(proto, path.parent)
+    except OnnxImportError as error:
+        raise OnnxImportError(f"{path}: {error}") from None
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError, RecursionError) as error:
+        # A layer refusing its arguments, or a field of a malformed file we did not foresee.
+        raise OnnxImportError(
+            f"{path}: malformed graph ({type(error).__name__}: {error})"
+        ) from None
+
+
+def build(proto: Any, base_dir: Path | None) -> tuple[Sequential, dict[str, Any]]:
+    """(model, metadata) from a parsed ModelProto; weights may live in ``base_dir``."""
+    opsets = {o.domain: o.version for o in proto.opset_import}
+    opset = opsets.get("", opsets.get("ai.onnx"))
+    if opset is None or opset < MIN_OPSET:
+        raise OnnxImportError(f"needs the standard ONNX opset {MIN_OPSET} or newer, has {opset}")
+    graph = Graph(proto.graph, opset, base_dir)
+    x, dtype, shape = _graph_input(graph)
+    output = _graph_output(graph)
+    graph.shapes[x] = shape
+
+    steps: list[Step] = []
+    while x != output:
+        node = _next_node(graph, x)
+        if node.domain not in ("", "ai.onnx"):
+            raise fail(node, f"operator of domain {node.domain!r} is not supported")
+        importer = IMPORTERS.get(node.op_type)
+        if importer is None:
+            raise fail(node, "operator not supported (faltung reads chains of standard CNN ops)")
+        if list(node.input).index(x) != 0:
+            raise fail(node, "the chain must enter as its first input")
+        step = importer(graph, node, shape)
+        for used in step.nodes:
+            graph.take(used)
+        steps.append(step)
+        x, shape = step.output, step.shape
+        graph.shapes[x] = shape
+    if graph.users(x):
+        raise fail(graph.users(x)[0], "reads the graph's output: only chains are supported")
+    leftover = [n for n in graph.proto.node if id(n) not in graph.consumed and not _dead(graph, n)]
+    if leftover:
+        raise fail(leftover[0], "is not part of the chain from the graph's input to its output")
+    if not steps:
+        raise OnnxImportError("the graph has no operators between its input and output")
+    return _assemble(steps, dtype), _metadata(proto, shape_of_input(graph))
+
+
+def _graph_input(graph: Graph) -> tuple[str, np.dtype, Shape]:
+    inputs = [v for v in graph.proto.input if v.name not in graph.initializers]
+    if len(inputs) != 1:
+        raise OnnxImportError(f"expected one graph input, found {len(inputs)}")
+    value = inputs[0]
+    kind = value.type.WhichOneof("value")
+    tensor = value.type.tensor_type
+    if kind != "tensor_type" or tensor.elem_type not in ELEMENT_TYPES:
+        raise OnnxImportError(f"input {value.name!r} must be a float or double tensor")
+    dims: list[int | Any] = []
+    for dim in tensor.shape.dim:
+        dims.append(dim.dim_value if dim.WhichOneof("value") == "dim_value" else UNKNOWN)
+    if len(dims) not in (2, 4):
+        raise OnnxImportError(f"input {value.name!r} must be (N, C, H, W) or (N, features)")
+    if any(isinstance(d, int) and d < 1 for d in dims):
+        raise OnnxImportError(f"input {value.name!r} has a non-positive size {dims}")
+    if isinstance(dims[0], int):
+        graph.batch_size = dims[0]  # fixed at export time; constants may repeat it
+    return value.name, ELEMENT_TYPES[tensor.elem_type], (BATCH, *dims[1:])
+
+
+def shape_of_input(graph: Graph) -> Shape:
+    inputs = [v for v in graph.proto.input if v.name not in graph.initializers]
+    return graph.shapes[inputs[0].name]
+
+
+def _graph_output(graph: Graph) -> str:
+    outputs = graph.proto.output
+    if len(outputs) != 1:
+        raise OnnxImportError(f"expected one graph output, found {len(outputs)}")
+    return outputs[0].name
+
+
+def _next_node(graph: Graph, x: str) -> Any:
+    # Shape nodes only read a size; they are folded into the Reshape that uses them.
+    users = [n for n in graph.users(x) if n.op_type != "Shape" and id(n) not in graph.consumed]
+    users = list({id(n): n for n in users}.values())  # a node may read x twice
+    if not users:
+        raise OnnxImportError(f"tensor {x!r} leads nowhere: it is not the graph's output")
+    if len(users) > 1:
+        names = ", ".join(describe(n) for n in users[:3])
+        raise OnnxImportError(
+            f"tensor {x!r} feeds {len(users)} nodes ({names}): only chains are supported"
+        )
+    return users[0]
+
+
+def _dead(graph: Graph, node: Any) -> bool:
+    """A Constant nobody reads is harmless; anything else left over is an error."""
+    return node.op_type == "Constant" and not any(graph.users(o) for o in node.output)
+
+
+def _assemble(steps: list[Step], dtype: np.dtype) -> Sequential:
+    names = [_layer_name(step, steps[:i]) for i, step in enumerate(steps)]
+    model = Sequential(list(zip(names, (s.layer for s in steps))))
+    model.astype(dtype)
+    state: dict[str, np.ndarray] = {}
+    for name, step in zip(names, steps):
+        for key, value in step.state.items():
+            kind_matches = value.dtype.kind == "f" or key == "num_batches_tracked"
+            if not kind_matches:
+                raise fail(step.nodes[0], f"{key} must be floating point")
+            state[f"{name}.{key}"] = value if key == "num_batches_tracked" else value.astype(dtype)
+    try:
+        model.load_state_dict(state)
+    except ValueError as error:
+        raise OnnxImportError(str(error)) from None
+    return model.eval()
+
+
+def _layer_name(step: Step, earlier: list[Step]) -> str:
+    """A node's plain name (as faltung writes them) if it has one, else conv1, fc2, ..."""
+    taken = {s.name for s in earlier}
+    plain = [n.name for n in step.nodes if PLAIN_NAME.match(n.name) and n.name not in taken]
+    if plain:
+        step.name = plain[0]
+        return step.name
+    prefix = LAYER_PREFIX.get(type(step.layer).__name__, "layer")
+    number = 1 + sum(1 for s in earlier if type(s.layer) is type(step.layer))
+    while f"{prefix}{number}" in taken:
+        number += 1
+    step.name = f"{prefix}{number}"
+    return step.name
+
+
+def _metadata(proto: Any, input_shape: Shape) -> dict[str, Any]:
+    """faltung's own record if the file has one, else what the standard keys say."""
+    props = {p.key: p.value for p in proto.metadata_props}
+    metadata = _json(props.get("faltung.metadata"), dict) or {}
+    classes = _json(props.get("class_names"), list)
+    if "classes" not in metadata and classes and all(isinstance(c, str) for c in classes):
+        metadata["classes"] = classes
+    preprocessing = _json(props.get("preprocessing"), (dict, str))
+    if "preprocessing" not in metadata and preprocessing is not None:
+        metadata["preprocessing"] = preprocessing
+    dims = input_shape[1:]
+    if "input_shape" not in metadata and all(isinstance(d, int) for d in dims):
+        metadata["input_shape"] = list(dims)
+    metadata["onnx"] = {
+        "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+        "opset": max(
+            (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0
+        ),
+    }
+    return metadata
+
+
+def _json(text: str | None, kind: type | tuple[type, ...]) -> Any:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, kind) else None
