@@ -75,3 +75,24 @@ def batch_norm_inference(
         scale = scale * gamma
         shift = shift * gamma + beta
     return x * scale.reshape(shape) + shift.reshape(shape).astype(x.dtype, copy=False), scale
+
+
+def batch_norm_inference_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    gamma: np.ndarray | None,
+    eps: float,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Eval mode is a per-channel affine map of x: dx = dy * gamma / sqrt(var + eps),
+    dgamma = sum(dy * x_hat), dbeta = sum(dy), with x_hat = (x - mean) / sqrt(var + eps)."""
+    shape = _broadcast_shape(x.ndim, x.shape[1])
+    axes = (0,) + tuple(range(2, x.ndim))
+    inv_std = (1 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)
+    scale = inv_std if gamma is None else inv_std * gamma
+    dx = dy * scale.reshape(shape)
+    if gamma is None:
+        return dx, None, None
+    x_hat = (x - running_mean.reshape(shape)) * inv_std.reshape(shape)
+    return dx, (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)

@@ -16,7 +16,7 @@ class _Activation(Layer):
         self._saved: np.ndarray | None = None
 
     def _keep(self, array: np.ndarray) -> None:
-        self._saved = array if self.training else None
+        self._saved = array if self.caching else None
 
     def _cached(self) -> np.ndarray:
         if self._saved is None:

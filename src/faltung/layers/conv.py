@@ -85,7 +85,7 @@ class Conv2D(Layer):
             self.dilation,
             self.groups,
         )
-        self._cache = cache if self.training else None
+        self._cache = cache if self.caching else None
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:

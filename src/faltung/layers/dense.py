@@ -49,7 +49,7 @@ class Dense(Layer):
         y = (self.params["weight"] @ x.T).T
         if self.has_bias:
             y += self.params["bias"]
-        self._x = x if self.training else None
+        self._x = x if self.caching else None
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:

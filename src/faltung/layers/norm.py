@@ -11,6 +11,7 @@ from ..functional.norm import (
     batch_norm_backward,
     batch_norm_forward,
     batch_norm_inference,
+    batch_norm_inference_backward,
 )
 from .base import Layer
 
@@ -39,6 +40,7 @@ class _BatchNorm(Layer):
         )
         self.dtype = np.dtype(dtype)
         self._cache: BatchNormCache | None = None
+        self._eval_input: np.ndarray | None = None  # for backward in eval mode (explain)
         self.reset_parameters(np.random.default_rng(0))
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
@@ -56,11 +58,13 @@ class _BatchNorm(Layer):
             y, _ = batch_norm_inference(
                 x, self.buffers["running_mean"], self.buffers["running_var"], gamma, beta, self.eps
             )
+            self._cache, self._eval_input = None, x if self.caching else None
             return y
         count = x.size // x.shape[1]
         if count < 2:
             raise self._fail(f"needs more than one value per channel in training, got {x.shape}")
         y, self._cache, mean, var = batch_norm_forward(x, gamma, beta, self.eps)
+        self._eval_input = None
         # Running statistics as in PyTorch: exponential average, unbiased variance.
         m = self.momentum
         running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
@@ -72,9 +76,19 @@ class _BatchNorm(Layer):
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        if self._cache is None:
+        if self._eval_input is not None:
+            dx, dgamma, dbeta = batch_norm_inference_backward(
+                dy,
+                self._eval_input,
+                self.buffers["running_mean"],
+                self.buffers["running_var"],
+                self.params.get("weight"),
+                self.eps,
+            )
+        elif self._cache is None:
             raise self._fail("backward called without a forward pass in training mode")
-        dx, dgamma, dbeta = batch_norm_backward(dy, self._cache)
+        else:
+            dx, dgamma, dbeta = batch_norm_backward(dy, self._cache)
         if self.affine:
             self.grads["weight"], self.grads["bias"] = dgamma, dbeta
         return dx

@@ -33,7 +33,7 @@ class _Pool2D(Layer):
             y, cache = kernel(x, *args, self.kernel_size, self.stride, self.padding)
         except ValueError as error:
             raise self._fail(f"{error} (input shape {x.shape})") from None
-        self._cache = cache if self.training else None
+        self._cache = cache if self.caching else None
         return y
 
     def _cached(self) -> Any:
