@@ -16,7 +16,9 @@ from ..io import ModelFileError
 from ..presets import PRESETS
 from ..train import TrainingDiverged, TrainingInterrupted
 from .errors import UsageError
+from .explain import add_explain_parsers, run_explain
 from .inspect import run_evaluate, run_predict, run_summary
+from .serve import run_serve
 from .train import run_train
 
 
@@ -100,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--test-size", type=positive_int)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--plot", metavar="PNG", help="write the confusion matrix as a picture")
+    evaluate.add_argument(
+        "--misclassified",
+        type=positive_int,
+        metavar="N",
+        help="draw the N most confident mistakes into a gallery (see --gallery)",
+    )
+    evaluate.add_argument(
+        "--gallery",
+        metavar="PNG",
+        default="misclassified.png",
+        help="where --misclassified writes (default: misclassified.png)",
+    )
 
     predict = commands.add_parser("predict", help="classify image files (PNG/JPEG/.npy)")
     predict.add_argument("model", metavar="MODEL.npz")
@@ -115,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser("summary", help="layers, shapes, parameters and FLOPs")
     summary.add_argument("--preset", default="article", choices=list(PRESETS))
+    add_explain_parsers(commands, positive_int)
     return parser
 
 
@@ -126,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluate": run_evaluate,
         "predict": run_predict,
         "summary": run_summary,
+        "explain": run_explain,
+        "serve": run_serve,
     }
     try:
         return handlers[args.command](args)

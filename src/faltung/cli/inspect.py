@@ -16,6 +16,7 @@ from ..presets import get_preset
 from ..train import evaluate
 from ..viz import plot_confusion
 from .errors import UsageError
+from .explain import write_mistakes_gallery
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -44,6 +45,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"  {i:>3} " + "".join(f"{v:>{width}}" for v in row))
     if args.plot and plot_confusion(result.confusion, data.classes, args.plot) is None:
         print("note: --plot needs matplotlib (pip install 'faltung[plot]')", file=sys.stderr)
+    if args.misclassified:
+        write_mistakes_gallery(
+            model, images, labels, data.classes, args.misclassified, args.gallery
+        )
     return 0
 
 
