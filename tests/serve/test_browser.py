@@ -5,6 +5,7 @@ Skips where Playwright or a ``chromium`` executable is missing (.ci/run installs
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -63,7 +64,7 @@ def stroke(page, points):
     at = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in points]
     page.mouse.move(*at[0])
     page.mouse.down()
-    for (ax, ay), (bx, by) in zip(at, at[1:]):
+    for (ax, ay), (bx, by) in itertools.pairwise(at):
         for t in range(1, 9):
             page.mouse.move(ax + (bx - ax) * t / 8, ay + (by - ay) * t / 8)
     page.mouse.up()

@@ -49,7 +49,7 @@ def pixels(image: np.ndarray) -> str:
 
 
 def post(server, path, value):
-    status, headers, data = request(server, "POST", path, json.dumps(value).encode())
+    status, _headers, data = request(server, "POST", path, json.dumps(value).encode())
     return status, json.loads(data)
 
 
@@ -166,7 +166,7 @@ def test_malformed_requests_get_400_and_the_server_keeps_serving(server, body, m
 
 def test_too_large_bodies_get_413(server):
     body = b"x" * (server.max_body + 1)
-    status, headers, data = request(server, "POST", "/api/update", body)
+    status, _headers, data = request(server, "POST", "/api/update", body)
     assert status == 413 and "exceeds" in json.loads(data)["error"]
     assert request(server, "GET", "/api/info")[0] == 200
 
