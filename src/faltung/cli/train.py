@@ -17,12 +17,14 @@ import numpy as np
 from .. import __version__
 from .._atomic import atomic_write
 from ..datasets import load_dataset
+from ..explain.plots import plot_layer_statistics
 from ..io import read_archive, save_model
 from ..losses import SoftmaxCrossEntropy
 from ..optim import OPTIMIZERS, SGD, Optimizer
 from ..presets import get_preset
 from ..schedules import Constant, CosineDecay, ExponentialDecay, Schedule, StepDecay
 from ..train import Checkpointer, EpochPrinter, ProgressBar, Trainer, evaluate
+from ..train.insight import LayerStatistics
 from ..train.trainer import CHECKPOINT_FORMAT
 from ..viz import plot_confusion, plot_history
 from .errors import UsageError
@@ -154,7 +156,7 @@ def run_train(args: argparse.Namespace) -> int:
         model, SoftmaxCrossEntropy(), optimizer, (train_x, train_y),
         epochs=settings["epochs"], batch_size=settings["batch_size"],
         schedule=make_schedule(settings), test_data=(test_x, test_y), val_data=val_data,
-        callbacks=[ProgressBar(), EpochPrinter(), Checkpointer(out)],
+        callbacks=[ProgressBar(), EpochPrinter(), LayerStatistics(), Checkpointer(out)],
         seed=settings["seed"], checkpoint_path=checkpoint,
         config={"preset": preset.name, "settings": settings},
     )  # fmt: skip
@@ -202,6 +204,8 @@ def run_train(args: argparse.Namespace) -> int:
     plots = [] if args.no_plots else plot_history(history, out)
     if plots:
         plot_confusion(full.confusion, data.classes, out / "confusion.png")
+        if plot_layer_statistics(history, out / "layers.png"):
+            plots.append(out / "layers.png")
     elif not args.no_plots:
         print(
             "note: install matplotlib (pip install 'faltung[plot]') for loss.png", file=sys.stderr

@@ -17,8 +17,10 @@ from ..model import Sequential
 
 
 @contextmanager
-def eval_backprop(model: Sequential) -> Iterator[Sequential]:
+def eval_backprop(model: Sequential, input_grad: bool = True) -> Iterator[Sequential]:
     """Eval-mode forward passes that ``model.backward`` can follow; restores everything after.
+
+    ``input_grad`` makes backward return the gradient with respect to the input.
 
     Parameter gradients computed inside are restored on exit too, so that explaining a
     model in the middle of a training step changes nothing the optimiser will read.
@@ -30,7 +32,7 @@ def eval_backprop(model: Sequential) -> Iterator[Sequential]:
     model.eval()
     for layer in layers:
         layer.retain_cache = True
-    layers[0].needs_input_grad = True
+    layers[0].needs_input_grad = input_grad or saved[0][2]
     try:
         yield model
     finally:

@@ -193,3 +193,48 @@ def plot_gallery(
     _save(fig, Path(path))
     plt.close(fig)
     return Path(path)
+
+
+def plot_layer_statistics(history, path: str | Path) -> Path | None:
+    """layers.png: per layer and epoch, activation mean and spread, the fractions of ReLU
+    zeros and saturated sigmoids, and the gradient norm (from ``train.insight``)."""
+    plt = _pyplot()
+    rows = history.rows
+    if plt is None or not rows or not any(k.endswith(".mean") for k in rows[-1]):
+        return None
+    epochs = [row["epoch"] for row in rows]
+    keys = [k for row in rows for k in row]
+
+    def series(suffix):
+        names = list(dict.fromkeys(k[: -len(suffix)] for k in keys if k.endswith(suffix)))
+        return {n: [row.get(n + suffix) for row in rows] for n in names}
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    panels = [
+        (axes[0, 0], series(".mean"), "activation mean", "mean of each layer's output"),
+        (axes[0, 1], series(".std"), "activation std", "spread of each layer's output"),
+        (axes[1, 1], series(".grad_norm"), "gradient norm", "norm of each layer's gradient"),
+    ]
+    for ax, lines, ylabel, title in panels:
+        for name, values in lines.items():
+            ax.plot(epochs, values, marker="o", markersize=3, label=name)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    if any(v for vs in series(".grad_norm").values() for v in vs if v):
+        axes[1, 1].set_yscale("log")
+    ax = axes[1, 0]
+    for name, values in series(".zero_frac").items():
+        ax.plot(epochs, values, marker="o", markersize=3, label=f"{name}: zeros")
+    for name, values in series(".saturated").items():
+        ax.plot(epochs, values, marker="s", markersize=3, linestyle="--",
+                label=f"{name}: saturated")  # fmt: skip
+    ax.set(xlabel="epoch", ylabel="fraction of outputs", ylim=(-0.02, 1.02),
+           title="ReLU outputs at 0, sigmoid outputs > 0.99 or < 0.01")  # fmt: skip
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle("Inside the layers, epoch by epoch (a fixed probe batch of training images)")
+    fig.tight_layout()
+    _save(fig, Path(path))
+    plt.close(fig)
+    return Path(path)
