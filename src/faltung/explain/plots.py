@@ -62,8 +62,7 @@ def _mosaic_figure(plt, tiles, labels, columns, cmap, vmin, vmax, title, path, g
     width = max(3.5, grid.shape[1] * scale * 0.1 * 2.2)
     height = width * grid.shape[0] / grid.shape[1] + 0.5
     fig, ax = plt.subplots(figsize=(width, height))
-    colours = plt.get_cmap(cmap).copy()
-    colours.set_bad("white")
+    colours = plt.get_cmap(cmap).with_extremes(bad="white")
     ax.imshow(grid, cmap=colours, vmin=vmin, vmax=vmax, interpolation="nearest")
     if labels is not None and n > 1:
         for k, label in enumerate(labels):
