@@ -11,8 +11,10 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from faltung.io import save_model
@@ -20,6 +22,7 @@ from faltung.io import save_model
 from ..explain.models import trained_grey_net
 
 playwright = pytest.importorskip("playwright.sync_api")
+Image = pytest.importorskip("PIL.Image")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium executable on PATH")
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +62,15 @@ def page_url(tmp_path_factory):
         process.wait(timeout=10)
 
 
+def wait_until(page, script, timeout_s=30.0):
+    """Poll ``script`` (a function) until it returns something truthy. (The page's CSP
+    forbids eval, which Playwright's wait_for_function would need.)"""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(script):
+        assert time.monotonic() < deadline, f"timed out waiting for {script}"
+        page.wait_for_timeout(50)
+
+
 def stroke(page, points):
     box = page.locator("#pad").bounding_box()
     at = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in points]
@@ -78,16 +90,16 @@ def test_drawing_updates_probabilities_and_feature_maps(page_url, tmp_path):
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.goto(page_url)
-            page.wait_for_function("Number(document.body.dataset.updates) >= 1")
+            wait_until(page, "() => Number(document.body.dataset.updates) >= 1")
             blank_probabilities = page.evaluate(PROBABILITIES)
             blank_maps = page.evaluate(PIXEL_SUMS)
             before = int(page.evaluate("document.body.dataset.updates"))
 
             # Synthetic class 3 is a horizontal bar at rows 10-11 of 28.
             stroke(page, [(0.15, 0.38), (0.85, 0.38)])
-            page.wait_for_function(f"Number(document.body.dataset.updates) > {before}")
+            wait_until(page, f"() => Number(document.body.dataset.updates) > {before}")
             page.wait_for_timeout(300)
-            page.wait_for_function("!document.querySelector('#status').textContent")
+            assert page.inner_text("#status") == ""
             probabilities = page.evaluate(PROBABILITIES)
             assert len(probabilities) == 10 and abs(sum(probabilities) - 1) < 1e-3
             assert probabilities != blank_probabilities
@@ -110,6 +122,20 @@ def test_drawing_updates_probabilities_and_feature_maps(page_url, tmp_path):
             page.wait_for_selector("#detail:not([hidden])")
             assert "conv1, channel 0" in page.inner_text("#detail-title")
             assert "=" in page.inner_text("#detail-formula")
+
+            # Without a dataset the sample buttons are off and say why.
+            assert page.is_disabled("#random") and page.is_disabled("#mistake")
+            assert "No test images" in page.inner_text("#data-note")
+
+            # An image file, dark on light, is inverted and shown to the model.
+            before = int(page.evaluate("() => Number(document.body.dataset.updates)"))
+            picture = np.full((56, 56), 255, np.uint8)
+            picture[10:14, 8:48] = 0
+            Image.fromarray(picture).save(tmp_path / "bar.png")
+            page.set_input_files("#file", str(tmp_path / "bar.png"))
+            wait_until(page, f"() => Number(document.body.dataset.updates) > {before}")
+            assert "inverted" in page.inner_text("#sample-note")
+            assert page.evaluate(PROBABILITIES) != probabilities
 
             page.screenshot(path=str(tmp_path / "page.png"))
             assert (tmp_path / "page.png").stat().st_size > 10_000

@@ -403,7 +403,7 @@ async function start() {
   $("model-title").textContent = `${state.info.title} · input ${state.info.shape.join(" × ")}`;
   if (!state.info.test_images) {
     $("random").disabled = true; $("mistake").disabled = true;
-    $("sample-note").textContent = `No test images: ${state.info.test_note}`;
+    $("data-note").textContent = `No test images: ${state.info.test_note}`;
   }
   buildProbabilities();
   buildLayers();
