@@ -72,3 +72,14 @@ def test_conv_sum_at_a_padded_corner_sees_zeros(rng):
 def test_to_uint8_spans_the_range_and_handles_constants():
     assert to_uint8(np.array([-1.0, 0.0, 1.0])).tolist() == [0, 128, 255]
     assert to_uint8(np.full((2, 2), 3.0)).tolist() == [[0, 0], [0, 0]]
+
+
+def test_probabilities_of_a_model_that_ends_in_softmax(rng):
+    from faltung import Sequential
+    from faltung.explain import occlusion, predict_probabilities
+    from faltung.layers import Dense, Flatten, Softmax
+
+    model = Sequential([("flat", Flatten()), ("fc", Dense(16, 3)), ("soft", Softmax())], seed=0)
+    x = rng.random((4, 1, 4, 4), dtype=np.float32)
+    np.testing.assert_allclose(predict_probabilities(model, x), model.eval().forward(x))
+    assert occlusion(model, x[0], 1, patch=2).shape == (4, 4)

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from ..explain import activations, conv_layers, filters, integrated_gradients, occlusion, saliency
+from ..explain.features import probabilities as class_probabilities
 from ..explain.plots import (
     plot_attribution,
     plot_feature_maps,
     plot_filters,
     plot_probabilities,
 )
-from ..functional.activations import softmax
 from ..images import ImageError, load_image
 from ..viz import _pyplot
 from ._model import class_names, image_shape, load_with_metadata
@@ -83,7 +83,7 @@ def run_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot create {out} ({error.strerror or error})") from None
 
     outputs = activations(model, image)
-    probabilities = softmax(next(reversed(outputs.values()))[None])[0]
+    probabilities = class_probabilities(model, next(reversed(outputs.values()))[None])[0]
     classes = class_names(metadata, len(probabilities))
     target = int(probabilities.argmax()) if args.target is None else args.target
     if not 0 <= target < len(probabilities):

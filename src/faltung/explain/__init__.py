@@ -21,7 +21,16 @@ True
 
 from .attributions import gradient_x_input, integrated_gradients, occlusion, saliency
 from .backprop import class_gradients, eval_backprop
-from .features import ConvSum, activations, conv_layers, conv_sum, filters, to_uint8
+from .features import (
+    ConvSum,
+    activations,
+    conv_layers,
+    conv_sum,
+    filters,
+    predict_probabilities,
+    probabilities,
+    to_uint8,
+)
 
 __all__ = [
     "ConvSum",
@@ -34,6 +43,8 @@ __all__ = [
     "gradient_x_input",
     "integrated_gradients",
     "occlusion",
+    "predict_probabilities",
+    "probabilities",
     "saliency",
     "to_uint8",
 ]

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..model import Sequential
 from .backprop import class_gradients
+from .features import predict_probabilities
 
 
 def _as_batch(x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -105,7 +106,7 @@ def occlusion(
     stride = stride or max(1, patch // 4)
     if not 1 <= patch <= min(h, w) or stride < 1:
         raise ValueError(f"patch {patch} and stride {stride} do not fit a {h}x{w} image")
-    probs = model.predict_proba(x[None])[0]
+    probs = predict_probabilities(model, x[None])[0]
     if target is None:
         target = int(probs.argmax())
     reference = probs[target]
@@ -121,7 +122,7 @@ def occlusion(
         i, j = pairs[start : start + batch_size].T
         masks = rows[i][:, :, None] & cols[j][:, None, :]  # (P, H, W)
         occluded = np.where(masks[:, None], np.asarray(fill, x.dtype), x[None])
-        p = model.predict_proba(occluded, batch_size)[:, target]
+        p = predict_probabilities(model, occluded, batch_size)[:, target]
         heat += np.tensordot(reference - p, masks, axes=1)
     counts = np.tensordot(rows.sum(0), cols.sum(0), axes=0)
     return (heat / counts).astype(x.dtype)

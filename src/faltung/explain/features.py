@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..functional._shapes import resolve_padding
-from ..layers import Conv2D
+from ..functional.activations import softmax
+from ..layers import Conv2D, Softmax
 from ..model import Sequential
 
 
@@ -31,6 +32,18 @@ def activations(model: Sequential, x: np.ndarray) -> dict[str, np.ndarray]:
     finally:
         model.train(was_training)
     return outputs
+
+
+def probabilities(model: Sequential, scores: np.ndarray) -> np.ndarray:
+    """Class probabilities from the model's outputs (N, K): softmax of logits, unless the
+    model ends in a Softmax layer and its outputs already are probabilities."""
+    last = next(reversed(model.layers.values()))
+    return scores if isinstance(last, Softmax) else softmax(scores)
+
+
+def predict_probabilities(model: Sequential, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """``probabilities`` of a batch, computed in eval mode and in batches."""
+    return np.concatenate([probabilities(model, z) for z in model.iter_logits(x, batch_size)])
 
 
 def conv_layers(model: Sequential) -> list[str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model import Sequential
+from .features import predict_probabilities
 
 
 @dataclass
@@ -21,7 +22,7 @@ def confident_mistakes(
     model: Sequential, images: np.ndarray, labels: np.ndarray, count: int | None = None
 ) -> Mistakes:
     """The misclassified images, sorted by the probability given to the wrong class."""
-    probabilities = model.predict_proba(images)
+    probabilities = predict_probabilities(model, images)
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     confidence = probabilities[wrong, predicted[wrong]]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..explain import conv_layers, conv_sum, eval_backprop, to_uint8
-from ..functional.activations import softmax
+from ..explain.features import probabilities
 from ..layers import Conv2D
 from ..model import Sequential
 
@@ -84,10 +84,10 @@ class Engine:
                 seed = np.zeros_like(out)
                 seed[0, top] = 1
                 grad = self.model.backward(seed)[0]
-        probabilities = softmax(scores[None].astype(np.float64))[0]
+        probs = probabilities(self.model, scores[None].astype(np.float64))[0]
         heat = np.abs(grad).max(axis=0)
         return {
-            "probabilities": [round(float(p), 5) for p in probabilities],
+            "probabilities": [round(float(p), 5) for p in probs],
             "top": top,
             "layers": layers,
             "saliency": _b64(to_uint8(heat, 0.0, float(heat.max()) or 1.0)),
