@@ -208,6 +208,10 @@ def plot_layer_statistics(history, path: str | Path) -> Path | None:
         names = list(dict.fromkeys(k[: -len(suffix)] for k in keys if k.endswith(suffix)))
         return {n: [row.get(n + suffix) for row in rows] for n in names}
 
+    # One colour per layer in every panel, in the order the layers run.
+    names = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in keys if "." in k))
+    palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    colour = {name: palette(i % palette.N) for i, name in enumerate(names)}
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     panels = [
         (axes[0, 0], series(".mean"), "activation mean", "mean of each layer's output"),
@@ -216,20 +220,22 @@ def plot_layer_statistics(history, path: str | Path) -> Path | None:
     ]
     for ax, lines, ylabel, title in panels:
         for name, values in lines.items():
-            ax.plot(epochs, values, marker="o", markersize=3, label=name)
+            ax.plot(epochs, values, marker="o", markersize=3, label=name, color=colour[name])
         ax.set(xlabel="epoch", ylabel=ylabel, title=title)
     if any(v for vs in series(".grad_norm").values() for v in vs if v):
         axes[1, 1].set_yscale("log")
     ax = axes[1, 0]
     for name, values in series(".zero_frac").items():
-        ax.plot(epochs, values, marker="o", markersize=3, label=f"{name}: zeros")
+        ax.plot(epochs, values, marker="o", markersize=3, label=f"{name}: zeros",
+                color=colour[name])  # fmt: skip
     for name, values in series(".saturated").items():
         ax.plot(epochs, values, marker="s", markersize=3, linestyle="--",
-                label=f"{name}: saturated")  # fmt: skip
+                label=f"{name}: saturated", color=colour[name])  # fmt: skip
     ax.set(xlabel="epoch", ylabel="fraction of outputs", ylim=(-0.02, 1.02),
            title="ReLU outputs at 0, sigmoid outputs > 0.99 or < 0.01")  # fmt: skip
     for ax in axes.flat:
         ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.suptitle("Inside the layers, epoch by epoch (a fixed probe batch of training images)")
