@@ -67,6 +67,7 @@ class Handler(BaseHTTPRequestHandler):
     server: PageServer
     server_version = "faltung"
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a connection may stall (a short body, an idle keep-alive)
 
     # -- routing -------------------------------------------------------------------------
     def do_GET(self) -> None:
