@@ -1,12 +1,15 @@
 """Server-side latency of one live-page update, for the article network.
 
     python -m bench.serve_latency [--model runs/article/model.npz] [--updates 200] [--http]
+                                  [--blas-threads N]
 
 One update is what ``faltung serve`` does per drawing: decode the pixels, a forward pass
 that keeps every layer's output, each output scaled to bytes and base64, the saliency of
 the top class through ``model.backward``, and the JSON answer. Each of ``--updates``
 updates gets a different drawing (a growing stroke, as when drawing). Reports the median
 and the 95th percentile; ``--http`` adds the round trip through the real server.
+Like ``faltung serve``, it runs BLAS on one thread when threadpoolctl is installed (the
+``serve`` extra); ``--blas-threads 2`` measures the default of NumPy on two cores instead.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from faltung.presets import article_network  # noqa: E402
-from faltung.serve import Engine, make_server  # noqa: E402
+from faltung.serve import Engine, make_server, single_thread_blas  # noqa: E402
 
 
 def drawings(count: int, seed: int = 0) -> list[str]:
@@ -61,7 +64,11 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--http", action="store_true", help="also time the HTTP round trip")
     parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    parser.add_argument(
+        "--blas-threads", type=int, choices=(1, 2), default=1, help="1 as faltung serve (default)"
+    )
     args = parser.parse_args()
+    blas_threads = "2" if args.blas_threads == 2 or not single_thread_blas() else "1"
     if args.model:
         from faltung.cli._model import load_with_metadata
 
@@ -78,7 +85,8 @@ def main() -> None:
         json.dumps(engine.update({"pixels": payload}), separators=(",", ":"))
         times.append(time.perf_counter() - started)
     result = {"updates": len(times), "server": percentiles(times),
-              "threads": os.environ["OPENBLAS_NUM_THREADS"], "cpus": os.cpu_count()}  # fmt: skip
+              "blas_threads": blas_threads, "cpus": os.cpu_count()}  # fmt: skip
+    print(f"BLAS threads: {blas_threads} of {os.cpu_count()} cores")
     print(f"one update, on the server: median {result['server']['median_ms']:.2f} ms, "
           f"p95 {result['server']['p95_ms']:.2f} ms, max {result['server']['max_ms']:.2f} ms "
           f"over {len(times)} updates")  # fmt: skip

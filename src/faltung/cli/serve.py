@@ -11,8 +11,9 @@ from .errors import UsageError
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from ..serve import Engine, make_server
+    from ..serve import Engine, make_server, single_thread_blas
 
+    single_thread_blas()
     model, metadata = load_with_metadata(args.model)
     shape = image_shape(model, metadata)
     classes = class_names(metadata, output_count(model, shape))

@@ -5,7 +5,7 @@ every layer's feature maps and the saliency change as you draw. Click a channel 
 convolution to see its filter and the receptive-field sum behind one value.
 """
 
-from .engine import BadRequest, Engine
+from .engine import BadRequest, Engine, single_thread_blas
 from .server import PageServer, make_server
 
-__all__ = ["BadRequest", "Engine", "PageServer", "make_server"]
+__all__ = ["BadRequest", "Engine", "PageServer", "make_server", "single_thread_blas"]

@@ -19,6 +19,20 @@ from ..layers import Conv2D
 from ..model import Sequential
 
 
+def single_thread_blas() -> bool:
+    """Use one BLAS thread in this process, if threadpoolctl (the ``serve`` extra) is there.
+
+    An update multiplies the matrices of one image: too small to split between threads, and
+    on a busy machine a second BLAS thread mostly waits for a core (bench/serve_latency.py).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return False
+    threadpool_limits(1, user_api="blas")
+    return True
+
+
 class BadRequest(ValueError):
     """The request is malformed; the message goes back to the page with status 400."""
 

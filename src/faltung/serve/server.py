@@ -68,6 +68,9 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "faltung"
     protocol_version = "HTTP/1.1"
     timeout = 30  # seconds a connection may stall (a short body, an idle keep-alive)
+    # Headers and body go out in two writes; with Nagle's algorithm the second waits for
+    # the client's delayed ACK (about 40 ms on Linux) on every answer.
+    disable_nagle_algorithm = True
 
     # -- routing -------------------------------------------------------------------------
     def do_GET(self) -> None:
