@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 from pathlib import Path
 
 from ..datasets import DatasetError, load_dataset
@@ -39,6 +40,9 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as error:
         message = f"cannot listen on {args.host}:{args.port} ({error.strerror or error})"
         raise UsageError(message) from None
+    if images is not None:
+        # Find the mistakes now, so that the first click on "mistakes" need not wait.
+        threading.Thread(target=engine.mistakes, daemon=True).start()
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"faltung serve: http://{shown}:{port}/  ({title}; Ctrl-C stops)", flush=True)

@@ -191,8 +191,10 @@ async function openFile(file) {
 }
 
 async function sample(kind) {
+  status(kind === "mistake" ? "looking for the model's mistakes…" : "");
   try {
     const result = await api(`/api/sample?kind=${kind}`);
+    status("");
     showPixels(fromBase64(result.pixels));
     const label = state.info.classes[result.label];
     $("sample-note").textContent = `test image #${result.index}, labelled ${label}`;
