@@ -82,7 +82,7 @@ def test_evaluate_misclassified_gallery(tmp_path, synthetic_dir, capsys):
 def test_train_writes_layer_statistics_and_layers_png(tmp_path, synthetic_dir):
     out = tmp_path / "run"
     args = ["train", "--preset", "article", "--data", str(synthetic_dir), "--out", str(out),
-            "--epochs", "2", "--batch-size", "20", "--train-size", "100", "--test-size", "20"]  # fmt: skip
+            "--epochs", "2", "--batch-size", "20", "--train-size", "40", "--test-size", "10"]  # fmt: skip
     assert main(args) == 0
     rows = json.loads((out / "history.json").read_text())
     assert all("sigmoid.saturated" in row and "relu1.zero_frac" in row for row in rows)

@@ -24,18 +24,16 @@ def trained():
     return trained_grey_net()
 
 
-def numerical_gradient(model, image, target, eps=1e-5):
-    """Central differences of the class score, in float64, one pixel at a time (tiny images)."""
+def numerical_gradient(model, image, target, indices, eps=1e-5):
+    """Central differences of the class score in float64 at the given pixels, one batch."""
     model = copy.deepcopy(model).astype(np.float64).eval()
     x = image.astype(np.float64)
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        plus, minus = x.copy(), x.copy()
-        plus[index] += eps
-        minus[index] -= eps
-        scores = model.forward(np.stack([plus, minus]))[:, target]
-        grad[index] = (scores[0] - scores[1]) / (2 * eps)
-    return grad
+    copies = np.repeat(x[None], 2 * len(indices), axis=0)
+    for k, index in enumerate(indices):
+        copies[(2 * k, *index)] += eps
+        copies[(2 * k + 1, *index)] -= eps
+    scores = model.forward(copies)[:, target]
+    return (scores[0::2] - scores[1::2]) / (2 * eps)
 
 
 @pytest.mark.parametrize("make", [grey_net, colour_net])
@@ -46,8 +44,12 @@ def test_saliency_is_the_gradient_of_the_class_score_in_eval_mode(make, rng):
     image = rng.random(shape).astype(np.float64)
     model64 = copy.deepcopy(model).astype(np.float64)
     got = saliency(model64, image, target=3)
-    want = numerical_gradient(model, image, 3)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+    # 300 pixels drawn at random, plus the corners (padding) and the centre.
+    picks = {tuple(int(v) for v in rng.integers(0, shape)) for _ in range(300)}
+    picks |= {(0, 0, 0), (shape[0] - 1, shape[1] - 1, shape[2] - 1), (0, shape[1] // 2, 14)}
+    indices = sorted(picks)
+    want = numerical_gradient(model, image, 3, indices)
+    np.testing.assert_allclose([got[i] for i in indices], want, rtol=1e-4, atol=1e-7)
 
 
 def test_eval_backprop_leaves_the_model_as_it_was(rng):
@@ -116,7 +118,7 @@ def test_integrated_gradients_with_a_grey_baseline_on_a_colour_model(rng):
     model = colour_net()
     settle_batch_norm(model, rng.random((8, 3, 32, 32), dtype=np.float32))
     image = rng.random((3, 32, 32), dtype=np.float32)
-    ig = integrated_gradients(model, image, target=1, baseline=0.5, steps=128)
+    ig = integrated_gradients(model, image, target=1, baseline=0.5, steps=64)
     scores = model.forward(np.stack([image, np.full_like(image, 0.5)]))[:, 1]
     difference = float(scores[0] - scores[1])
     assert ig.shape == image.shape
@@ -140,7 +142,7 @@ def occlusion_oracle(model, image, target, patch, stride, fill):
     return total / count
 
 
-@pytest.mark.parametrize("patch,stride", [(7, 3), (5, 5), (4, 1)])
+@pytest.mark.parametrize("patch,stride", [(7, 3), (5, 5), (4, 2)])
 def test_occlusion_matches_a_loop_oracle(trained, patch, stride):
     model, images, labels = trained
     image = images[0]
