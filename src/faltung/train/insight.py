@@ -35,7 +35,7 @@ REPEATS = (Dropout, Flatten, Identity)
 class LayerStatistics(Callback):
     """Adds per-layer statistics of a fixed probe batch to every epoch's history row."""
 
-    def __init__(self, probe_size: int = 256, seed: int = 0) -> None:
+    def __init__(self, probe_size: int = 128, seed: int = 0) -> None:
         self.probe_size, self.seed = probe_size, seed
         self._probe: tuple[np.ndarray, np.ndarray] | None = None
 
