@@ -66,13 +66,13 @@ def settle_batch_norm(model: Sequential, images: np.ndarray) -> None:
     model.eval()
 
 
-def trained_grey_net(seconds_scale: int = 1) -> tuple[Sequential, np.ndarray, np.ndarray]:
+def trained_grey_net(epochs: int = 1) -> tuple[Sequential, np.ndarray, np.ndarray]:
     """grey_net trained for one epoch on 600 synthetic digits (about a second)."""
     arrays = synthetic_arrays(600, 50, seed=3)
     x = arrays["train_images"][:, None].astype(np.float32) / 255
     y = arrays["train_labels"].astype(np.int64)
     model = grey_net(1)
     Trainer(model, SoftmaxCrossEntropy(), Adam(model.parameters(), lr=3e-3), (x, y),
-            epochs=seconds_scale, batch_size=20).fit()  # fmt: skip
+            epochs=epochs, batch_size=20).fit()  # fmt: skip
     xt = arrays["test_images"][:, None].astype(np.float32) / 255
     return model.eval(), xt, arrays["test_labels"].astype(np.int64)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets import DATASETS
 from ..explain import activations, conv_layers, filters, integrated_gradients, occlusion, saliency
 from ..explain.features import probabilities as class_probabilities
 from ..explain.plots import (
@@ -169,6 +170,8 @@ def add_explain_parsers(commands, positive_int) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
     serve.add_argument(
-        "--dataset", help="test images for 'random' and 'mistakes' (default: the model's)"
+        "--dataset",
+        choices=list(DATASETS),
+        help="test images for the random and mistake buttons (default: the model's dataset)",
     )
     serve.add_argument("--data", metavar="DIR", help="directory with the dataset's IDX files")

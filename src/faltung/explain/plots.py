@@ -120,7 +120,7 @@ def plot_attribution(
     if plt is None:
         return None
     heat = np.asarray(heat, dtype=np.float32)
-    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.8))
+    fig, axes = plt.subplots(1, 3, figsize=(8, 2.9), layout="constrained")
     _show(axes[0], image)
     axes[0].set_title("input", fontsize=9)
     if signed:
