@@ -196,11 +196,16 @@ def _optional_str(value: Any) -> str | None:
     return value
 
 
+# Image sides to try first when a model file does not record its input shape.
+COMMON_SIZES = (28, 32, 64, 96, 128, 224)
+
+
 def infer_input_shape(model: Sequential) -> tuple[int, ...]:
     """The (C, H, W) a model was built for, for files that do not record it.
 
     Channels come from the first layer that names them; the size is the first square one
-    (28 first, as in MNIST) that runs through the whole network. (1, 28, 28) otherwise.
+    that runs through the whole network, trying the usual sizes first (MNIST's 28, CIFAR's
+    32, ...): pooling floors, so several sizes can fit. (1, 28, 28) otherwise.
     """
     layers = list(model.layers.values())
     if layers and hasattr(layers[0], "in_features") and not hasattr(layers[0], "in_channels"):
@@ -208,7 +213,7 @@ def infer_input_shape(model: Sequential) -> tuple[int, ...]:
     channels = next(
         (int(layer.in_channels) for layer in layers if hasattr(layer, "in_channels")), 1
     )
-    for size in (28, *range(1, 129)):
+    for size in (*COMMON_SIZES, *range(1, 257)):
         if output_width(model, (channels, size, size)) is not None:
             return (channels, size, size)
     return DEFAULT_INPUT_SHAPE

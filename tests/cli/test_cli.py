@@ -40,11 +40,12 @@ def test_train_writes_every_result(tmp_path, synthetic_dir, capsys):
         "loss.png",
         "accuracy.png",
         "confusion.png",
+        "layers.png",
     ]
     for name in names:
         assert (out / name).is_file(), name
     assert sorted(p.name for p in out.iterdir()) == sorted(names)
-    assert f"wrote 8 files to {out}: {', '.join(names)}\n" in printed
+    assert f"wrote 9 files to {out}: {', '.join(names)}\n" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["test_images"] == 50
     assert 0 <= metrics["full_test_accuracy"] <= 1 and len(metrics["confusion_matrix"]) == 10

@@ -20,7 +20,7 @@ from faltung.io import read_model_file
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["train", "--preset", "lenet", "--epochs", "3", "--batch-size", "10", "--train-size", "300",
         "--test-size", "50", "--no-plots"]  # fmt: skip
-TIMING = {"seconds", "images_per_s"}
+TIMING = {"seconds", "images_per_s", "insight_seconds"}
 
 
 def start(tmp_path: Path, out: Path, *extra: str) -> subprocess.Popen:

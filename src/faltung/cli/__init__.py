@@ -19,8 +19,10 @@ from ..presets import PRESETS
 from ..schedules import SCHEDULES
 from ..train import TrainingDiverged, TrainingInterrupted
 from .errors import UsageError
+from .explain import add_explain_parsers, run_explain
 from .inspect import run_evaluate, run_predict, run_summary
 from .onnx import add_onnx_commands, run_export, run_import
+from .serve import run_serve
 from .train import run_train
 
 
@@ -146,6 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the --test-size draw (default: the model's training seed, else 0)",
     )
     evaluate.add_argument("--plot", metavar="PNG", help="write the confusion matrix as a picture")
+    evaluate.add_argument(
+        "--misclassified",
+        type=positive_int,
+        metavar="N",
+        help="draw the N most confident mistakes into a gallery (see --gallery)",
+    )
+    evaluate.add_argument(
+        "--gallery",
+        metavar="PNG",
+        default="misclassified.png",
+        help="where --misclassified writes (default: misclassified.png)",
+    )
 
     predict = commands.add_parser("predict", help="classify image files (PNG/JPEG/.npy)")
     predict.add_argument("model", metavar="MODEL.npz")
@@ -167,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", default="article", choices=list(PRESETS), help="without MODEL.npz"
     )
     add_onnx_commands(commands)
+    add_explain_parsers(commands, positive_int)
     return parser
 
 
@@ -180,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": run_summary,
         "export": run_export,
         "import": run_import,
+        "explain": run_explain,
+        "serve": run_serve,
     }
     try:
         return handlers[args.command](args)

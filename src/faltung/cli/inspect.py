@@ -16,6 +16,7 @@ from ..summary import count_flops, training_step_flops
 from ..train import evaluate
 from ..viz import plot_confusion
 from .errors import UsageError
+from .explain import write_mistakes_gallery
 
 
 def choose_test_images(
@@ -71,6 +72,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"  {i:>3} " + "".join(f"{v:>{width}}" for v in row))
     if args.plot and plot_confusion(result.confusion, classes, args.plot) is None:
         print("note: --plot needs matplotlib (pip install 'faltung[plot]')", file=sys.stderr)
+    if args.misclassified:
+        write_mistakes_gallery(
+            model, images, labels, data.classes, args.misclassified, args.gallery
+        )
     return 0
 
 

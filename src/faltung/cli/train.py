@@ -19,12 +19,14 @@ import numpy as np
 from .. import __version__
 from .._atomic import atomic_write
 from ..datasets import load_dataset, subset_indices
+from ..explain.plots import plot_layer_statistics
 from ..io import ModelMetadata, infer_input_shape, output_width, read_archive, save_model
 from ..losses import SoftmaxCrossEntropy
 from ..optim import OPTIMIZERS, Optimizer
 from ..presets import get_preset
 from ..schedules import SCHEDULES, Schedule
 from ..train import EpochPrinter, HistoryWriter, ProgressBar, Trainer, evaluate
+from ..train.insight import LayerStatistics
 from ..train.trainer import CHECKPOINT_FORMAT
 from ..viz import plot_confusion, plot_history
 from .errors import UsageError
@@ -238,7 +240,7 @@ def run_train(args: argparse.Namespace) -> int:
         (train_x, train_y),
         epochs=settings["epochs"], batch_size=settings["batch_size"],
         schedule=make_schedule(settings), test_data=(test_x, test_y), val_data=val_data,
-        callbacks=[ProgressBar(), EpochPrinter(), history_writer],
+        callbacks=[ProgressBar(), EpochPrinter(), LayerStatistics(), history_writer],
         seed=settings["seed"], checkpoint_path=checkpoint,
         config={"preset": preset.name, "settings": settings},
     )  # fmt: skip
@@ -301,6 +303,9 @@ def run_train(args: argparse.Namespace) -> int:
             )
         else:
             written += [*plots, confusion]
+            layers = plot_layer_statistics(history, out / "layers.png")
+            if layers:
+                written.append(out / "layers.png")
     print(
         f"final loss {history.last['loss']:.4f}; accuracy {subset.accuracy:.4f} on the "
         f"{len(test_x):,} test images of this run, {full.accuracy:.4f} on all "

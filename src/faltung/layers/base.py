@@ -31,9 +31,17 @@ class Layer:
         # The first layer of a network need not compute its input gradient; Sequential
         # switches this off there, which saves a whole col2im in the first convolution.
         self.needs_input_grad = True
+        # Attributions (faltung.explain) back-propagate through a network in eval mode:
+        # while this is set, forward keeps what backward needs even outside training.
+        self.retain_cache = False
         self.name = type(self).__name__
         self.kernels: KernelSet = kernel_set("fast")
         self._cache: Any = None
+
+    @property
+    def caching(self) -> bool:
+        """Whether forward saves what backward needs: in training, or when asked to."""
+        return self.training or self.retain_cache
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -19,6 +19,9 @@ class Callback:
 
     def on_batch_end(self, trainer: Trainer, step: int, logs: dict[str, float]) -> None: ...
 
+    def on_epoch_record(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None:
+        """Add fields to the epoch's ``row`` before the history records it."""
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None: ...
 
     def on_train_end(self, trainer: Trainer) -> None: ...

@@ -165,6 +165,8 @@ class Trainer:
             if self._interrupt_requested:
                 self._stop_for_interrupt()
         row = self._finish_epoch_row(epoch)
+        for cb in self.callbacks:
+            cb.on_epoch_record(self, epoch, row)
         self.history.append(row)
         self.epoch, self.step = epoch + 1, 0
         self._sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}

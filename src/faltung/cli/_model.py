@@ -1,0 +1,42 @@
+"""Loading a model file with its metadata, as the explain and serve commands want them."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..io import load_model
+from ..model import Sequential
+from ..summary import dry_run
+
+
+def load_with_metadata(path: str | os.PathLike[str]) -> tuple[Sequential, dict[str, Any]]:
+    """(model in eval mode, the metadata saved with it as a JSON-ready dict).
+
+    The metadata always holds ``input_shape`` and ``classes``: older files that lack them
+    get them inferred from the architecture.
+    """
+    model, metadata = load_model(path)
+    return model.eval(), metadata.to_json()
+
+
+def image_shape(model: Sequential, metadata: dict[str, Any]) -> tuple[int, int, int]:
+    """(C, H, W) the model takes, as its metadata records it."""
+    shape = tuple(int(v) for v in metadata["input_shape"])
+    if len(shape) != 3:
+        raise ValueError(f"the model takes {shape}-shaped inputs, not (C, H, W) images")
+    return shape  # type: ignore[return-value]
+
+
+def class_names(metadata: dict[str, Any], count: int) -> list[str]:
+    names = metadata.get("classes")
+    if isinstance(names, list) and len(names) == count:
+        return [str(n) for n in names]
+    return [str(i) for i in range(count)]
+
+
+def output_count(model: Sequential, shape: tuple[int, int, int]) -> int:
+    *_, (_, _, y) = dry_run(model, shape)
+    return int(np.prod(y.shape[1:]))
