@@ -1,0 +1,52 @@
+"""docs/tutorial.ipynb must run from top to bottom on the code under test, so it never goes stale."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "docs" / "tutorial.ipynb"
+SRC = ROOT / "src"
+
+
+def test_tutorial_notebook_runs(mnist_dir, tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    pytest.importorskip("matplotlib")
+
+    # A kernel on this very interpreter, importing faltung from this checkout first: the
+    # installed "python3" kernel may run another Python, or another faltung.
+    kernel_dir = tmp_path / "jupyter" / "kernels" / "faltung-test"
+    kernel_dir.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec = {"argv": argv, "display_name": "faltung test", "language": "python"}
+    (kernel_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("FALTUNG_DATA", str(mnist_dir))
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    notebook.cells.append(nbformat.v4.new_code_cell("import faltung; print(faltung.__file__)"))
+    client = nbclient.NotebookClient(
+        notebook,
+        kernel_name="faltung-test",
+        timeout=600,
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
+    client.execute()  # raises CellExecutionError on the first cell that fails
+
+    imported_from = notebook.cells[-1].outputs[0]["text"].strip()
+    assert Path(imported_from).resolve().is_relative_to(SRC), imported_from
+    figures = sum(
+        "image/png" in output.get("data", {}) for cell in code_cells for output in cell.outputs
+    )
+    assert figures >= 8, f"the tutorial drew {figures} figures"
+    printed = "".join(output.get("text", "") for cell in code_cells for output in cell.outputs)
+    assert "gradcheck passed" in printed
