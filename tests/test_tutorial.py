@@ -41,6 +41,11 @@ def test_tutorial_notebook_runs(mnist_dir, tmp_path, monkeypatch):
     inherited = [part for part in os.environ.get("PYTHONPATH", "").split(os.pathsep) if part]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SRC), *inherited]))
     monkeypatch.setenv("FALTUNG_DATA", str(mnist_dir))
+    # One BLAS thread: the notebook's small matrix products gain nothing from more, and
+    # OpenBLAS threads waiting for busy cores made the training cell several times slower
+    # on a loaded 2-core machine.
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(variable, "1")
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
