@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -49,10 +49,14 @@ from .shapes import (
     pool_geometry,
 )
 
+PoolSize = int | Sequence[int]
+
 # --- image patches and their adjoint -------------------------------------------------
 
 
-def patches(xp: np.ndarray, kernel: IntPair, out_hw: IntPair, stride: IntPair, dilation: IntPair):
+def patches(
+    xp: np.ndarray, kernel: IntPair, out_hw: IntPair, stride: IntPair, dilation: IntPair
+) -> np.ndarray:
     """P[n, c, i, j, y, x] = xp[n, c, s*y + d*i, s*x + d*j]: the patch under each output pixel.
 
     One slice per kernel offset (i, j): its (N, C, Ho, Wo) pixels, read with the stride.
@@ -68,7 +72,9 @@ def patches(xp: np.ndarray, kernel: IntPair, out_hw: IntPair, stride: IntPair, d
     return p
 
 
-def col2im(dp: np.ndarray, padded_shape: Sequence[int], stride: IntPair, dilation: IntPair):
+def col2im(
+    dp: np.ndarray, padded_shape: Sequence[int], stride: IntPair, dilation: IntPair
+) -> np.ndarray:
     """The adjoint of :func:`patches`: each patch entry's gradient goes back to its pixel.
 
     Patches overlap when the stride is smaller than the kernel, so a pixel collects the
@@ -103,7 +109,15 @@ class ConvCache(NamedTuple):
     has_bias: bool
 
 
-def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] | str | Padding2D = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> tuple[np.ndarray, ConvCache]:
     """y[n, o, y, x] = b[o] + sum over (c, i, j) of W[o, c, i, j] * P[n, c, i, j, y, x].
 
     The sum over (c, i, j) is one ``np.tensordot`` of the patches with the filters; with
@@ -120,7 +134,9 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     return y, ConvCache(p, weight, geo, bias is not None)
 
 
-def conv2d_backward(dy, cache, need_input_grad=True):
+def conv2d_backward(
+    dy: np.ndarray, cache: ConvCache, need_input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """dW[o, c, i, j] = sum over (n, y, x) of dy[n, o, y, x] * P[n, c, i, j, y, x];
     dP[n, c, i, j, y, x] = sum over o of W[o, c, i, j] * dy[n, o, y, x], and dx = col2im(dP).
     """
@@ -143,7 +159,7 @@ def conv2d_backward(dy, cache, need_input_grad=True):
 # --- pooling: the article's Lp formula and its two limits -----------------------------
 
 
-def _pool_patches(x, geo: PoolGeometry, pad_value: float) -> np.ndarray:
+def _pool_patches(x: np.ndarray, geo: PoolGeometry, pad_value: float) -> np.ndarray:
     """(N, C, kh*kw, Ho, Wo): each window's values along axis 2."""
     p = patches(pad(x, geo.padding, pad_value), geo.kernel, geo.out_hw, geo.stride, (1, 1))
     n, c, kh, kw, out_h, out_w = p.shape
@@ -157,7 +173,9 @@ def _unpool(dp: np.ndarray, geo: PoolGeometry) -> np.ndarray:
     return crop(col2im(dp, geo.padded_shape, geo.stride, (1, 1)), geo.padding)
 
 
-def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
+def max_pool2d_forward(
+    x: np.ndarray, kernel_size: PoolSize, stride: PoolSize | None = None, padding: PoolSize = 0
+) -> tuple[np.ndarray, tuple[np.ndarray, PoolGeometry]]:
     """u = max over the window (P = inf). Padding is -inf; ties go to the first maximum.
 
     Cache: (winner (N, C, 1, Ho, Wo), the index of each window's maximum; geometry).
@@ -168,7 +186,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     return np.take_along_axis(windows, winner, axis=2)[:, :, 0], (winner, geo)
 
 
-def max_pool2d_backward(dy, cache):
+def max_pool2d_backward(dy: np.ndarray, cache: tuple[np.ndarray, PoolGeometry]) -> np.ndarray:
     """The whole gradient of a window goes to the value that won it."""
     winner, geo = cache
     dp = np.zeros((*dy.shape[:2], geo.kernel[0] * geo.kernel[1], *dy.shape[2:]), dy.dtype)
@@ -176,7 +194,9 @@ def max_pool2d_backward(dy, cache):
     return _unpool(dp, geo)
 
 
-def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
+def avg_pool2d_forward(
+    x: np.ndarray, kernel_size: PoolSize, stride: PoolSize | None = None, padding: PoolSize = 0
+) -> tuple[np.ndarray, PoolGeometry]:
     """u = (1/H^2) * sum over the window (P = 1). Zero padding counts, as in PyTorch.
 
     Cache: the geometry alone; the gradient does not depend on the values.
@@ -185,14 +205,20 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
     return _pool_patches(x, geo, 0.0).mean(axis=2), geo
 
 
-def avg_pool2d_backward(dy, cache):
+def avg_pool2d_backward(dy: np.ndarray, cache: PoolGeometry) -> np.ndarray:
     """Each value of a window gets 1/H^2 of the window's gradient."""
     geo = cache
     k = geo.kernel[0] * geo.kernel[1]
     return _unpool(np.repeat(dy[:, :, None] / k, k, axis=2), geo)
 
 
-def lp_pool2d_forward(x, p, kernel_size, stride=None, padding=0):
+def lp_pool2d_forward(
+    x: np.ndarray,
+    p: float,
+    kernel_size: PoolSize,
+    stride: PoolSize | None = None,
+    padding: PoolSize = 0,
+) -> tuple[np.ndarray, Any]:
     """The article's pooling: u = ((1/H^2) * sum over the window of z^P)^(1/P).
 
     P = 1 is average pooling and P = inf is max pooling. Integer P uses z^P (an odd P
@@ -212,7 +238,7 @@ def lp_pool2d_forward(x, p, kernel_size, stride=None, padding=0):
     return u, (z, m, u, p, geo)
 
 
-def lp_pool2d_backward(dy, cache):
+def lp_pool2d_backward(dy: np.ndarray, cache: Any) -> np.ndarray:
     """du/dz = (1/H^2) * z^(P-1) * u / m for each value z of a window (0 where m = 0)."""
     if isinstance(cache, PoolGeometry):
         return avg_pool2d_backward(dy, cache)
@@ -228,21 +254,25 @@ def lp_pool2d_backward(dy, cache):
 # --- the fully connected part: dense layers, sigmoid, ReLU, softmax + cross-entropy ---
 
 
-def linear_forward(x, weight, bias=None):
+def linear_forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, bool]]:
     """y = x W^T + b, for x (N, in) and W (out, in). Cache: (x, W, whether there is a b)."""
     check_features(x.shape, weight.shape[1])
     y = x @ weight.T
     return (y if bias is None else y + bias), (x, weight, bias is not None)
 
 
-def linear_backward(dy, cache, need_input_grad=True):
+def linear_backward(
+    dy: np.ndarray, cache: tuple[np.ndarray, np.ndarray, bool], need_input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """dx = dy W, dW = dy^T x, db = sum of dy over the batch."""
     x, weight, has_bias = cache
     dx = dy @ weight if need_input_grad else None
     return dx, dy.T @ x, (dy.sum(axis=0) if has_bias else None)
 
 
-def sigmoid_forward(x):
+def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """y = 1 / (1 + e^-x). Cache: y.
 
     e^-x may overflow to inf for very negative x; y is then exactly 0, as it should be.
@@ -252,24 +282,26 @@ def sigmoid_forward(x):
     return y, y
 
 
-def sigmoid_backward(dy, cache):
+def sigmoid_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
     """dy/dx = y (1 - y)."""
     y = cache
     return dy * y * (1 - y)
 
 
-def relu_forward(x):
+def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """y = max(x, 0). Cache: x."""
     return np.maximum(x, 0), x
 
 
-def relu_backward(dy, cache):
+def relu_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
     """dy/dx = 1 where x > 0, else 0."""
     x = cache
     return dy * (x > 0)
 
 
-def softmax_cross_entropy_forward(logits, targets, label_smoothing=0.0):
+def softmax_cross_entropy_forward(
+    logits: np.ndarray, targets: np.ndarray, label_smoothing: float = 0.0
+) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
     """p = softmax(z) = e^z / sum e^z, loss = -(1/N) sum over n, k of t[n, k] log p[n, k].
 
     log p is computed as z - max(z) - log(sum e^(z - max(z))): the same number, without
@@ -286,7 +318,9 @@ def softmax_cross_entropy_forward(logits, targets, label_smoothing=0.0):
     return -float(np.sum(t * log_p)) / n, (np.exp(log_p), t)
 
 
-def softmax_cross_entropy_backward(dloss, cache):
+def softmax_cross_entropy_backward(
+    dloss: float, cache: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
     """dloss/dz = (p - t) / N: softmax and cross-entropy differentiate together to this."""
     p, t = cache
     return (p - t) * (dloss / len(p))
