@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .. import __version__
+from .. import __version__, distributed
 from ..datasets import DATASETS, DatasetError
+from ..distributed import DistributedError
 from ..io import ModelFileError
 from ..optim import OPTIMIZERS
 from ..presets import PRESETS
@@ -180,17 +182,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except TrainingInterrupted as stop:
-        print(f"faltung: {stop}", file=sys.stderr)
-        return 130
-    except (UsageError, DatasetError, ModelFileError, TrainingDiverged, ValueError) as error:
-        print(f"faltung: error: {_one_line(error)}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"faltung: error: {_one_line(error)}", file=sys.stderr)
-        return 2
+        return _report(f"faltung: {stop}", 130, every_rank=True)
+    except (DistributedError, TrainingDiverged) as error:
+        return _report(f"faltung: error: {_one_line(error)}", 2, every_rank=True)
+    except (UsageError, DatasetError, ModelFileError, ValueError, OSError) as error:
+        return _report(f"faltung: error: {_one_line(error)}", 2, every_rank=False)
     except KeyboardInterrupt:
-        print("faltung: interrupted", file=sys.stderr)
-        return 130
+        return _report("faltung: interrupted", 130, every_rank=False)
+    except Exception:
+        comm = distributed.created_world()
+        if comm is None or comm.size == 1:
+            raise
+        traceback.print_exc()
+        comm.abort(1)
+        raise
+
+
+def _report(message: str, code: int, every_rank: bool) -> int:
+    """Print an expected failure and return its exit status.
+
+    Under MPI, a failure that every rank raises together (the Trainer and the checks before
+    training make sure of that) is printed once, by rank 0. A failure of one rank alone
+    aborts the whole job, since the others would wait for it forever in a collective.
+    """
+    comm = distributed.created_world()
+    if comm is None or comm.size == 1:
+        if distributed.launched_rank() == 0:
+            print(message, file=sys.stderr)
+        return code
+    if every_rank:
+        if comm.is_root:
+            print(message, file=sys.stderr)
+        return code
+    print(f"{message} (on rank {comm.rank} of {comm.size}; stopping every rank)", file=sys.stderr)
+    sys.stderr.flush()
+    comm.abort(code)
+    return code
 
 
 def _one_line(error: BaseException) -> str:
