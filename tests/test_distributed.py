@@ -99,8 +99,7 @@ def test_disagreeing_settings_are_named():
 
     messages = run_ranks(2, work)
     assert messages[0] == messages[1]
-    assert "disagree on settings" in messages[0]
-    assert '"batch_size": 64' in messages[0] and '"batch_size": 32' in messages[0]
+    assert "disagree on settings (batch_size: rank 0 has 64, rank 1 has 32)" in messages[0]
 
 
 def test_flat_reducer_sums_gradients_averages_buffers_in_one_call():

@@ -112,10 +112,18 @@ class Communicator:
         if not differ:
             return
         key = differ[0]
-        shown = self.allgather(_short(values[key]))
-        ranks = ", ".join(f"rank {r} has {s}" for r, s in enumerate(shown))
+        value = values[key]
+        if isinstance(value, dict):  # name the entries that differ, with every rank's value
+            shown = self.allgather({k: _short(v) for k, v in value.items()})
+            names = sorted({k for d in shown for k in d if d.get(k) != shown[0].get(k)})
+        else:
+            shown, names = self.allgather({key: _short(value)}), [key]
+        details = "; ".join(
+            f"{name}: " + ", ".join(f"rank {r} has {d.get(name)}" for r, d in enumerate(shown))
+            for name in names
+        )
         raise DistributedError(
-            f"the {len(every)} processes disagree on {', '.join(differ)} ({key}: {ranks}); "
+            f"the {len(every)} processes disagree on {', '.join(differ)} ({details}); "
             "every rank must run the same command on the same data and model"
         )
 
