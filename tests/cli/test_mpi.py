@@ -135,6 +135,7 @@ def test_a_rank_killed_ends_the_job_keeps_the_checkpoint_and_resume_finishes(str
     [
         (["--batch-size", "20"], [], "settings (batch_size: rank 0 has 10, rank 1 has 20)"),
         ([], ["-env", "SYNTHETIC_SEED", "1"], "disagree on data"),
+        (["--batch-size", "0"], [], "rank 1: argument --batch-size: must be a positive"),
     ],
 )
 def test_ranks_that_disagree_get_one_error_before_training(tmp_path, rank_1, env, expected):

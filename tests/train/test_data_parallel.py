@@ -149,3 +149,33 @@ def test_mpiexec_two_ranks_one_epoch_equal_one_process(tmp_path, norm):
     for key in reference:
         np.testing.assert_array_equal(ranks[0][key], ranks[1][key], err_msg=key)
     assert model().config() is not None
+
+
+def test_dropout_masks_differ_per_rank_and_a_resume_on_as_many_ranks_is_exact(tmp_path):
+    from faltung import Sequential
+    from faltung.layers import Dense, Dropout, Flatten
+    from faltung.losses import SoftmaxCrossEntropy
+    from faltung.optim import Adam
+    from faltung.train import Trainer
+
+    from .data_parallel import data
+
+    def run(comm, epochs, checkpoint=None, resume=False):
+        net = Sequential([("flat", Flatten()), ("drop", Dropout(0.5)), ("fc", Dense(784, 10))], 1)
+        run = Trainer(net, SoftmaxCrossEntropy(), Adam(net.parameters(), lr=0.01), data()[0],
+                      epochs=epochs, batch_size=32, seed=2, comm=comm, checkpoint_path=checkpoint)  # fmt: skip
+        if resume:
+            run.load_checkpoint(checkpoint)
+        states = [net["drop"].rng.bit_generator.state["state"]["state"]]
+        run.fit()
+        return states + [net["drop"].rng.bit_generator.state["state"]["state"]], net.state_dict()
+
+    straight = run_ranks(2, lambda comm: run(comm, 2))
+    assert straight[0][0][0] != straight[1][0][0]  # each rank draws masks of its own
+    checkpoint = tmp_path / "ckpt.npz"
+    run_ranks(2, lambda comm: run(comm, 1, checkpoint))
+    resumed = run_ranks(2, lambda comm: run(comm, 2, checkpoint, resume=True))
+    for (streams, state), (ref_streams, ref_state) in zip(resumed, straight):
+        assert streams[1] == ref_streams[1]  # every rank continued its own stream
+        for key in ref_state:
+            np.testing.assert_array_equal(state[key], ref_state[key], err_msg=key)

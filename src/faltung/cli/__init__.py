@@ -7,6 +7,8 @@ ends with one line ``faltung: error: ...`` and exit status 2, without a tracebac
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import traceback
 from collections.abc import Sequence
@@ -172,7 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parse_arguments(parser, argv)
+    except DistributedError as error:
+        return _report(f"faltung: error: {_one_line(error)}", 2, every_rank=True)
     handlers = {
         "train": run_train,
         "evaluate": run_evaluate,
@@ -196,6 +201,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         comm.abort(1)
         raise
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None):
+    """``parser.parse_args``; under mpiexec, a flag refused on one rank stops every rank,
+    since the others would wait for it forever (one error, printed by rank 0)."""
+    if distributed.launched_size() == 1:
+        return parser.parse_args(argv)
+    comm = distributed.world()
+    refused = io.StringIO()
+    with contextlib.redirect_stderr(refused), comm.together():
+        try:
+            return parser.parse_args(argv)
+        except SystemExit as stop:
+            if not stop.code:
+                raise
+            raise UsageError(refused.getvalue().strip().removeprefix("faltung: error: ")) from None
 
 
 def _report(message: str, code: int, every_rank: bool) -> int:
