@@ -82,6 +82,42 @@ def measure(preset: str, batch: int, images: int, ranks: int, threads: int) -> d
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def smallest_batch(
+    compute_ms: float,
+    overhead_ms: float,
+    gradient_mb: float,
+    ranks: int,
+    gbit_s: float,
+    latency_us: float = 20.0,
+) -> tuple[int, float]:
+    """The per-rank batch b from which a ring Allreduce takes under 10% of a step.
+
+    Step: overhead + b * compute + comm, with comm = 2 (N-1)/N * S / bandwidth (each rank
+    sends and receives that much in reduce-scatter + all-gather) + 2 (N-1) * latency.
+    Under 10%: comm <= (overhead + b * compute) / 9.
+    """
+    transfer_ms = 2 * (ranks - 1) / ranks * gradient_mb * 8 / gbit_s  # MB * 8 / (Gb/s) = ms
+    comm_ms = transfer_ms + 2 * (ranks - 1) * latency_us / 1e3
+    b = max(1, int(np.ceil((9 * comm_ms - overhead_ms) / compute_ms)))
+    return b, comm_ms
+
+
+def cost_model(rows: list[dict]) -> list[str]:
+    """The table of bench/NOTES.md from the one-thread rows: compute per image and per-step
+    overhead from a least-squares line through (batch, step time)."""
+    single = [(r["batch"], r["step_ms"]) for r in rows if r["config"] == CONFIGS[2][0]]
+    compute, overhead = np.polyfit(*zip(*single), 1)
+    overhead = max(0.0, overhead)
+    gradient = rows[0]["gradient_mb"]
+    lines = [f"compute {compute:.3f} ms/image, overhead {overhead:.2f} ms/step, "
+             f"gradient {gradient:.2f} MB, latency 20 us per message"]  # fmt: skip
+    lines.append(f"{'N':>4}  {'10 Gb/s: comm ms, b':>20}  {'100 Gb/s: comm ms, b':>21}")
+    for n in (2, 4, 8, 16, 64, 256):
+        parts = [smallest_batch(compute, overhead, gradient, n, g) for g in (10, 100)]
+        lines.append(f"{n:>4}  " + "  ".join(f"{c:>13.2f} {b:>6}" for b, c in parts))
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="lenet")
@@ -114,6 +150,8 @@ def main() -> None:
         print(f"{r['batch']:>5}  {r['config']:<24} {r['images_per_s']:>9.0f} {r['step_ms']:>8.2f} "
               f"{r['allreduce_ms_per_step']:>18.3f} {r['bare_allreduce_ms']:>6.3f}")  # fmt: skip
     print(f"gradient: {rows[0]['gradient_mb']:.2f} MB")
+    if len(args.batches) > 1:
+        print("\n".join(cost_model(rows)))
     if args.json:
         Path(args.json).write_text(json.dumps({"preset": args.preset, "rows": rows}, indent=1))
 

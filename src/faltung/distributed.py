@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import pickle
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -225,8 +226,6 @@ class FlatReducer:
         return self.buffer.nbytes
 
     def reduce(self, scalars: Sequence[float], have_grads: bool = True) -> np.ndarray:
-        import time
-
         buffer, offsets, n = self.buffer, self.offsets, len(self.params)
         for i, p in enumerate(self.params):
             view = buffer[offsets[i] : offsets[i + 1]]
