@@ -77,7 +77,9 @@ def measure(preset: str, batch: int, images: int, ranks: int, threads: int) -> d
            "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
     command = [sys.executable, "-m", "bench.mpi", "--worker", preset, str(batch), str(images)]
     if ranks > 1:
-        command = [shutil.which("mpiexec") or "mpiexec", "-n", str(ranks), *command]
+        beside = Path(sys.executable).parent / "mpiexec"  # where pip's mpich puts it
+        launcher = str(beside) if beside.is_file() else shutil.which("mpiexec") or "mpiexec"
+        command = [launcher, "-n", str(ranks), *command]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 

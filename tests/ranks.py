@@ -1,12 +1,17 @@
-"""Ranks simulated by threads in one process: collectives for tests without MPI."""
+"""Ranks simulated by threads in one process (collectives for tests without MPI), and the
+``mpiexec`` that the real MPI tests launch."""
 
 from __future__ import annotations
 
+import shutil
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from faltung.distributed import Communicator
 
@@ -58,3 +63,14 @@ def run_ranks(size: int, work: Callable[[ThreadRanks], Any]) -> list[Any]:
     if real or errors:
         raise (real or errors)[0]
     return results
+
+
+def mpiexec() -> str:
+    """The mpiexec beside this Python (where ``pip install mpich`` puts it), else on PATH;
+    skips the test without mpi4py or mpiexec."""
+    pytest.importorskip("mpi4py")
+    beside = Path(sys.executable).parent / "mpiexec"
+    found = str(beside) if beside.is_file() else shutil.which("mpiexec")
+    if found is None:
+        pytest.skip("no mpiexec beside Python or on PATH")
+    return found

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,17 +17,11 @@ import pytest
 from faltung.io import read_archive, read_model_file
 from faltung.train.trainer import CHECKPOINT_FORMAT
 
+from ..ranks import mpiexec
+
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["train", "--preset", "article", "--epochs", "3", "--batch-size", "10",
         "--train-size", "200", "--test-size", "50", "--no-plots"]  # fmt: skip
-
-
-def mpiexec() -> str:
-    pytest.importorskip("mpi4py")
-    found = shutil.which("mpiexec")
-    if found is None:
-        pytest.skip("no mpiexec on PATH")
-    return found
 
 
 def command(tmp_path: Path, out: Path, *extra: str) -> list[str]:

@@ -4,7 +4,6 @@ does, in threads (fast, any N) and with mpiexec -n 2 (the real thing)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ..ranks import run_ranks
+from ..ranks import mpiexec, run_ranks
 from .data_parallel import model, relative_error, trainer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,12 +116,13 @@ def test_a_batch_smaller_than_the_rank_count_is_refused():
     run_ranks(3, work)
 
 
-def mpiexec() -> str:
-    pytest.importorskip("mpi4py")
-    found = shutil.which("mpiexec")
-    if found is None:
-        pytest.skip("no mpiexec on PATH")
-    return found
+def test_sync_batch_norm_refuses_a_last_batch_that_leaves_a_rank_empty():
+    # 245 images in batches of 61: a last batch of 1 image, nothing for rank 1 to normalise
+    def work(comm):
+        with pytest.raises(ValueError, match=r"last batch of each epoch \(1 of 245"):
+            trainer(comm, norm="sync", batch_size=61)
+
+    run_ranks(2, work)
 
 
 def run_mpi(n: int, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -112,6 +112,14 @@ class Trainer:
                     f"batch size {batch_size} leaves some of the {self.comm.size} processes "
                     "without images; use a batch at least as large as the process count"
                 )
+            last = len(images) % batch_size
+            synced = any(hasattr(layer, "process_group") for layer in model.layers.values())
+            if synced and not drop_last and 0 < last < self.comm.size:
+                raise ValueError(
+                    f"the last batch of each epoch ({last} of {len(images)} images) leaves "
+                    f"some of the {self.comm.size} processes without images, which "
+                    "SyncBatchNorm cannot do without; change the batch size or drop_last"
+                )
             float_buffers = [
                 (layer.buffers, key)
                 for layer in model.layers.values()
