@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import os
-import pickle
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -136,7 +135,8 @@ class Communicator:
 
 
 class MPICommunicator(Communicator):
-    """``COMM_WORLD`` of mpi4py; MPI errors abort the job (MPI's default handler)."""
+    """mpi4py's ``COMM_WORLD``. An MPI error raises mpi4py's exception, and the command line
+    then aborts the job; the death of a process ends the job through the launcher."""
 
     def __init__(self) -> None:
         from mpi4py import MPI
@@ -254,10 +254,7 @@ def _digest(value: Any) -> str:
     if isinstance(value, np.ndarray):
         data = value.dtype.str.encode() + str(value.shape).encode() + value.tobytes()
     else:
-        try:
-            data = json.dumps(value, sort_keys=True, default=str).encode()
-        except TypeError:
-            data = pickle.dumps(value)
+        data = json.dumps(value, sort_keys=True, default=str).encode()
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
