@@ -10,9 +10,13 @@
 
 __version__ = "0.1.0"
 
-from . import functional, init, layers, losses, optim, schedules
-from .gradcheck import gradcheck
-from .model import Sequential
+from ._threads import share_cores_under_mpi
+
+share_cores_under_mpi()  # before NumPy loads its BLAS
+
+from . import functional, init, layers, losses, optim, schedules  # noqa: E402
+from .gradcheck import gradcheck  # noqa: E402
+from .model import Sequential  # noqa: E402
 
 __all__ = [
     "Sequential",

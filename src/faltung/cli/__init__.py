@@ -7,12 +7,16 @@ ends with one line ``faltung: error: ...`` and exit status 2, without a tracebac
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .. import __version__
+from .. import __version__, distributed
 from ..datasets import DATASETS, DatasetError
+from ..distributed import DistributedError
 from ..io import ModelFileError
 from ..optim import OPTIMIZERS
 from ..presets import PRESETS
@@ -187,7 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parse_arguments(parser, argv)
+    except DistributedError as error:
+        return _report(f"faltung: error: {_one_line(error)}", 2, every_rank=True)
     handlers = {
         "train": run_train,
         "evaluate": run_evaluate,
@@ -201,17 +208,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except TrainingInterrupted as stop:
-        print(f"faltung: {stop}", file=sys.stderr)
-        return 130
-    except (UsageError, DatasetError, ModelFileError, TrainingDiverged, ValueError) as error:
-        print(f"faltung: error: {_one_line(error)}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"faltung: error: {_one_line(error)}", file=sys.stderr)
-        return 2
+        return _report(f"faltung: {stop}", 130, every_rank=True)
+    except (DistributedError, TrainingDiverged) as error:
+        return _report(f"faltung: error: {_one_line(error)}", 2, every_rank=True)
+    except (UsageError, DatasetError, ModelFileError, ValueError, OSError) as error:
+        return _report(f"faltung: error: {_one_line(error)}", 2, every_rank=False)
     except KeyboardInterrupt:
-        print("faltung: interrupted", file=sys.stderr)
-        return 130
+        return _report("faltung: interrupted", 130, every_rank=False)
+    except Exception:
+        comm = distributed.created_world()
+        if comm is None or comm.size == 1:
+            raise
+        traceback.print_exc()
+        comm.abort(1)
+        raise
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None):
+    """``parser.parse_args``; under mpiexec, a flag refused on one rank stops every rank,
+    since the others would wait for it forever (one error, printed by rank 0)."""
+    if distributed.launched_size() == 1:
+        return parser.parse_args(argv)
+    comm = distributed.world()
+    refused = io.StringIO()
+    with contextlib.redirect_stderr(refused), comm.together():
+        try:
+            return parser.parse_args(argv)
+        except SystemExit as stop:
+            if not stop.code:
+                raise
+            raise UsageError(refused.getvalue().strip().removeprefix("faltung: error: ")) from None
+
+
+def _report(message: str, code: int, every_rank: bool) -> int:
+    """Print an expected failure and return its exit status.
+
+    Under MPI, a failure that every rank raises together (the Trainer and the checks before
+    training make sure of that) is printed once, by rank 0. A failure of one rank alone
+    aborts the whole job, since the others would wait for it forever in a collective.
+    """
+    comm = distributed.created_world()
+    if comm is None or comm.size == 1:
+        if distributed.launched_rank() == 0:
+            print(message, file=sys.stderr)
+        return code
+    if every_rank:
+        if comm.is_root:
+            print(message, file=sys.stderr)
+        return code
+    print(f"{message} (on rank {comm.rank} of {comm.size}; stopping every rank)", file=sys.stderr)
+    sys.stderr.flush()
+    comm.abort(code)
+    return code
 
 
 def _one_line(error: BaseException) -> str:

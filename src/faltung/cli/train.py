@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import inspect
 import json
 import os
@@ -19,6 +20,7 @@ import numpy as np
 from .. import __version__
 from .._atomic import atomic_write
 from ..datasets import load_dataset, subset_indices
+from ..distributed import world
 from ..explain.plots import plot_layer_statistics
 from ..io import ModelMetadata, infer_input_shape, output_width, read_archive, save_model
 from ..losses import SoftmaxCrossEntropy
@@ -182,68 +184,103 @@ def count(n: int, total: int, split: str) -> str:
     return f"all {total:,} {split} images" if n == total else f"{n:,} of {total:,} {split} images"
 
 
+def saved_settings(checkpoint: Path, preset: str) -> dict[str, Any] | None:
+    """The settings of the run in ``checkpoint`` (None if there is none)."""
+    if not checkpoint.is_file():
+        return None
+    header, _ = read_archive(checkpoint, CHECKPOINT_FORMAT)
+    if header.get("config", {}).get("preset") != preset:
+        raise UsageError(
+            f"{checkpoint} belongs to preset {header.get('config', {}).get('preset')!r}, "
+            f"not {preset!r}"
+        )
+    return header["config"]["settings"]
+
+
+def data_fingerprint(*arrays: np.ndarray) -> str:
+    """A digest of shapes, labels and up to 4,096 evenly spaced images of each array."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        if array.ndim > 1:
+            array = array[:: max(1, len(array) // 4096)]
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def run_train(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     out = Path(args.out or os.path.join("runs", preset.name))
     checkpoint = out / "checkpoint.npz"
-    saved = None
-    if args.resume and checkpoint.is_file():
-        header, _ = read_archive(checkpoint, CHECKPOINT_FORMAT)
-        if header.get("config", {}).get("preset") != preset.name:
-            raise UsageError(
-                f"{checkpoint} belongs to preset {header.get('config', {}).get('preset')!r}, "
-                f"not {preset.name!r}"
-            )
-        saved = header["config"]["settings"]
-    settings = resolve_settings(args, saved)
-    check_optimizer_flags(args, settings)
-    # Every input is checked before OUT is created.
-    check_output(out, args.resume, args.overwrite)
-    data = load_dataset(settings["dataset"], args.data)
-    n_train, n_test = len(data.train_images), len(data.test_images)
-    for flag, size, total in (
-        ("--train-size", "train_size", n_train),
-        ("--test-size", "test_size", n_test),
-    ):
-        if settings[size] is not None and settings[size] > total:
-            raise UsageError(f"{flag} {settings[size]} exceeds the {total} images available")
-    train_index = subset_indices(n_train, settings["train_size"], settings["seed"])
-    test_index = subset_indices(n_test, settings["test_size"], settings["seed"])
-    train_x, train_y = data.train_images[train_index], data.train_labels[train_index]
-    test_x, test_y = data.test_images[test_index], data.test_labels[test_index]
-    val_data = None
-    if settings["val_split"]:
-        n_val = round(len(train_x) * settings["val_split"])
-        if not 0 < n_val < len(train_x):
-            raise UsageError(
-                f"--val-split {settings['val_split']} leaves no validation or training images"
-            )
-        # A stream of its own, so that the held-out images depend on the seed alone.
-        order = np.random.default_rng([settings["seed"], 1]).permutation(len(train_x))
-        val_data = (train_x[order[:n_val]], train_y[order[:n_val]])
-        train_x, train_y = train_x[order[n_val:]], train_y[order[n_val:]]
+    # Under mpiexec every rank checks its inputs; a failure anywhere is one error everywhere.
+    comm = world()
+    if not comm.is_root:  # rank 0 speaks for all; the others still report errors on stderr
+        sys.stdout = open(os.devnull, "w")
+    saved = comm.on_root(saved_settings, checkpoint, preset.name) if args.resume else None
+    with comm.together():
+        settings = resolve_settings(args, saved)
+        check_optimizer_flags(args, settings)
+        # Every input is checked before OUT is created.
+        if comm.is_root:  # rank 0 alone reads and writes OUT
+            check_output(out, args.resume, args.overwrite)
+        data = load_dataset(settings["dataset"], args.data)
+        n_train, n_test = len(data.train_images), len(data.test_images)
+        for flag, size, total in (
+            ("--train-size", "train_size", n_train),
+            ("--test-size", "test_size", n_test),
+        ):
+            if settings[size] is not None and settings[size] > total:
+                raise UsageError(f"{flag} {settings[size]} exceeds the {total} images available")
+        train_index = subset_indices(n_train, settings["train_size"], settings["seed"])
+        test_index = subset_indices(n_test, settings["test_size"], settings["seed"])
+        train_x, train_y = data.train_images[train_index], data.train_labels[train_index]
+        test_x, test_y = data.test_images[test_index], data.test_labels[test_index]
+        val_data = None
+        if settings["val_split"]:
+            n_val = round(len(train_x) * settings["val_split"])
+            if not 0 < n_val < len(train_x):
+                raise UsageError(
+                    f"--val-split {settings['val_split']} leaves no validation or training images"
+                )
+            # A stream of its own, so that the held-out images depend on the seed alone.
+            order = np.random.default_rng([settings["seed"], 1]).permutation(len(train_x))
+            val_data = (train_x[order[:n_val]], train_y[order[:n_val]])
+            train_x, train_y = train_x[order[n_val:]], train_y[order[n_val:]]
 
-    kernels = settings["kernels"]
-    model = preset.build(settings["seed"]).use_kernels(kernels)
-    input_shape = tuple(int(n) for n in train_x.shape[1:])
-    if output_width(model, input_shape) != len(data.classes):
-        raise UsageError(
-            f"preset {preset.name} takes {'x'.join(map(str, infer_input_shape(model)))} images "
-            f"and {output_width(model, infer_input_shape(model))} classes; {data.name} has "
-            f"{'x'.join(map(str, input_shape))} images and {len(data.classes)} classes"
-        )
-    create_output(out)
-
+        kernels = settings["kernels"]
+        model = preset.build(settings["seed"]).use_kernels(kernels)
+        input_shape = tuple(int(n) for n in train_x.shape[1:])
+        if output_width(model, input_shape) != len(data.classes):
+            raise UsageError(
+                f"preset {preset.name} takes {'x'.join(map(str, infer_input_shape(model)))} images "
+                f"and {output_width(model, infer_input_shape(model))} classes; {data.name} has "
+                f"{'x'.join(map(str, input_shape))} images and {len(data.classes)} classes"
+            )
+    comm.check_same(
+        {
+            "settings": settings,
+            "data": data_fingerprint(train_x, train_y, test_x, test_y),
+            "model": model.config(),
+            "weights": data_fingerprint(*model.state_dict().values()),
+        }
+    )
     history_writer = HistoryWriter(out)
-    trainer = Trainer(
-        model, SoftmaxCrossEntropy(kernels=kernels), make_optimizer(model, settings),
-        (train_x, train_y),
-        epochs=settings["epochs"], batch_size=settings["batch_size"],
-        schedule=make_schedule(settings), test_data=(test_x, test_y), val_data=val_data,
-        callbacks=[ProgressBar(), EpochPrinter(), LayerStatistics(), history_writer],
-        seed=settings["seed"], checkpoint_path=checkpoint,
-        config={"preset": preset.name, "settings": settings},
-    )  # fmt: skip
+    with comm.together():
+        trainer = Trainer(
+            model, SoftmaxCrossEntropy(kernels=kernels), make_optimizer(model, settings),
+            (train_x, train_y),
+            epochs=settings["epochs"], batch_size=settings["batch_size"],
+            schedule=make_schedule(settings), test_data=(test_x, test_y), val_data=val_data,
+            callbacks=(
+                [ProgressBar(), EpochPrinter(), LayerStatistics(), history_writer]
+                if comm.is_root
+                else []
+            ),
+            seed=settings["seed"], checkpoint_path=checkpoint,
+            config={"preset": preset.name, "settings": settings}, comm=comm,
+        )  # fmt: skip
+        if comm.is_root:
+            create_output(out)
     subsets = len(train_index) < n_train or len(test_index) < n_test or val_data is not None
     print(f"faltung {__version__}: preset {preset.name} ({preset.description})")
     print(f"training: {describe_training(settings)}")
@@ -254,6 +291,8 @@ def run_train(args: argparse.Namespace) -> int:
         + (f" (drawn with seed {settings['seed']})" if subsets else "")
         + f"; model: {model.num_parameters():,} parameters; output: {out}"
     )
+    if comm.size > 1:
+        print(f"data-parallel: {comm.describe(settings['batch_size'])}")
     if args.resume:
         trainer.load_checkpoint(checkpoint)
         print(f"resuming at epoch {trainer.epoch + 1}, step {trainer.step}")
@@ -262,8 +301,10 @@ def run_train(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
 
     classes = len(data.classes)
-    subset = evaluate(model, test_x, test_y, num_classes=classes)
-    full = evaluate(model, data.test_images, data.test_labels, num_classes=classes)
+    subset = evaluate(model, test_x, test_y, num_classes=classes, comm=comm)
+    full = evaluate(model, data.test_images, data.test_labels, num_classes=classes, comm=comm)
+    if not comm.is_root:  # rank 0 alone writes the results
+        return 0
     metadata = ModelMetadata(
         input_shape=input_shape,
         classes=tuple(data.classes),

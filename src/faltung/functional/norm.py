@@ -7,6 +7,7 @@ affine map. x is (N, C) or (N, C, H, W); statistics are per channel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -93,3 +94,68 @@ def batch_norm_inference_backward(
     if not has_affine:
         return dx, None, None
     return dx, (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)
+
+
+class SyncBatchNormCache(NamedTuple):
+    x_hat: np.ndarray
+    inv_std: np.ndarray
+    gamma: np.ndarray | None
+    axes: tuple[int, ...]
+    mean: np.ndarray  # (C,) mean over every rank's batch
+    var: np.ndarray  # (C,) biased variance over every rank's batch
+    count: int  # values per channel over every rank's batch
+    allreduce: Callable[[np.ndarray], np.ndarray]
+
+
+def sync_batch_norm_forward(
+    x: np.ndarray,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+    eps: float,
+    allreduce: Callable[[np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, SyncBatchNormCache]:
+    """Batch norm whose statistics span the batches of every rank (data-parallel training).
+
+    ``allreduce(buffer)`` sums a float64 buffer over the ranks in place. One call carries the
+    count, sum(x) and sum(x^2) per channel; in float64, var = E[x^2] - mean^2 keeps float32's
+    precision for activations whose mean is not far larger than their spread.
+    """
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = _broadcast_shape(x.ndim, x.shape[1])
+    channels = x.shape[1]
+    sums = np.empty(1 + 2 * channels, np.float64)
+    sums[0] = x.size // channels
+    sums[1 : 1 + channels] = x.sum(axis=axes, dtype=np.float64)
+    flat = x.reshape(len(x), channels, -1)
+    sums[1 + channels :] = np.einsum("ncs,ncs->c", flat, flat, dtype=np.float64)
+    allreduce(sums)
+    count = int(sums[0])
+    mean64 = sums[1 : 1 + channels] / count
+    var64 = np.maximum(sums[1 + channels :] / count - mean64 * mean64, 0)
+    mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
+    inv_std = (1 / np.sqrt(var64 + eps)).astype(x.dtype).reshape(shape)
+    x_hat = (x - mean.reshape(shape)) * inv_std
+    y = x_hat if gamma is None else x_hat * gamma.reshape(shape) + beta.reshape(shape)
+    return y, SyncBatchNormCache(x_hat, inv_std, gamma, axes, mean, var, count, allreduce)
+
+
+def sync_batch_norm_backward(
+    dy: np.ndarray, cache: SyncBatchNormCache
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``batch_norm_backward``'s formula with sum(g) and sum(g*x_hat) over every rank (one
+    Allreduce). dgamma and dbeta stay this rank's parts: the gradient reduction adds them."""
+    x_hat, inv_std, gamma, axes, *_, count, allreduce = cache
+    shape = inv_std.shape
+    channels = x_hat.shape[1]
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * x_hat).sum(axis=axes)
+    sums = np.concatenate([dbeta, dgamma]).astype(np.float64)
+    allreduce(sums)
+    g_sum, gx_sum = sums[:channels].astype(dy.dtype), sums[channels:].astype(dy.dtype)
+    if gamma is not None:
+        dy = dy * gamma.reshape(shape)
+        g_sum, gx_sum = g_sum * gamma, gx_sum * gamma
+    dx = (dy - (g_sum.reshape(shape) + x_hat * gx_sum.reshape(shape)) * (1.0 / count)) * inv_std
+    if gamma is None:
+        return dx, None, None
+    return dx, dgamma, dbeta

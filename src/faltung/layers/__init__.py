@@ -5,7 +5,7 @@ from .base import Layer, Parameter
 from .conv import Conv2D
 from .dense import Dense, Flatten
 from .dropout import Dropout
-from .norm import BatchNorm1D, BatchNorm2D
+from .norm import BatchNorm1D, BatchNorm2D, SyncBatchNorm1D, SyncBatchNorm2D
 from .pool import AvgPool2D, GlobalAvgPool2D, LpPool2D, MaxPool2D
 
 # PyTorch's name for the fully connected layer.
@@ -29,6 +29,8 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         ReLU,
         Sigmoid,
         Softmax,
+        SyncBatchNorm1D,
+        SyncBatchNorm2D,
         Tanh,
     )
 }
@@ -53,5 +55,7 @@ __all__ = [
     "ReLU",
     "Sigmoid",
     "Softmax",
+    "SyncBatchNorm1D",
+    "SyncBatchNorm2D",
     "Tanh",
 ]

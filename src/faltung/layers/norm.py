@@ -6,7 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from ..functional.norm import BatchNormInferenceCache
+from ..distributed import Communicator, world
+from ..functional.norm import (
+    BatchNormInferenceCache,
+    SyncBatchNormCache,
+    sync_batch_norm_backward,
+    sync_batch_norm_forward,
+)
 from .base import Layer
 
 
@@ -56,10 +62,7 @@ class _BatchNorm(Layer):
                 self.kernels.batch_norm_inference_forward,
                 x, running_mean, running_var, gamma, beta, self.eps,
             )  # fmt: skip
-        count = x.size // x.shape[1]
-        if count < 2:
-            raise self._fail(f"needs more than one value per channel in training, got {x.shape}")
-        y = self._run(self.kernels.batch_norm_forward, x, gamma, beta, self.eps)
+        y, count = self._normalise(x, gamma, beta)
         # Running statistics as in PyTorch: exponential average, unbiased variance.
         m, mean, var = self.momentum, self._cache.mean, self._cache.var
         running_mean *= 1 - m
@@ -69,13 +72,21 @@ class _BatchNorm(Layer):
         self.buffers["num_batches_tracked"] += 1
         return y
 
+    def _normalise(self, x: np.ndarray, gamma, beta) -> tuple[np.ndarray, int]:
+        """Training mode: the output, and how many values per channel the statistics saw."""
+        count = x.size // x.shape[1]
+        if count < 2:
+            raise self._fail(f"needs more than one value per channel in training, got {x.shape}")
+        return self._run(self.kernels.batch_norm_forward, x, gamma, beta, self.eps), count
+
     def backward(self, dy: np.ndarray) -> np.ndarray:
         cache = self._cached()
-        backward = (
-            self.kernels.batch_norm_inference_backward
-            if isinstance(cache, BatchNormInferenceCache)
-            else self.kernels.batch_norm_backward
-        )
+        if isinstance(cache, BatchNormInferenceCache):
+            backward = self.kernels.batch_norm_inference_backward
+        elif isinstance(cache, SyncBatchNormCache):
+            backward = sync_batch_norm_backward
+        else:
+            backward = self.kernels.batch_norm_backward
         dx, dgamma, dbeta = backward(dy, cache)
         if self.affine:
             self.grads["weight"], self.grads["bias"] = dgamma, dbeta
@@ -98,5 +109,48 @@ class BatchNorm1D(_BatchNorm):
 
 class BatchNorm2D(_BatchNorm):
     """Batch normalisation of (N, C, H, W) maps, one mean and variance per channel."""
+
+    ndim = 4
+
+
+class _SyncBatchNorm(_BatchNorm):
+    """Statistics over the batches of every rank of a data-parallel run (PyTorch's
+    SyncBatchNorm): training behaves as one process with the whole global batch would.
+
+    ``process_group``: the ``faltung.distributed`` communicator, by default ``world()``
+    (a single process outside mpiexec, where this is plain batch norm). Two small
+    Allreduces per layer and step: the statistics forward, two sums backward. In eval
+    mode, with the running statistics, nothing is exchanged.
+    """
+
+    def __init__(self, *args: Any, process_group: Communicator | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.process_group = process_group
+
+    def _normalise(self, x: np.ndarray, gamma, beta) -> tuple[np.ndarray, int]:
+        group = self.process_group or world()
+        y = self._run(sync_batch_norm_forward, x, gamma, beta, self.eps, group.allreduce_)
+        if self._cache.count < 2:
+            raise self._fail(f"needs more than one value per channel in training, got {x.shape}")
+        return y, self._cache.count
+
+    @classmethod
+    def from_batch_norm(cls, layer: _BatchNorm, process_group: Communicator | None = None):
+        """The synchronised twin of ``layer``, with its parameters and running statistics."""
+        twin = cls(**layer.config(), dtype=layer.dtype, process_group=process_group)
+        twin.params = {k: v.copy() for k, v in layer.params.items()}
+        twin.buffers = {k: v.copy() for k, v in layer.buffers.items()}
+        twin.name, twin.kernels = layer.name, layer.kernels
+        return twin
+
+
+class SyncBatchNorm1D(_SyncBatchNorm):
+    """``BatchNorm1D`` with statistics over every rank's batch."""
+
+    ndim = 2
+
+
+class SyncBatchNorm2D(_SyncBatchNorm):
+    """``BatchNorm2D`` with statistics over every rank's batch."""
 
     ndim = 4

@@ -8,6 +8,12 @@ With the same thread count, a resumed run ends bit for bit where an uninterrupte
 Checkpoints have one owner, the Trainer: given ``checkpoint_path``, it writes the file after
 every ``checkpoint_every`` epochs (and the last), and on Ctrl-C at the step boundary, and
 names it when training diverges. Callbacks only observe.
+
+Data-parallel (``comm`` with more than one rank, see ``faltung.distributed``): every rank
+draws the same permutation and takes its shard of each global batch; one Allreduce per step
+sums the shard-weighted gradients, the batch-norm running statistics and the step's loss,
+hits and Ctrl-C flag, so that every rank takes the same step and stops at the same one.
+Rank 0 alone writes the checkpoint, which holds every rank's dropout generator.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import io as model_io
+from ..distributed import Communicator, FlatReducer
 from ..losses import Loss
 from ..model import Sequential
 from ..optim import Optimizer
@@ -77,6 +84,7 @@ class Trainer:
         checkpoint_every: int = 1,
         config: dict[str, Any] | None = None,
         eval_batch_size: int | None = None,
+        comm: Communicator | None = None,
     ) -> None:
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
@@ -96,6 +104,31 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.config = dict(config or {})
         self.eval_batch_size = eval_batch_size
+        self.comm = comm or Communicator()
+        self.reducer: FlatReducer | None = None
+        if self.comm.size > 1:
+            if batch_size < self.comm.size:
+                raise ValueError(
+                    f"batch size {batch_size} leaves some of the {self.comm.size} processes "
+                    "without images; use a batch at least as large as the process count"
+                )
+            last = len(images) % batch_size
+            synced = any(hasattr(layer, "process_group") for layer in model.layers.values())
+            if synced and not drop_last and 0 < last < self.comm.size:
+                raise ValueError(
+                    f"the last batch of each epoch ({last} of {len(images)} images) leaves "
+                    f"some of the {self.comm.size} processes without images, which "
+                    "SyncBatchNorm cannot do without; change the batch size or drop_last"
+                )
+            float_buffers = [
+                (layer.buffers, key)
+                for layer in model.layers.values()
+                for key, value in layer.buffers.items()
+                if np.issubdtype(value.dtype, np.floating)
+            ]
+            self.reducer = FlatReducer(self.comm, optimizer.params, float_buffers, scalars=3)
+            for layer in self._layers_with_rng():  # rank r's masks: rank 0's stream jumped r times
+                layer.rng = np.random.Generator(layer.rng.bit_generator.jumped(self.comm.rank))
         self.rng = np.random.default_rng(seed)
         self.history = History()
         self.epoch = 0  # the epoch in progress (or next to start)
@@ -103,6 +136,7 @@ class Trainer:
         self._epoch_rng_state: dict[str, Any] | None = None
         self._sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         self._interrupt_requested = False
+        self._stop_agreed = False
 
     @property
     def steps_per_epoch(self) -> int:
@@ -133,25 +167,17 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_epoch_begin(self, epoch)
         self.model.train()
-        params = self.optimizer.params
+        learn = self._learn if self.reducer is None else self._learn_together
         while self.step < steps:
             started = time.perf_counter()
             index = batch_indices(order, self.step, self.batch_size)
-            images, labels = self.images[index], self.labels[index]
             if self.schedule is not None:
                 self.optimizer.lr = self.schedule(epoch + self.step / steps)
-            logits = self.model.forward(images)
-            loss = self.loss.forward(logits, labels)
-            if not math.isfinite(loss):
-                raise self._diverged(f"the loss became {loss}")
-            self.model.backward(self.loss.backward())
-            for p in params:
-                if p.grad is not None and not math.isfinite(float(p.grad.sum())):
-                    raise self._diverged(f"the gradient of {p.name} became NaN or infinite")
+            loss_sum, correct = learn(index)
             self.optimizer.step()
             sums = self._sums
-            sums["loss"] += loss * len(index)
-            sums["correct"] += int(np.count_nonzero(logits.argmax(axis=1) == labels))
+            sums["loss"] += loss_sum
+            sums["correct"] += correct
             sums["seen"] += len(index)
             sums["seconds"] += time.perf_counter() - started
             self.step += 1
@@ -162,7 +188,7 @@ class Trainer:
             }
             for cb in self.callbacks:
                 cb.on_batch_end(self, self.step - 1, logs)
-            if self._interrupt_requested:
+            if self._stop_agreed if self.reducer else self._interrupt_requested:
                 self._stop_for_interrupt()
         row = self._finish_epoch_row(epoch)
         for cb in self.callbacks:
@@ -176,6 +202,49 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, row)
 
+    def _learn(self, index: np.ndarray) -> tuple[float, int]:
+        """Forward and backward on one batch; returns the summed loss and the hits."""
+        images, labels = self.images[index], self.labels[index]
+        logits = self.model.forward(images)
+        loss = self.loss.forward(logits, labels)
+        if not math.isfinite(loss):
+            raise self._diverged(f"the loss became {loss}")
+        self.model.backward(self.loss.backward())
+        for p in self.optimizer.params:
+            if p.grad is not None and not math.isfinite(float(p.grad.sum())):
+                raise self._diverged(f"the gradient of {p.name} became NaN or infinite")
+        return loss * len(index), int(np.count_nonzero(logits.argmax(axis=1) == labels))
+
+    def _learn_together(self, index: np.ndarray) -> tuple[float, int]:
+        """This rank's shard of the batch, then the one Allreduce of the step.
+
+        Each rank's loss is the mean over its shard; scaled by the shard's share of the
+        batch, the summed gradients are those of the mean over the whole batch, however
+        unevenly it splits. Checks run on the summed values, so all ranks agree on them.
+        """
+        local = self.comm.shard(index)
+        loss_sum, correct = 0.0, 0
+        if len(local):
+            images, labels = self.images[local], self.labels[local]
+            logits = self.model.forward(images)
+            loss = self.loss.forward(logits, labels)
+            dlogits = self.loss.backward()
+            self.model.backward(dlogits * dlogits.dtype.type(len(local) / len(index)))
+            loss_sum = loss * len(local)
+            correct = int(np.count_nonzero(logits.argmax(axis=1) == labels))
+        stop = float(self._interrupt_requested)
+        loss_sum, correct, stop = self.reducer.reduce([loss_sum, correct, stop], len(local) > 0)
+        self._stop_agreed = stop > 0
+        if not math.isfinite(loss_sum):
+            raise self._diverged(f"the loss became {loss_sum / len(index)}")
+        if not self.reducer.gradients_finite():
+            bad = next(p for p in self.optimizer.params if not np.isfinite(p.grad).all())
+            raise self._diverged(f"the gradient of {bad.name} became NaN or infinite")
+        return float(loss_sum), int(correct + 0.5)
+
+    def _layers_with_rng(self) -> list[Any]:
+        return [layer for layer in self.model.layers.values() if hasattr(layer, "rng")]
+
     def _finish_epoch_row(self, epoch: int) -> dict[str, Any]:
         sums = self._sums
         row: dict[str, Any] = {
@@ -188,7 +257,9 @@ class Trainer:
         }
         for key, data in (("val", self.val_data), ("test", self.test_data)):
             if data is not None:
-                result = evaluate(self.model, *data, batch_size=self.eval_batch_size)
+                result = evaluate(
+                    self.model, *data, batch_size=self.eval_batch_size, comm=self.comm
+                )
                 row[f"{key}_loss"], row[f"{key}_acc"] = result.loss, result.accuracy
         self.model.train()
         return row
@@ -237,6 +308,12 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, path: str | Path) -> Path:
+        """Write the checkpoint atomically; with several ranks a collective, rank 0 writes."""
+        rank_rng_states = self.comm.allgather(
+            {layer.name: layer.rng.bit_generator.state for layer in self._layers_with_rng()}
+        )
+        if not self.comm.is_root:
+            return Path(path)
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
         arrays.update({f"optim/{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
         header = model_io.file_header(
@@ -249,19 +326,25 @@ class Trainer:
             config=self.config,
             rng_state=self.rng.bit_generator.state,
             epoch_rng_state=self._epoch_rng_state,
-            layer_rng_states={
-                name: layer.rng.bit_generator.state
-                for name, layer in self.model.layers.items()
-                if hasattr(layer, "rng")
-            },
+            layer_rng_states=rank_rng_states[0],
+            ranks=self.comm.size,
+            **({"rank_layer_rng_states": rank_rng_states} if self.comm.size > 1 else {}),
             sums=self._sums,
             history=self.history.rows,
         )
         return model_io.write_archive(path, arrays, header)
 
     def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
-        """Restore everything needed to continue exactly; validates before changing anything."""
-        header, arrays = model_io.read_archive(path, CHECKPOINT_FORMAT)
+        """Restore everything needed to continue exactly; validates before changing anything.
+
+        With several ranks rank 0 reads the file and sends it to the others. A checkpoint of
+        N ranks continues exactly on N; on another count only the dropout masks differ.
+        """
+        header, arrays = self.comm.on_root(model_io.read_archive, path, CHECKPOINT_FORMAT)
+        with self.comm.together():
+            return self._restore(path, header, arrays)
+
+    def _restore(self, path: str | Path, header: dict[str, Any], arrays: dict) -> dict[str, Any]:
         if header["architecture"] != model_io.json_roundtrip(self.model.config()):
             raise model_io.ModelFileError(
                 f"{path}: checkpoint of another architecture "
@@ -282,8 +365,13 @@ class Trainer:
             except (ValueError, KeyError):
                 self.model.load_state_dict(snapshot)
                 raise
-            for name, state in header["layer_rng_states"].items():
-                self.model.layers[name].rng.bit_generator.state = state
+            saved_ranks = header.get("rank_layer_rng_states", [header["layer_rng_states"]])
+            rank = self.comm.rank
+            for name, state in saved_ranks[min(rank, len(saved_ranks) - 1)].items():
+                layer = self.model.layers[name]
+                layer.rng.bit_generator.state = state
+                if rank >= len(saved_ranks):  # a rank the checkpoint had not: a stream of its own
+                    layer.rng = np.random.Generator(layer.rng.bit_generator.jumped(rank))
             self.rng.bit_generator.state = header["rng_state"]
         except (ValueError, KeyError, TypeError) as error:
             raise model_io.ModelFileError(f"{path}: checkpoint does not fit ({error})") from None
