@@ -27,6 +27,8 @@ from faltung.layers import (
     ReLU,
     Sigmoid,
     Softmax,
+    SyncBatchNorm1D,
+    SyncBatchNorm2D,
     Tanh,
 )
 from faltung.losses import SoftmaxCrossEntropy
@@ -65,6 +67,8 @@ CASES = [
     ("batchnorm2d", [BatchNorm2D(3)], (3, 4, 5)),
     ("batchnorm2d-plain", [BatchNorm2D(3, affine=False, eps=1e-3)], (3, 4, 5)),
     ("batchnorm1d", [Dense(5, 4), BatchNorm1D(4)], (5,)),
+    ("sync-batchnorm2d", [SyncBatchNorm2D(3)], (3, 4, 5)),
+    ("sync-batchnorm1d", [Dense(5, 4), SyncBatchNorm1D(4)], (5,)),
 ]
 
 
@@ -72,6 +76,8 @@ def read_back(layer: Layer) -> type[Layer]:
     """The layer type import gives: Lp pooling with p=1 or inf is exported as what it equals."""
     if isinstance(layer, LpPool2D) and layer.p in (1, math.inf):
         return AvgPool2D if layer.p == 1 else MaxPool2D
+    if isinstance(layer, (SyncBatchNorm1D, SyncBatchNorm2D)):  # the same at inference
+        return BatchNorm1D if isinstance(layer, SyncBatchNorm1D) else BatchNorm2D
     return type(layer)
 
 

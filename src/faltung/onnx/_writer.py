@@ -31,6 +31,8 @@ from ..layers import (
     ReLU,
     Sigmoid,
     Softmax,
+    SyncBatchNorm1D,
+    SyncBatchNorm2D,
     Tanh,
 )
 from ..model import Sequential
@@ -195,7 +197,8 @@ def _dropout(g: GraphBuilder, name: str, layer: Dropout, x: str) -> str:
     return g.node("Dropout", [x, g.constant(f"{name}.ratio", layer.p)], name, f"{name}.out")
 
 
-@emits(BatchNorm1D, BatchNorm2D)
+# Synchronised batch norm differs only in training; at inference it is plain batch norm.
+@emits(BatchNorm1D, BatchNorm2D, SyncBatchNorm1D, SyncBatchNorm2D)
 def _batch_norm(g: GraphBuilder, name: str, layer: BatchNorm1D | BatchNorm2D, x: str) -> str:
     c = layer.num_features
     scale = layer.params["weight"] if layer.affine else np.ones(c)
@@ -223,11 +226,11 @@ def default_input_shape(model: Sequential) -> tuple[int | str, ...]:
     first = next(iter(model.layers.values()))
     if isinstance(first, Conv2D):
         return (first.in_channels, "H", "W")
-    if isinstance(first, BatchNorm2D):
+    if isinstance(first, (BatchNorm2D, SyncBatchNorm2D)):
         return (first.num_features, "H", "W")
     if isinstance(first, Dense):
         return (first.in_features,)
-    if isinstance(first, BatchNorm1D):
+    if isinstance(first, (BatchNorm1D, SyncBatchNorm1D)):
         return (first.num_features,)
     raise OnnxExportError(
         f"cannot tell the input shape from the first layer ({type(first).__name__}); "
