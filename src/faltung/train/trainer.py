@@ -249,7 +249,7 @@ class Trainer:
             epoch_rng_state=self._epoch_rng_state,
             layer_rng_states={
                 name: layer.rng.bit_generator.state
-                for name, layer in self.model.layers.items()
+                for name, layer in self.model.named_layers()
                 if hasattr(layer, "rng")
             },
             sums=self._sums,
@@ -280,8 +280,9 @@ class Trainer:
             except (ValueError, KeyError):
                 self.model.load_state_dict(snapshot)
                 raise
+            layers = dict(self.model.named_layers())
             for name, state in header["layer_rng_states"].items():
-                self.model.layers[name].rng.bit_generator.state = state
+                layers[name].rng.bit_generator.state = state
             self.rng.bit_generator.state = header["rng_state"]
         except (ValueError, KeyError, TypeError) as error:
             raise model_io.ModelFileError(f"{path}: checkpoint does not fit ({error})") from None
