@@ -113,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-size", type=image_size, metavar="H[xW]", help="resize every image to this size"
     )
     train.add_argument(
+        "--augment",
+        nargs="?",
+        const="auto",
+        metavar="T1,T2|auto|none",
+        help="random transforms of each training batch: shift, flip, affine (small rotations "
+        "and scaling), brightness, contrast; 'auto' (the default when the flag is given "
+        "alone): shift plus affine for digits, shift plus flip otherwise",
+    )
+    train.add_argument(
         "--normalize",
         choices=["yes", "no"],
         help="standardise each channel with the training split's mean and std (default: yes, "

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import __version__
 from .._atomic import atomic_write
+from ..augment import parse_augment
 from ..datasets import (
     ImageArray,
     ImageDataset,
@@ -49,7 +50,7 @@ from .errors import UsageError
 SETTING_KEYS = (
     "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
     "schedule", "lr_step", "lr_gamma", "warmup", "train_size", "test_size", "val_split", "seed",
-    "kernels", "channels", "image_size", "normalize",
+    "kernels", "channels", "image_size", "normalize", "augment",
 )  # fmt: skip
 RESULT_FILES = ("model.npz", "checkpoint.npz", "metrics.json")
 
@@ -323,6 +324,11 @@ def run_train(args: argparse.Namespace) -> int:
     train_x, test_x = ImageArray(train_x, preprocessing), ImageArray(test_x, preprocessing)
     if val_data is not None:
         val_data = (ImageArray(val_data[0], preprocessing), val_data[1])
+    digits = data.name == "mnist"
+    try:
+        augment = parse_augment(settings.get("augment"), digits)
+    except ValueError as error:
+        raise UsageError(f"--augment: {error}") from None
     create_output(out)
 
     history_writer = HistoryWriter(out)
@@ -333,6 +339,7 @@ def run_train(args: argparse.Namespace) -> int:
         schedule=make_schedule(settings), test_data=(test_x, test_y), val_data=val_data,
         callbacks=[ProgressBar(), EpochPrinter(), history_writer],
         seed=settings["seed"], checkpoint_path=checkpoint,
+        augment=augment,
         config={"preset": preset.name, "settings": settings,
                 **({"model": str(args.model)} if args.model else {})},
     )  # fmt: skip

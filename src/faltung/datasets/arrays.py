@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def load_csv(
         raise DatasetError(f"{path}: cannot read ({error})") from None
     header = bool(first.strip()) and not _is_number(first.split(",")[0])
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=int(header), ndmin=2, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty file: our own error says so
+            table = np.loadtxt(path, delimiter=",", skiprows=int(header), ndmin=2, dtype=float)
     except ValueError as error:
         raise DatasetError(f"{path}: not a table of numbers ({error})") from None
     if table.size == 0:

@@ -16,7 +16,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,10 @@ class Trainer:
         checkpoint_every: int = 1,
         config: dict[str, Any] | None = None,
         eval_batch_size: int | None = None,
+        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     ) -> None:
+        """``augment(images, rng)`` transforms each training batch; its generator is seeded
+        with (seed, epoch, step), so batches are reproducible and resume stays exact."""
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
         images, labels = train_data
@@ -97,6 +100,7 @@ class Trainer:
         self.config = dict(config or {})
         self.eval_batch_size = eval_batch_size
         self.rng = np.random.default_rng(seed)
+        self.seed, self.augment = seed, augment
         self.history = History()
         self.epoch = 0  # the epoch in progress (or next to start)
         self.step = 0  # the next step inside that epoch
@@ -138,6 +142,8 @@ class Trainer:
             started = time.perf_counter()
             index = batch_indices(order, self.step, self.batch_size)
             images, labels = self.images[index], self.labels[index]
+            if self.augment is not None:
+                images = self.augment(images, np.random.default_rng([self.seed, epoch, self.step]))
             if self.schedule is not None:
                 self.optimizer.lr = self.schedule(epoch + self.step / steps)
             logits = self.model.forward(images)
