@@ -42,6 +42,8 @@ class Sequential:
             if name in self.layers or "." in name or not name:
                 raise ValueError(f"layer names must be unique, non-empty and dot-free: {name!r}")
             layer.name = name
+            for full, inner in layer.named_layers(name + "."):
+                inner.name = full  # errors inside a block name it: block1.body.conv1
             self.layers[name] = layer
         if not self.layers:
             raise ValueError("Sequential needs at least one layer")

@@ -106,13 +106,15 @@ def run_predict(args: argparse.Namespace) -> int:
         )
     preprocessing = Preprocessing.from_json(meta.preprocessing, shape[0])
     files = expand_folders(args.files)
+    # A model trained with --image-size saw every image resized: predict does the same.
+    resize = args.resize or bool(meta.settings.get("image_size"))
     failures = 0
     for start in range(0, len(files), args.batch_size):
         chunk = files[start : start + args.batch_size]
         images, names, notes = [], [], []
         for name in chunk:
             try:
-                image = load_image(name, shape[1:], args.resize, channels=shape[0])
+                image = load_image(name, shape[1:], resize, channels=shape[0])
             except ImageError as error:
                 failures += 1
                 print(f"faltung: error: {error}", file=sys.stderr)
