@@ -205,6 +205,14 @@ def count(n: int, total: int, split: str) -> str:
     return f"all {total:,} {split} images" if n == total else f"{n:,} of {total:,} {split} images"
 
 
+def take(images: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``images[index]``, without copying when the index is all of them in order (a large
+    uint8 set is then held once)."""
+    if len(index) == len(images) and np.array_equal(index, np.arange(len(images))):
+        return images
+    return images[index]
+
+
 def preset_name(args: argparse.Namespace) -> str:
     """--preset, else 'lenet' for the settings of a --model network, else 'article'."""
     return args.preset or ("lenet" if getattr(args, "model", None) else "article")
@@ -286,8 +294,8 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} {settings[size]} exceeds the {total} images available")
     train_index = subset_indices(n_train, settings["train_size"], settings["seed"])
     test_index = subset_indices(n_test, settings["test_size"], settings["seed"])
-    train_x, train_y = data.train_images[train_index], data.train_labels[train_index]
-    test_x, test_y = data.test_images[test_index], data.test_labels[test_index]
+    train_x, train_y = take(data.train_images, train_index), data.train_labels[train_index]
+    test_x, test_y = take(data.test_images, test_index), data.test_labels[test_index]
     val_data = None
     if settings["val_split"] and not data.held_out:
         n_val = round(len(train_x) * settings["val_split"])
