@@ -41,7 +41,7 @@ def load_image(
     path = Path(path)
     size = (int(size[0]), int(size[1]))
     if path.is_dir():
-        raise ImageError(f"{path}: is a directory, not an image")
+        raise ImageError(f"{path}: is a directory, not an image (and holds no image files)")
     if not path.exists():
         raise ImageError(f"{path}: no such file")
     if channels == 3:

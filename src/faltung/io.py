@@ -67,7 +67,16 @@ def read_archive(
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as error:
+    # zipfile raises NotImplementedError for archive features it lacks (a version byte of
+    # 6.4 in a damaged header, say): the file is as unusable as a corrupt one.
+    except (
+        zipfile.BadZipFile,
+        EOFError,
+        OSError,
+        KeyError,
+        ValueError,
+        NotImplementedError,
+    ) as error:
         reason = (
             "it holds pickled Python objects, which faltung never loads"
             if "pickle" in str(error)

@@ -150,19 +150,17 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def expand_folders(names: list[str]) -> list[str]:
-    """Each folder becomes the image files in it (sorted); files stay as given."""
+    """Each folder becomes the image files in it (sorted); files stay as given, and so does
+    a folder without images, which is then reported like any file that cannot be read."""
     files: list[str] = []
     for name in names:
         path = Path(name)
+        found = []
         if path.is_dir():
             found = sorted(
                 str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS
             )
-            if not found:
-                raise UsageError(f"{path}: folder holds no images ({', '.join(EXTENSIONS)})")
-            files += found
-        else:
-            files.append(name)
+        files += found or [name]
     return files
 
 

@@ -94,7 +94,7 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray | tuple[str, 
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError) as error:
         raise DatasetError(f"{path}: not a readable .npz file ({error})") from None
     if "x" in arrays or "y" in arrays:
         keys = ("x", "y", None, None)
@@ -111,7 +111,8 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray | tuple[str, 
             continue
         if key not in arrays:
             raise DatasetError(f"{path}: missing array {key!r}")
-        result[out] = (_images if out.startswith("x") else _labels)(path, key, arrays[key])
+        # pop: the file's array is freed as soon as its converted copy exists
+        result[out] = (_images if out.startswith("x") else _labels)(path, key, arrays.pop(key))
     for x, y in (("x", "y"), ("x_test", "y_test")):
         if result[x] is not None and len(result[x]) != len(result[y]):
             raise DatasetError(
