@@ -203,3 +203,18 @@ def test_mnist_as_a_png_folder_trains_exactly_like_the_idx_files(
         results[name] = json.loads((out / "metrics.json").read_text())
     assert results["png"]["final_loss"] == results["idx"]["final_loss"]
     assert results["png"]["full_test_accuracy"] == results["idx"]["full_test_accuracy"] > 0.5
+
+
+def test_resume_with_a_network_file_and_augmentation_is_bit_exact(tmp_path, shapes_dir, net_file):
+    # A constant schedule: a cosine one depends on --epochs, which differs here.
+    common = ["--model", str(net_file), "--data", str(shapes_dir), "--augment", "shift,affine", "--schedule", "constant",
+              "--batch-size", "16", "--no-plots"]  # fmt: skip
+    assert main(["train", *common, "--epochs", "2", "--out", str(tmp_path / "whole")]) == 0
+    assert main(["train", *common, "--epochs", "1", "--out", str(tmp_path / "part")]) == 0
+    assert (
+        main(["train", *common, "--epochs", "2", "--out", str(tmp_path / "part"), "--resume"]) == 0
+    )
+    whole, _ = load_model(tmp_path / "whole" / "model.npz")
+    resumed, _ = load_model(tmp_path / "part" / "model.npz")
+    for name, value in whole.state_dict().items():
+        np.testing.assert_array_equal(value, resumed.state_dict()[name], err_msg=name)
