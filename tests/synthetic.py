@@ -58,3 +58,45 @@ def install_catalogue(monkeypatch, info: DatasetInfo) -> None:
     from faltung.datasets import catalog
 
     monkeypatch.setitem(catalog.DATASETS, info.name, info)
+
+
+SHAPES = ("bar", "box", "cross")
+
+
+def draw_shapes(per_class: int = 12, size: int = 16, rgb: bool = False, seed: int = 0):
+    """uint8 images (N, C, H, W) of three classes of drawn shapes at random places, and labels:
+    a horizontal bar, a hollow box and a cross; in RGB each shape gets a random colour."""
+    rng = np.random.default_rng(seed)
+    channels = 3 if rgb else 1
+    n = per_class * len(SHAPES)
+    labels = np.repeat(np.arange(len(SHAPES)), per_class)
+    images = rng.integers(0, 30, (n, channels, size, size)).astype(np.uint8)
+    s = size // 2
+    for i, k in enumerate(labels):
+        top, left = rng.integers(0, size - s, 2)
+        colour = rng.integers(120, 256, channels) if rgb else np.array([255])
+        patch = np.zeros((s, s), bool)
+        if k == 0:
+            patch[s // 2 - 1 : s // 2 + 1, :] = True
+        elif k == 1:
+            patch[[0, -1], :] = patch[:, [0, -1]] = True
+        else:
+            patch[s // 2, :] = patch[:, s // 2] = True
+        region = images[i, :, top : top + s, left : left + s]
+        region[:, patch] = colour[:, None]
+    return images, labels
+
+
+def write_folder(root: Path, images, labels, classes=SHAPES, fmt: str = "png"):
+    """Write images as DIR/<class>/<i>.png (Pillow); returns the file paths."""
+    from PIL import Image
+
+    paths = []
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = root / classes[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        array = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+        path = folder / f"{i:05d}.{fmt}"
+        Image.fromarray(array).save(path)
+        paths.append(path)
+    return paths

@@ -150,3 +150,45 @@ def test_optimizers_follow_torch_for_several_steps(ours, theirs, kwargs):
     np.testing.assert_allclose(
         model[0].params["weight"], weight.detach().numpy(), rtol=1e-5, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_residual_basic_block(stride):
+    """basic_block against the same block in torch: conv-bn-relu-conv-bn plus a shortcut."""
+    from faltung.presets import basic_block
+
+    cout = 4 if stride == 1 else 6
+    ours = basic_block(4, cout, stride)
+    ours.reset_parameters(np.random.default_rng(0))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(4, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
+            )  # fmt: skip
+            self.shortcut = (
+                nn.Sequential(nn.Conv2d(4, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                if stride != 1
+                else nn.Identity()
+            )
+
+        def forward(self, x):
+            return self.body(x) + self.shortcut(x)
+
+    theirs = Block()
+    torch_names = {"body.conv1": "body.0", "body.bn1": "body.1", "body.conv2": "body.3",
+                   "body.bn2": "body.4", "shortcut.conv": "shortcut.0", "shortcut.bn": "shortcut.1"}  # fmt: skip
+    with torch.no_grad():
+        for name, layer in ours.named_layers():
+            for key, value in layer.params.items():
+                theirs.get_parameter(f"{torch_names[name]}.{key}").copy_(torch.tensor(value))
+    compare(ours, theirs, (3, 4, 7, 6))
+    grads = {
+        f"{name}.{key}": g for name, layer in ours.named_layers() for key, g in layer.grads.items()
+    }
+    for name, g in grads.items():
+        layer, key = name.rsplit(".", 1)
+        expected = theirs.get_parameter(f"{torch_names[layer]}.{key}").grad.numpy()
+        np.testing.assert_allclose(g, expected, rtol=1e-4, atol=1e-4, err_msg=name)

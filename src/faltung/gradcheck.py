@@ -82,8 +82,11 @@ def numerical_gradient(f: Callable[[], float], array: np.ndarray, eps: float) ->
     return grad
 
 
-def _layers_of(target: Layer | Sequential) -> list[Layer]:
-    return list(target.layers.values()) if isinstance(target, Sequential) else [target]
+def _layers_of(target: Layer | Sequential) -> list[tuple[str, Layer]]:
+    """Every layer, nested ones included, with the prefix its parameters are named by."""
+    if isinstance(target, Sequential):
+        return [(f"{name}.", layer) for name, layer in target.named_layers()]
+    return [("", target)] + [(f"{name}.", layer) for name, layer in target.named_layers()]
 
 
 def gradcheck(
@@ -131,10 +134,10 @@ def gradcheck(
 
     model = copy.deepcopy(target).astype(np.float64)
     layers = _layers_of(model)
-    for layer in layers:
+    for _, layer in layers:
         layer.needs_input_grad = True
     rng_states = [
-        (layer, layer.rng.bit_generator.state) for layer in layers if hasattr(layer, "rng")
+        (layer, layer.rng.bit_generator.state) for _, layer in layers if hasattr(layer, "rng")
     ]
     loss = copy.deepcopy(loss)
     projection: np.ndarray | None = None
@@ -155,10 +158,10 @@ def gradcheck(
     dx = model.backward(dy)
     result = GradcheckResult(tolerance=tolerance)
     result.errors["input"] = relative_error(dx, numerical_gradient(evaluate, x, eps))
-    for layer in layers:
+    for prefix, layer in layers:
         analytic_grads = {key: g.copy() for key, g in layer.grads.items()}
         for key, value in layer.params.items():
-            name = f"{layer.name}.{key}" if isinstance(model, Sequential) else key
+            name = prefix + key
             numeric = numerical_gradient(evaluate, value, eps)
             result.errors[name] = relative_error(analytic_grads[key], numeric)
     return result

@@ -29,19 +29,26 @@ def load_image(
     size: tuple[int, int] = (28, 28),
     resize: bool = False,
     invert: bool = False,
+    channels: int = 1,
 ) -> np.ndarray:
-    """A (1, H, W) float32 image in [0, 1] from a .npy array or an image file.
+    """A (C, H, W) float32 image in [0, 1] from a .npy array or an image file.
 
-    Colour is converted to grey, 16-bit images are scaled to [0, 1]; an image of the wrong
-    size is an error unless ``resize``. ``invert`` turns dark-on-light drawings into the
-    light-on-dark digits MNIST is made of (see :func:`is_dark_on_light` to decide).
+    With ``channels=1`` colour is converted to grey, 16-bit images are scaled to [0, 1];
+    ``channels=3`` reads RGB (image files only). An image of the wrong size is an error
+    unless ``resize``. ``invert`` turns dark-on-light drawings into the light-on-dark digits
+    MNIST is made of (see :func:`is_dark_on_light` to decide).
     """
     path = Path(path)
     size = (int(size[0]), int(size[1]))
     if path.is_dir():
-        raise ImageError(f"{path}: is a directory, not an image")
+        raise ImageError(f"{path}: is a directory, not an image (and holds no image files)")
     if not path.exists():
         raise ImageError(f"{path}: no such file")
+    if channels == 3:
+        if path.suffix.lower() == ".npy":
+            raise ImageError(f"{path}: this model reads RGB image files, not .npy arrays")
+        image = _from_picture(path, size, resize, rgb=True)
+        return 1.0 - image if invert else image
     if path.suffix.lower() == ".npy":
         image = _from_npy(path, size, resize)
     else:
@@ -110,7 +117,7 @@ def _from_npy(path: Path, size: tuple[int, int], resize: bool) -> np.ndarray:
     raise ImageError(f"{path}: unsupported array dtype {array.dtype} (use uint8, uint16 or float)")
 
 
-def _from_picture(path: Path, size: tuple[int, int], resize: bool) -> np.ndarray:
+def _from_picture(path: Path, size: tuple[int, int], resize: bool, rgb: bool = False) -> np.ndarray:
     try:
         from PIL import Image
     except ImportError:
@@ -125,7 +132,7 @@ def _from_picture(path: Path, size: tuple[int, int], resize: bool) -> np.ndarray
             with Image.open(path, formats=FORMATS) as picture:
                 _check_size(path, picture.height, picture.width, size, resize)
                 picture.load()
-                return _grey(Image, picture)
+                return _rgb(Image, picture, size) if rgb else _grey(Image, picture)
     except ImageError:
         raise
     except Exception as error:
@@ -154,6 +161,17 @@ def _grey(Image, picture) -> np.ndarray:
         picture = Image.alpha_composite(black, rgba)
     grey = picture.convert("L")
     return np.asarray(grey, dtype=np.float32) / np.float32(255)
+
+
+def _rgb(Image, picture, size: tuple[int, int]) -> np.ndarray:
+    """(3, H, W) float32 in [0, 1], resized (bilinear, as the training folders are)."""
+    if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
+        rgba = picture.convert("RGBA")
+        picture = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    picture = picture.convert("RGB")
+    if picture.size != (size[1], size[0]):
+        picture = picture.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(picture, np.float32).transpose(2, 0, 1) / np.float32(255)
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

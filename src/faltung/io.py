@@ -67,7 +67,16 @@ def read_archive(
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as error:
+    # zipfile raises NotImplementedError for archive features it lacks (a version byte of
+    # 6.4 in a damaged header, say): the file is as unusable as a corrupt one.
+    except (
+        zipfile.BadZipFile,
+        EOFError,
+        OSError,
+        KeyError,
+        ValueError,
+        NotImplementedError,
+    ) as error:
         reason = (
             "it holds pickled Python objects, which faltung never loads"
             if "pickle" in str(error)
@@ -137,6 +146,9 @@ class ModelMetadata:
     preset: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     test_indices: tuple[int, ...] | None = None
+    # {"mean": [...], "std": [...]} per channel, from the training split (see
+    # faltung.datasets.preprocess); None in files from before it was recorded: pixels in [0, 1].
+    preprocessing: dict[str, list[float]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -147,6 +159,7 @@ class ModelMetadata:
             "preset": self.preset,
             "settings": dict(self.settings),
             "test_indices": None if self.test_indices is None else list(self.test_indices),
+            "preprocessing": self.preprocessing,
         }
         return {**self.extra, **{k: v for k, v in known.items() if v is not None}}
 
@@ -181,6 +194,7 @@ class ModelMetadata:
                 preset=_optional_str(data.get("preset")),
                 settings=dict(data.get("settings") or {}),
                 test_indices=None if indices is None else tuple(int(i) for i in indices),
+                preprocessing=_preprocessing(data.get("preprocessing")),
                 extra=extra,
             )
         except (TypeError, ValueError) as error:
@@ -188,6 +202,14 @@ class ModelMetadata:
         if any(n < 1 for n in metadata.input_shape):
             raise ValueError(f"metadata: input shape {metadata.input_shape} is not positive")
         return metadata
+
+
+def _preprocessing(value: Any) -> dict[str, list[float]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"mean", "std"}:
+        raise ValueError("metadata: preprocessing must be {'mean': [...], 'std': [...]}")
+    return {key: [float(v) for v in value[key]] for key in ("mean", "std")}
 
 
 def _optional_str(value: Any) -> str | None:

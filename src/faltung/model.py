@@ -9,7 +9,7 @@ import numpy as np
 
 from .functional import softmax
 from .init import as_generator
-from .layers import LAYER_TYPES, Layer, Parameter
+from .layers import Layer, Parameter, layer_from_config
 from .summary import summary
 
 
@@ -42,6 +42,8 @@ class Sequential:
             if name in self.layers or "." in name or not name:
                 raise ValueError(f"layer names must be unique, non-empty and dot-free: {name!r}")
             layer.name = name
+            for full, inner in layer.named_layers(name + "."):
+                inner.name = full  # errors inside a block name it: block1.body.conv1
             self.layers[name] = layer
         if not self.layers:
             raise ValueError("Sequential needs at least one layer")
@@ -132,10 +134,17 @@ class Sequential:
             layer.reset_parameters(rng)
         return self
 
+    def named_layers(self) -> Iterator[tuple[str, Layer]]:
+        """Every layer, containers and the layers inside them, with dotted names
+        (``block1``, ``block1.body``, ``block1.body.conv1``), depth first."""
+        for name, layer in self.layers.items():
+            yield name, layer
+            yield from layer.named_layers(name + ".")
+
     def parameters(self) -> list[Parameter]:
         return [
             Parameter(f"{name}.{key}", layer, key)
-            for name, layer in self.layers.items()
+            for name, layer in self.named_layers()
             for key in layer.params
         ]
 
@@ -145,7 +154,7 @@ class Sequential:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every parameter and buffer by its dotted name, e.g. ``conv1.weight`` (copies)."""
         state: dict[str, np.ndarray] = {}
-        for name, layer in self.layers.items():
+        for name, layer in self.named_layers():
             for store in (layer.params, layer.buffers):
                 for key, value in store.items():
                     state[f"{name}.{key}"] = value.copy()
@@ -159,7 +168,7 @@ class Sequential:
         Nothing is changed unless the whole state passes the checks.
         """
         targets: dict[str, tuple[dict[str, np.ndarray], str]] = {}
-        for name, layer in self.layers.items():
+        for name, layer in self.named_layers():
             for store in (layer.params, layer.buffers):
                 for key in store:
                     targets[f"{name}.{key}"] = (store, key)
@@ -216,14 +225,16 @@ class Sequential:
         layers = []
         for entry in config:
             try:
-                layer_type = LAYER_TYPES[entry["type"]]
-                args = dict(entry.get("args", {}))
-                if "p" in args and isinstance(args["p"], str):
-                    args["p"] = float(args["p"])
-                layers.append((entry["name"], layer_type(**args)))
-            except (KeyError, TypeError, ValueError) as error:
+                layers.append((entry["name"], layer_from_config(entry)))
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
                 raise ValueError(f"cannot rebuild layer from {entry!r}: {error}") from None
         return cls(layers)
+
+    @classmethod
+    def from_entries(cls, entries: list[dict[str, Any]], seed: int = 0) -> Sequential:
+        """From a user's description (``faltung.netfile``): errors name the layer alone."""
+        layers = [(entry["name"], layer_from_config(entry)) for entry in entries]
+        return cls(layers, seed=seed)
 
     def summary(self, input_shape: tuple[int, ...]) -> str:
         """A table of each layer's output shape and parameter count (``faltung.summary``)."""

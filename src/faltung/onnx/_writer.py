@@ -29,6 +29,7 @@ from ..layers import (
     LpPool2D,
     MaxPool2D,
     ReLU,
+    Residual,
     Sigmoid,
     Softmax,
     SyncBatchNorm1D,
@@ -221,6 +222,30 @@ def _batch_norm(g: GraphBuilder, name: str, layer: BatchNorm1D | BatchNorm2D, x:
     )
 
 
+def _emit_chain(g: GraphBuilder, prefix: str, layers: dict[str, Layer], x: str) -> str:
+    for name, layer in layers.items():
+        emitter = EMITTERS.get(type(layer))
+        if emitter is None:
+            raise OnnxExportError(
+                f"layer {prefix + name!r} ({type(layer).__name__}) has no ONNX export; "
+                f"supported: {', '.join(sorted(t.__name__ for t in EMITTERS))}"
+            )
+        x = emitter(g, prefix + name, layer, x)
+    return x
+
+
+@emits(Residual)
+def _residual(g: GraphBuilder, name: str, layer: Residual, x: str) -> str:
+    """body(x) + shortcut(x): both branches read the block's input, an Add joins them."""
+    body = _emit_chain(g, f"{name}.body.", layer.body.layers, x)
+    shortcut = (
+        x
+        if layer.shortcut is None
+        else _emit_chain(g, f"{name}.shortcut.", layer.shortcut.layers, x)
+    )
+    return g.node("Add", [body, shortcut], name, f"{name}.out")
+
+
 def default_input_shape(model: Sequential) -> tuple[int | str, ...]:
     """One example's shape as far as the first layer fixes it; the rest stays symbolic."""
     first = next(iter(model.layers.values()))
@@ -285,15 +310,7 @@ def build_model_proto(
         output_dims = symbolic_output(model, len(shape) + 1)
 
     g = GraphBuilder(dtype)
-    x = INPUT_NAME
-    for name, layer in model.layers.items():
-        emitter = EMITTERS.get(type(layer))
-        if emitter is None:
-            raise OnnxExportError(
-                f"layer {name!r} ({type(layer).__name__}) has no ONNX export; "
-                f"supported: {', '.join(sorted(t.__name__ for t in EMITTERS))}"
-            )
-        x = emitter(g, name, layer, x)
+    _emit_chain(g, "", model.layers, INPUT_NAME)
     last = g.nodes[-1]
     last.output[0] = OUTPUT_NAME
 

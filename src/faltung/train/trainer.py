@@ -22,7 +22,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,10 @@ class Trainer:
         config: dict[str, Any] | None = None,
         eval_batch_size: int | None = None,
         comm: Communicator | None = None,
+        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     ) -> None:
+        """``augment(images, rng)`` transforms each training batch; its generator is seeded
+        with (seed, epoch, step), so batches are reproducible and resume stays exact."""
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
         images, labels = train_data
@@ -113,7 +116,7 @@ class Trainer:
                     "without images; use a batch at least as large as the process count"
                 )
             last = len(images) % batch_size
-            synced = any(hasattr(layer, "process_group") for layer in model.layers.values())
+            synced = any(hasattr(layer, "process_group") for _, layer in model.named_layers())
             if synced and not drop_last and 0 < last < self.comm.size:
                 raise ValueError(
                     f"the last batch of each epoch ({last} of {len(images)} images) leaves "
@@ -122,14 +125,15 @@ class Trainer:
                 )
             float_buffers = [
                 (layer.buffers, key)
-                for layer in model.layers.values()
+                for _, layer in model.named_layers()
                 for key, value in layer.buffers.items()
                 if np.issubdtype(value.dtype, np.floating)
             ]
             self.reducer = FlatReducer(self.comm, optimizer.params, float_buffers, scalars=3)
-            for layer in self._layers_with_rng():  # rank r's masks: rank 0's stream jumped r times
+            for _, layer in self._layers_with_rng():  # rank r: rank 0's stream jumped r times
                 layer.rng = np.random.Generator(layer.rng.bit_generator.jumped(self.comm.rank))
         self.rng = np.random.default_rng(seed)
+        self.seed, self.augment = seed, augment
         self.history = History()
         self.epoch = 0  # the epoch in progress (or next to start)
         self.step = 0  # the next step inside that epoch
@@ -173,7 +177,7 @@ class Trainer:
             index = batch_indices(order, self.step, self.batch_size)
             if self.schedule is not None:
                 self.optimizer.lr = self.schedule(epoch + self.step / steps)
-            loss_sum, correct = learn(index)
+            loss_sum, correct = learn(epoch, index)
             self.optimizer.step()
             sums = self._sums
             sums["loss"] += loss_sum
@@ -202,9 +206,25 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, row)
 
-    def _learn(self, index: np.ndarray) -> tuple[float, int]:
+    def _batch(
+        self, epoch: int, index: np.ndarray, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Images and labels of the batch ``index`` (only its ``rows``, if given).
+
+        Augmentation draws from a generator seeded by (seed, epoch, step), so a resumed run
+        sees the same batches; it transforms the whole batch, so that every rank's rows are
+        what one process would have seen.
+        """
+        if self.augment is None:
+            chosen = index if rows is None else index[rows]
+            return self.images[chosen], self.labels[chosen]
+        rng = np.random.default_rng([self.seed, epoch, self.step])
+        images, labels = self.augment(self.images[index], rng), self.labels[index]
+        return (images, labels) if rows is None else (images[rows], labels[rows])
+
+    def _learn(self, epoch: int, index: np.ndarray) -> tuple[float, int]:
         """Forward and backward on one batch; returns the summed loss and the hits."""
-        images, labels = self.images[index], self.labels[index]
+        images, labels = self._batch(epoch, index)
         logits = self.model.forward(images)
         loss = self.loss.forward(logits, labels)
         if not math.isfinite(loss):
@@ -215,17 +235,17 @@ class Trainer:
                 raise self._diverged(f"the gradient of {p.name} became NaN or infinite")
         return loss * len(index), int(np.count_nonzero(logits.argmax(axis=1) == labels))
 
-    def _learn_together(self, index: np.ndarray) -> tuple[float, int]:
+    def _learn_together(self, epoch: int, index: np.ndarray) -> tuple[float, int]:
         """This rank's shard of the batch, then the one Allreduce of the step.
 
         Each rank's loss is the mean over its shard; scaled by the shard's share of the
         batch, the summed gradients are those of the mean over the whole batch, however
         unevenly it splits. Checks run on the summed values, so all ranks agree on them.
         """
-        local = self.comm.shard(index)
+        local = self.comm.shard(np.arange(len(index)))
         loss_sum, correct = 0.0, 0
         if len(local):
-            images, labels = self.images[local], self.labels[local]
+            images, labels = self._batch(epoch, index, local)
             logits = self.model.forward(images)
             loss = self.loss.forward(logits, labels)
             dlogits = self.loss.backward()
@@ -242,8 +262,9 @@ class Trainer:
             raise self._diverged(f"the gradient of {bad.name} became NaN or infinite")
         return float(loss_sum), int(correct + 0.5)
 
-    def _layers_with_rng(self) -> list[Any]:
-        return [layer for layer in self.model.layers.values() if hasattr(layer, "rng")]
+    def _layers_with_rng(self) -> list[tuple[str, Any]]:
+        """(dotted name, layer) of every layer with a random generator, blocks included."""
+        return [(name, layer) for name, layer in self.model.named_layers() if hasattr(layer, "rng")]
 
     def _finish_epoch_row(self, epoch: int) -> dict[str, Any]:
         sums = self._sums
@@ -310,7 +331,7 @@ class Trainer:
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write the checkpoint atomically; with several ranks a collective, rank 0 writes."""
         rank_rng_states = self.comm.allgather(
-            {layer.name: layer.rng.bit_generator.state for layer in self._layers_with_rng()}
+            {name: layer.rng.bit_generator.state for name, layer in self._layers_with_rng()}
         )
         if not self.comm.is_root:
             return Path(path)
@@ -365,10 +386,11 @@ class Trainer:
             except (ValueError, KeyError):
                 self.model.load_state_dict(snapshot)
                 raise
+            layers = dict(self.model.named_layers())
             saved_ranks = header.get("rank_layer_rng_states", [header["layer_rng_states"]])
             rank = self.comm.rank
             for name, state in saved_ranks[min(rank, len(saved_ranks) - 1)].items():
-                layer = self.model.layers[name]
+                layer = layers[name]
                 layer.rng.bit_generator.state = state
                 if rank >= len(saved_ranks):  # a rank the checkpoint had not: a stream of its own
                     layer.rng = np.random.Generator(layer.rng.bit_generator.jumped(rank))

@@ -1,0 +1,170 @@
+"""Residual blocks (He et al., 2016): y = body(x) + shortcut(x).
+
+``Residual`` is a container: its body and shortcut are chains of ordinary layers, named as
+in PyTorch's state dicts (``block1.body.conv1.weight``). The addition is the only maths of
+its own; its backward sends the same gradient down both paths and adds what comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from .base import Layer
+
+LayerSpec = Layer | tuple[str, Layer] | Mapping[str, Any]
+
+
+def layer_from_config(entry: Mapping[str, Any]) -> Layer:
+    """Build one layer from ``{"type": ..., "args": {...}}`` (the format of model files)."""
+    from . import LAYER_TYPES  # the registry imports this module
+
+    name = entry.get("name", "?")
+    kind = entry.get("type")
+    if kind not in LAYER_TYPES:
+        raise ValueError(f"{name}: unknown layer type {kind!r}; known: {', '.join(LAYER_TYPES)}")
+    args = dict(entry.get("args", {}))
+    if "p" in args and isinstance(args["p"], str):  # LpPool2D's p = "inf" in JSON
+        args["p"] = float(args["p"])
+    try:
+        return LAYER_TYPES[kind](**args)
+    except TypeError as error:
+        raise ValueError(f"{name}: {kind} {str(error).split(') ', 1)[-1]}") from None
+    except ValueError as error:  # the layer's own check, which knows only its class name
+        raise ValueError(f"{name}: {str(error).split(': ', 1)[-1]}") from None
+
+
+class Chain(Layer):
+    """Layers applied in order inside a container (the body or shortcut of a block)."""
+
+    def __init__(self, layers: Iterable[LayerSpec]) -> None:
+        super().__init__()
+        self.layers: dict[str, Layer] = {}
+        for index, item in enumerate(layers):
+            if isinstance(item, Mapping):
+                name, layer = str(item.get("name", index)), layer_from_config(item)
+            elif isinstance(item, tuple):
+                name, layer = item
+            else:
+                name, layer = str(index), item
+            if not isinstance(layer, Layer):
+                raise ValueError(f"{name}: a {type(layer).__name__} is not a Layer")
+            if name in self.layers or "." in name or not name:
+                raise ValueError(f"layer names must be unique, non-empty and dot-free: {name!r}")
+            layer.name = name
+            self.layers[name] = layer
+        if not self.layers:
+            raise ValueError("a chain needs at least one layer")
+
+    def children(self) -> dict[str, Layer]:
+        return self.layers
+
+    def reset_parameters(self, rng: np.random.Generator) -> None:
+        for layer in self.layers.values():
+            layer.reset_parameters(rng)
+
+    def trace(self, x: np.ndarray) -> Iterator[tuple[str, Layer, np.ndarray]]:
+        """(name, layer, output) of each layer in turn."""
+        for name, layer in self.layers.items():
+            x = layer.forward(x)
+            yield name, layer, x
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        for layer in reversed(self.layers.values()):
+            dy = layer.backward(dy)
+        return dy
+
+    def config(self) -> dict[str, Any]:
+        return {"layers": self.entries()}
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [
+            {"name": name, "type": type(layer).__name__, "args": layer.config()}
+            for name, layer in self.layers.items()
+        ]
+
+
+class Residual(Layer):
+    """y = body(x) + shortcut(x); the shortcut is the identity unless given.
+
+    ``body`` and ``shortcut`` are lists of layers, ``(name, layer)`` pairs or config
+    entries (``{"name", "type", "args"}``). For a block that changes the shape, the
+    shortcut is usually a 1x1 convolution with the body's stride (and a batch norm).
+
+    >>> from faltung.layers import BatchNorm2D, Conv2D, ReLU
+    >>> block = Residual([("conv1", Conv2D(8, 16, 3, stride=2, padding=1)),
+    ...                   ("bn1", BatchNorm2D(16)), ("relu1", ReLU()),
+    ...                   ("conv2", Conv2D(16, 16, 3, padding=1))],
+    ...                  shortcut=[("conv", Conv2D(8, 16, 1, stride=2))])
+    >>> block(np.zeros((2, 8, 14, 14), np.float32)).shape
+    (2, 16, 7, 7)
+    """
+
+    def __init__(
+        self,
+        body: Iterable[LayerSpec],
+        shortcut: Iterable[LayerSpec] | Layer | None = None,
+    ) -> None:
+        super().__init__()
+        try:
+            self.body = Chain(body)
+            if isinstance(shortcut, Layer):
+                shortcut = [shortcut]
+            self.shortcut = None if shortcut is None else Chain(shortcut)
+        except ValueError as error:
+            raise self._fail(str(error)) from None
+
+    def children(self) -> dict[str, Layer]:
+        found: dict[str, Layer] = {"body": self.body}
+        if self.shortcut is not None:
+            found["shortcut"] = self.shortcut
+        return found
+
+    def reset_parameters(self, rng: np.random.Generator) -> None:
+        for child in self.children().values():
+            child.reset_parameters(rng)
+
+    def trace(self, x: np.ndarray) -> Iterator[tuple[str, Layer, np.ndarray]]:
+        """(dotted name, layer, output) of every layer inside, then the sum."""
+        y = x
+        for name, layer, y in self.body.trace(x):
+            yield f"body.{name}", layer, y
+        short = x
+        if self.shortcut is not None:
+            for name, layer, short in self.shortcut.trace(x):
+                yield f"shortcut.{name}", layer, short
+        self._check(y, short)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not np.issubdtype(np.asarray(x).dtype, np.floating):
+            x = np.asarray(x, np.float32)
+        y = self.body.forward(x)
+        short = x if self.shortcut is None else self.shortcut.forward(x)
+        self._check(y, short)
+        return y + short
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dx = self.body.backward(dy)
+        dshort = dy if self.shortcut is None else self.shortcut.backward(dy)
+        return dx + dshort
+
+    def _check(self, y: np.ndarray, short: np.ndarray) -> None:
+        if y.shape != short.shape:
+            where = "the input" if self.shortcut is None else "the shortcut"
+            raise self._fail(
+                f"body gives {tuple(y.shape[1:])} but {where} gives {tuple(short.shape[1:])}; "
+                f"a block that changes the shape needs a shortcut such as a strided 1x1 Conv2D"
+            )
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "body": self.body.entries(),
+            "shortcut": None if self.shortcut is None else self.shortcut.entries(),
+        }

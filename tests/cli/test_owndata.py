@@ -1,0 +1,220 @@
+"""The command line on the user's own images and networks: folders, CSV, npz, --model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from faltung.cli import main
+from faltung.io import load_model
+
+from ..synthetic import SHAPES, draw_shapes, install_catalogue, write_dataset, write_folder
+
+pytest.importorskip("PIL")
+
+NET = {
+    "layers": [
+        {"name": "conv1", "type": "Conv2D", "in_channels": 1, "out_channels": 8, "kernel_size": 3,
+         "padding": 1},
+        {"name": "relu1", "type": "ReLU"},
+        {"name": "pool1", "type": "MaxPool2D", "kernel_size": 2},
+        {"name": "block", "type": "Residual", "body": [
+            {"name": "conv", "type": "Conv2D", "in_channels": 8, "out_channels": 8,
+             "kernel_size": 3, "padding": 1}]},
+        {"name": "relu2", "type": "ReLU"},
+        {"name": "pool2", "type": "MaxPool2D", "kernel_size": 2},
+        {"name": "flatten", "type": "Flatten"},
+        {"name": "fc1", "type": "Dense", "in_features": 128, "out_features": 3},
+    ]
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def shapes_dir(tmp_path):
+    images, labels = draw_shapes(30, 16)
+    write_folder(tmp_path / "shapes", images, labels)
+    return tmp_path / "shapes"
+
+
+@pytest.fixture
+def net_file(tmp_path):
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(NET))
+    return path
+
+
+def test_folder_training_reaches_a_sane_accuracy_and_predicts_names(
+    tmp_path, shapes_dir, net_file, capsys
+):
+    out = tmp_path / "run"
+    args = ["train", "--model", str(net_file), "--data", str(shapes_dir), "--out", str(out),
+            "--epochs", "8", "--batch-size", "8", "--lr", "0.01", "--no-plots"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "data: shapes, all 72 training images, all 18 test images" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["full_test_accuracy"] >= 0.8, metrics
+    _, meta = load_model(out / "model.npz")
+    assert meta.classes == SHAPES and meta.input_shape == (1, 16, 16)
+    assert meta.preprocessing is not None and meta.preprocessing["std"][0] != 1.0
+    assert main(["evaluate", str(out / "model.npz"), "--data", str(shapes_dir)]) == 0
+    report = capsys.readouterr().out
+    assert f"accuracy {metrics['full_test_accuracy']:.4f}" in report and "cross" in report
+    assert main(["predict", str(out / "model.npz"), str(shapes_dir / "box")]) == 0
+    guesses = capsys.readouterr().out.splitlines()
+    assert len(guesses) == 30 and sum(": box (" in line for line in guesses) >= 20
+
+
+def test_fine_tuning_starts_from_the_trained_weights(tmp_path, shapes_dir, net_file, capsys):
+    first = tmp_path / "first"
+    base = ["--data", str(shapes_dir), "--batch-size", "8", "--lr", "0.01", "--no-plots"]
+    assert (
+        main(["train", "--model", str(net_file), "--out", str(first), "--epochs", "4", *base]) == 0
+    )
+    tuned = tmp_path / "tuned"
+    args = ["train", "--model", str(first / "model.npz"), "--out", str(tuned), "--epochs", "1"]
+    assert main([*args, *base]) == 0
+    assert "fine-tuning its trained weights" in capsys.readouterr().out
+    before = json.loads((first / "history.json").read_text())
+    after = json.loads((tuned / "history.json").read_text())
+    rows = before["rows"] if isinstance(before, dict) else before
+    rows_after = after["rows"] if isinstance(after, dict) else after
+    assert rows_after[0]["loss"] < rows[0]["loss"]
+
+
+def test_rgb_folder_with_size_augmentation_and_the_resnet(tmp_path, capsys):
+    images, labels = draw_shapes(6, 20, rgb=True)
+    write_folder(tmp_path / "rgb" / "train", images, labels)
+    write_folder(tmp_path / "rgb" / "test", images[::3], labels[::3])
+    out = tmp_path / "run"
+    args = ["train", "--preset", "resnet", "--data", str(tmp_path / "rgb"), "--image-size", "12",
+            "--augment", "--epochs", "1", "--batch-size", "6", "--out", str(out), "--no-plots"]  # fmt: skip
+    assert main(args) == 0
+    _, meta = load_model(out / "model.npz")
+    assert meta.input_shape == (3, 12, 12) and len(meta.preprocessing["mean"]) == 3
+    assert meta.settings["augment"] == "auto"
+    assert main(["predict", str(out / "model.npz"), str(tmp_path / "rgb" / "test" / "bar")]) == 0
+
+
+def test_csv_and_npz_train(tmp_path, net_file):
+    images, labels = draw_shapes(10, 16)
+    rows = np.concatenate([labels[:, None], images.reshape(len(images), -1)], axis=1)
+    np.savetxt(tmp_path / "d.csv", rows, fmt="%d", delimiter=",")
+    np.savez(tmp_path / "d.npz", x=images[:, 0], y=labels)
+    for name in ("d.csv", "d.npz"):
+        args = ["train", "--model", str(net_file), "--data", str(tmp_path / name), "--epochs",
+                "1", "--out", str(tmp_path / name.replace(".", "_")), "--no-plots"]  # fmt: skip
+        assert main(args) == 0
+
+
+def test_summary_of_a_network_file(net_file, capsys):
+    assert main(["summary", "--model", str(net_file), "--input-shape", "1x16x16"]) == 0
+    out = capsys.readouterr().out
+    assert "block.body.conv" in out and "forward FLOPs per image" in out
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("empty_class", "box: class folder holds no images"),
+        ("bad_augment", "--augment: unknown augmentation 'rotate'"),
+        ("missing_model", "--model"),
+        ("wrong_shapes", "fc1 (Dense): expected 128 input features"),
+        ("labels", "training label 7 is out of range for the 3 classes"),
+        ("mixed_sizes", "pass --image-size HxW"),
+    ],
+)
+def test_bad_inputs_are_one_line_before_any_output(
+    tmp_path, shapes_dir, net_file, case, message, capsys
+):
+    data, model, extra = shapes_dir, net_file, []
+    if case == "empty_class":
+        for path in (shapes_dir / "box").iterdir():
+            path.unlink()
+    elif case == "bad_augment":
+        extra = ["--augment", "rotate"]
+    elif case == "missing_model":
+        model = tmp_path / "nothing.toml"
+    elif case == "wrong_shapes":
+        extra = ["--image-size", "20"]
+    elif case == "labels":
+        data = tmp_path / "d.npz"
+        np.savez(data, x=np.zeros((4, 16, 16), np.uint8), y=np.array([0, 1, 2, 7]),
+                 classes=np.array(SHAPES))  # fmt: skip
+    elif case == "mixed_sizes":
+        from PIL import Image
+
+        Image.new("L", (17, 16)).save(shapes_dir / "bar" / "odd.png")
+    out = tmp_path / "never"
+    args = ["train", "--model", str(model), "--data", str(data), "--out", str(out), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("faltung: error: ") and message in err[0], err
+    assert not out.exists()
+
+
+def test_mnist_as_a_png_folder_trains_exactly_like_the_idx_files(
+    tmp_path, mnist_dir, monkeypatch, capsys
+):
+    """Export MNIST images to DIR/train/<digit>/*.png and DIR/test/...; the folder must give
+    the same pixels, and a short run on it the same numbers as on IDX files that hold the
+    same images in the same order."""
+    from faltung.datasets import load_data, load_dataset
+
+    mnist = load_dataset("mnist", mnist_dir, normalize=False)
+    pick = np.random.default_rng(0)
+    train_index = np.sort(pick.choice(60_000, 600, replace=False))
+    test_index = np.sort(pick.choice(10_000, 100, replace=False))
+    digits = tuple(str(d) for d in range(10))
+    for split, images, labels in (
+        ("train", mnist.train_images[train_index], mnist.train_labels[train_index]),
+        ("test", mnist.test_images[test_index], mnist.test_labels[test_index]),
+    ):
+        write_folder(tmp_path / "png" / split, images, labels, classes=digits)
+    folder = load_data(tmp_path / "png")
+    # The folder lists images by class, then name; IDX files holding that order.
+    order = {
+        split: np.lexsort((index, labels[index]))
+        for split, index, labels in (("train", train_index, mnist.train_labels),
+                                     ("test", test_index, mnist.test_labels))
+    }  # fmt: skip
+    np.testing.assert_array_equal(
+        folder.train_images, mnist.train_images[train_index][order["train"]]
+    )
+    np.testing.assert_array_equal(folder.test_labels, mnist.test_labels[test_index][order["test"]])
+    arrays = {
+        "train_images": folder.train_images[:, 0], "train_labels": folder.train_labels.astype(np.uint8),
+        "test_images": folder.test_images[:, 0], "test_labels": folder.test_labels.astype(np.uint8),
+    }  # fmt: skip
+    install_catalogue(monkeypatch, write_dataset(tmp_path / "idx", arrays))
+    results = {}
+    for name, data in (("png", tmp_path / "png"), ("idx", tmp_path / "idx")):
+        out = tmp_path / f"run-{name}"
+        args = ["train", "--preset", "lenet", "--data", str(data), "--epochs", "1",
+                "--batch-size", "32", "--out", str(out), "--no-plots"]  # fmt: skip
+        assert main(args) == 0
+        results[name] = json.loads((out / "metrics.json").read_text())
+    assert results["png"]["final_loss"] == results["idx"]["final_loss"]
+    assert results["png"]["full_test_accuracy"] == results["idx"]["full_test_accuracy"] > 0.5
+
+
+def test_resume_with_a_network_file_and_augmentation_is_bit_exact(tmp_path, shapes_dir, net_file):
+    # A constant schedule: a cosine one depends on --epochs, which differs here.
+    common = ["--model", str(net_file), "--data", str(shapes_dir), "--augment", "shift,affine", "--schedule", "constant",
+              "--batch-size", "16", "--no-plots"]  # fmt: skip
+    assert main(["train", *common, "--epochs", "2", "--out", str(tmp_path / "whole")]) == 0
+    assert main(["train", *common, "--epochs", "1", "--out", str(tmp_path / "part")]) == 0
+    assert (
+        main(["train", *common, "--epochs", "2", "--out", str(tmp_path / "part"), "--resume"]) == 0
+    )
+    whole, _ = load_model(tmp_path / "whole" / "model.npz")
+    resumed, _ = load_model(tmp_path / "part" / "model.npz")
+    for name, value in whole.state_dict().items():
+        np.testing.assert_array_equal(value, resumed.state_dict()[name], err_msg=name)

@@ -1,0 +1,109 @@
+"""Networks described in TOML or JSON: the Python names, nested blocks, errors naming the layer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from faltung.netfile import check_shapes, read_network
+
+NET = {
+    "input_shape": [1, 12, 12],
+    "layers": [
+        {"name": "conv1", "type": "Conv2D", "in_channels": 1, "out_channels": 4, "kernel_size": 3},
+        {"name": "relu1", "type": "ReLU"},
+        {
+            "name": "block",
+            "type": "Residual",
+            "body": [
+                {"name": "conv", "type": "Conv2D", "args": {"in_channels": 4, "out_channels": 8,
+                 "kernel_size": 3, "stride": 2, "padding": 1, "bias": False}},
+                {"name": "bn", "type": "BatchNorm2D", "num_features": 8},
+            ],
+            "shortcut": [{"name": "proj", "type": "Conv2D", "in_channels": 4, "out_channels": 8,
+                          "kernel_size": 1, "stride": 2}],
+        },
+        {"name": "pool", "type": "GlobalAvgPool2D"},
+        {"name": "fc1", "type": "Dense", "in_features": 8, "out_features": 3},
+    ],
+}  # fmt: skip
+
+TOML = """
+input_shape = [1, 28, 28]
+[[layers]]
+name = "conv1"
+type = "Conv2D"
+in_channels = 1
+out_channels = 50
+kernel_size = 5
+stride = 2
+[[layers]]
+name = "flatten"
+type = "Flatten"
+[[layers]]
+name = "fc1"
+type = "Dense"
+in_features = 800
+out_features = 10
+"""
+
+
+def test_json_network_with_a_residual_block(tmp_path):
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(NET))
+    model, shape = read_network(path)
+    assert shape == (1, 12, 12)
+    assert "block.shortcut.proj.weight" in model.state_dict()
+    assert model(np.zeros((2, 1, 12, 12), np.float32)).shape == (2, 3)
+    again, _ = read_network(path)
+    for p, q in zip(model.parameters(), again.parameters()):
+        np.testing.assert_array_equal(p.value, q.value)  # seeded
+
+
+def test_toml_shapes_that_do_not_fit_name_the_layer(tmp_path):
+    pytest.importorskip("tomllib")
+    path = tmp_path / "net.toml"
+    path.write_text(TOML)
+    with pytest.raises(
+        ValueError, match=r"fc1 \(Dense\): expected 800 input features, got shape \(1, 7200\)"
+    ):
+        read_network(path)
+    path.write_text(TOML.replace("in_features = 800", "in_features = 7200"))
+    model, _ = read_network(path)
+    check_shapes(model, (1, 28, 28), path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"type": "Conv3D"}, "conv1: unknown layer type 'Conv3D'"),
+        ({"kernel": 3}, "conv1: Conv2D got an unexpected keyword argument 'kernel'"),
+        ({"out_channels": 0}, "conv1: channel counts must be positive"),
+    ],
+)
+def test_layer_errors_name_layer_and_field(tmp_path, change, message):
+    net = json.loads(json.dumps(NET))
+    net["layers"][0].update(change)
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(net))
+    with pytest.raises(ValueError, match=message):
+        read_network(path)
+
+
+def test_nested_errors_and_bad_files(tmp_path):
+    net = json.loads(json.dumps(NET))
+    net["layers"][2]["body"][1]["num_features"] = 5
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(net))
+    with pytest.raises(
+        ValueError, match=r"block.body.bn \(BatchNorm2D\): expected 5 input channels"
+    ):
+        read_network(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_network(path)
+    path.write_text(json.dumps({"layers": []}))
+    with pytest.raises(ValueError, match="expected a list 'layers'"):
+        read_network(path)
