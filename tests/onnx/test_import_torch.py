@@ -34,6 +34,25 @@ class ViewConstant(nn.Module):
         return x.reshape(-1, self.features)
 
 
+class Block(nn.Module):
+    """A ResNet basic block: relu(body(x) + shortcut(x)), the shortcut a strided 1x1 conv
+    with batch norm when the shape changes, else the identity."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))  # fmt: skip
+        self.shortcut = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
 def nets():
     """(id, module, one example's shape): padding, stride, groups, dilation, batch norm,
     average and max pooling, dropout, and each way of flattening before the classifier."""
@@ -57,6 +76,10 @@ def nets():
             nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(20, 50, 5),
             nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(),
             nn.Dropout(0.5), nn.Linear(500, 10)), (1, 28, 28)),
+        ("resnet", nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+            Block(8, 8, 1), Block(8, 16, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(16, 10)), (1, 12, 12)),
     ]  # fmt: skip
 
 
@@ -128,7 +151,7 @@ def test_pytorch_exports_import_exactly_and_round_trip(tmp_path, exporter, modul
 
 
 def test_pytorch_names_become_plain_layer_names(tmp_path):
-    _, module, shape = NETS[-1]
+    _, module, shape = next(net for net in NETS if net[0] == "lenet")
     torch_export(prepared(module), shape, tmp_path / "m.onnx", dynamo=False)
     model, _ = fonnx.load(tmp_path / "m.onnx")
     assert list(model.layers)[:4] == ["conv1", "pool1", "relu1", "conv2"]

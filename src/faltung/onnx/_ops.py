@@ -44,7 +44,7 @@ class Step:
 
 
 Importer = Callable[[Graph, Any, Shape], Step]
-# op type -> importer. A residual block would add "Add" here, fed by two chain tensors.
+# op type -> importer; the residual Add that joins two branches is read by the chain reader.
 IMPORTERS: dict[str, Importer] = {}
 
 

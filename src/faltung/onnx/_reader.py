@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..layers import Residual
 from ..model import Sequential
 from . import _pool_ops  # noqa: F401  (registers the pooling importers)
 from ._graph import BATCH, UNKNOWN, Graph, Shape, describe, fail
@@ -27,6 +28,7 @@ LAYER_PREFIX = {
     "MaxPool2D": "pool", "AvgPool2D": "pool", "LpPool2D": "pool", "GlobalAvgPool2D": "gap",
     "Flatten": "flatten", "ReLU": "relu", "LeakyReLU": "relu", "Sigmoid": "sigmoid",
     "Tanh": "tanh", "Softmax": "softmax", "Dropout": "dropout", "Identity": "identity",
+    "Residual": "block",
 }  # fmt: skip
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
 ELEMENT_TYPES = {1: np.dtype(np.float32), 11: np.dtype(np.float64)}
@@ -63,22 +65,7 @@ def build(proto: Any, base_dir: Path | None) -> tuple[Sequential, dict[str, Any]
     output = _graph_output(graph)
     graph.shapes[x] = shape
 
-    steps: list[Step] = []
-    while x != output:
-        node = _next_node(graph, x)
-        if node.domain not in ("", "ai.onnx"):
-            raise fail(node, f"operator of domain {node.domain!r} is not supported")
-        importer = IMPORTERS.get(node.op_type)
-        if importer is None:
-            raise fail(node, "operator not supported (faltung reads chains of standard CNN ops)")
-        if list(node.input).index(x) != 0:
-            raise fail(node, "the chain must enter as its first input")
-        step = importer(graph, node, shape)
-        for used in step.nodes:
-            graph.take(used)
-        steps.append(step)
-        x, shape = step.output, step.shape
-        graph.shapes[x] = shape
+    steps, x, shape, _ = _read_chain(graph, x, shape, output)
     if graph.users(x):
         raise fail(graph.users(x)[0], "reads the graph's output: only chains are supported")
     leftover = [n for n in graph.proto.node if id(n) not in graph.consumed and not _dead(graph, n)]
@@ -122,18 +109,101 @@ def _graph_output(graph: Graph) -> str:
     return outputs[0].name
 
 
-def _next_node(graph: Graph, x: str) -> Any:
+def _read_chain(
+    graph: Graph, x: str, shape: Shape, output: str, in_block: bool = False
+) -> tuple[list[Step], str, Shape, Any]:
+    """The steps from tensor ``x`` to the graph's output; inside a residual block, up to the
+    Add that ends the branch, which is returned last (None otherwise)."""
+    steps: list[Step] = []
+    while x != output:
+        users = _users(graph, x)
+        if len(users) == 2:  # a fork: a residual block, whose branches meet in an Add
+            step = _read_block(graph, x, shape, users, output)
+        else:
+            node = users[0]
+            if in_block and node.op_type == "Add":
+                return steps, x, shape, node
+            step = _read_step(graph, node, x, shape)
+        steps.append(step)
+        x, shape = step.output, step.shape
+        graph.shapes[x] = shape
+    if in_block:
+        raise OnnxImportError(f"a branch from tensor {x!r} reaches the output without an Add")
+    return steps, x, shape, None
+
+
+def _users(graph: Graph, x: str) -> list[Any]:
     # Shape nodes only read a size; they are folded into the Reshape that uses them.
     users = [n for n in graph.users(x) if n.op_type != "Shape" and id(n) not in graph.consumed]
     users = list({id(n): n for n in users}.values())  # a node may read x twice
     if not users:
         raise OnnxImportError(f"tensor {x!r} leads nowhere: it is not the graph's output")
-    if len(users) > 1:
+    if len(users) > 2:
         names = ", ".join(describe(n) for n in users[:3])
         raise OnnxImportError(
-            f"tensor {x!r} feeds {len(users)} nodes ({names}): only chains are supported"
+            f"tensor {x!r} feeds {len(users)} nodes ({names}): only chains and residual "
+            "blocks (two branches joined by an Add) are supported"
         )
-    return users[0]
+    return users
+
+
+def _read_step(graph: Graph, node: Any, x: str, shape: Shape) -> Step:
+    if node.domain not in ("", "ai.onnx"):
+        raise fail(node, f"operator of domain {node.domain!r} is not supported")
+    importer = IMPORTERS.get(node.op_type)
+    if importer is None:
+        reason = "an Add outside a residual block" if node.op_type == "Add" else "operator"
+        raise fail(node, f"{reason} not supported (faltung reads chains of standard CNN ops)")
+    if list(node.input).index(x) != 0:
+        raise fail(node, "the chain must enter as its first input")
+    step = importer(graph, node, shape)
+    for used in step.nodes:
+        graph.take(used)
+    return step
+
+
+def _read_block(graph: Graph, x: str, shape: Shape, users: list[Any], output: str) -> Step:
+    """Two branches from ``x`` that meet in one Add: ``Residual(body, shortcut)``.
+
+    A branch that is the Add itself is the identity shortcut; otherwise the branch feeding
+    the Add's first input is the body (the order faltung and PyTorch write).
+    """
+    branches = []
+    for first in users:
+        if first.op_type == "Add" and first.domain in ("", "ai.onnx"):
+            branches.append(([], x, shape, first))
+            continue
+        step = _read_step(graph, first, x, shape)
+        graph.shapes[step.output] = step.shape
+        steps, end, end_shape, add = _read_chain(graph, step.output, step.shape, output, True)
+        branches.append(([step, *steps], end, end_shape, add))
+    add = branches[0][3]
+    if branches[1][3] is not add:
+        raise fail(add, "the two branches of a fork must meet in the same Add")
+    if len(add.input) != 2 or sorted(add.input) != sorted(b[1] for b in branches):
+        raise fail(add, "a residual Add must add exactly the two branches of one fork")
+    body, shortcut = sorted(branches, key=lambda b: list(add.input).index(b[1]))
+    if not body[0]:
+        body, shortcut = shortcut, body
+    if body[2] != shortcut[2]:
+        raise fail(add, f"adds shapes {body[2]} and {shortcut[2]}: broadcasting is not supported")
+    graph.take(add)
+    names = {"body": _names(body[0]), "shortcut": _names(shortcut[0])}
+    layer = Residual(
+        list(zip(names["body"], (s.layer for s in body[0]))),
+        shortcut=list(zip(names["shortcut"], (s.layer for s in shortcut[0]))) or None,
+    )
+    state = {
+        f"{part}.{name}.{key}": value
+        for part, branch in (("body", body[0]), ("shortcut", shortcut[0]))
+        for name, step in zip(names[part], branch)
+        for key, value in step.state.items()
+    }
+    return Step(layer, state, [add], add.output[0], body[2])
+
+
+def _names(steps: list[Step]) -> list[str]:
+    return [_layer_name(step, steps[:i]) for i, step in enumerate(steps)]
 
 
 def _dead(graph: Graph, node: Any) -> bool:
@@ -148,10 +218,11 @@ def _assemble(steps: list[Step], dtype: np.dtype) -> Sequential:
     state: dict[str, np.ndarray] = {}
     for name, step in zip(names, steps):
         for key, value in step.state.items():
-            kind_matches = value.dtype.kind == "f" or key == "num_batches_tracked"
+            counter = key.endswith("num_batches_tracked")
+            kind_matches = value.dtype.kind == "f" or counter
             if not kind_matches:
                 raise fail(step.nodes[0], f"{key} must be floating point")
-            state[f"{name}.{key}"] = value if key == "num_batches_tracked" else value.astype(dtype)
+            state[f"{name}.{key}"] = value if counter else value.astype(dtype)
     try:
         model.load_state_dict(state)
     except ValueError as error:

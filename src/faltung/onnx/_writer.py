@@ -66,8 +66,8 @@ class GraphBuilder:
         return output
 
 
-# (graph, layer name, layer, input tensor) -> output tensor. A new layer type (a residual
-# block, say) registers its function here: it may emit any number of nodes, Add included.
+# (graph, layer name, layer, input tensor) -> output tensor. Each layer type registers its
+# function here; it may emit any number of nodes (a residual block: both branches, an Add).
 Emitter = Callable[[GraphBuilder, str, Any, str], str]
 EMITTERS: dict[type[Layer], Emitter] = {}
 
