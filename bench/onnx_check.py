@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import faltung.onnx as fonnx
-from faltung.datasets import iterate_minibatches, load_dataset
+from faltung.datasets import load_dataset
 from faltung.io import load_model
 
 
@@ -70,8 +70,12 @@ def check_torch(data: str | None, epochs: int, seed: int) -> dict:
     net.train()
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
-        batches = iterate_minibatches(mnist.train_images, mnist.train_labels, 64, rng)
-        for x, y in batches:
+        order = rng.permutation(len(mnist.train_images))
+        for start in range(0, len(order), 64):
+            x, y = (
+                mnist.train_images[order[start : start + 64]],
+                mnist.train_labels[order[start : start + 64]],
+            )
             optimizer.zero_grad()
             loss(net(torch.from_numpy(x)), torch.from_numpy(y.astype(np.int64))).backward()
             optimizer.step()

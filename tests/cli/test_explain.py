@@ -88,3 +88,17 @@ def test_train_writes_layer_statistics_and_layers_png(tmp_path, synthetic_dir):
     assert all("sigmoid.saturated" in row and "relu1.zero_frac" in row for row in rows)
     assert all("conv1.grad_norm" in row and "fc1.std" in row for row in rows)
     assert (out / "layers.png").stat().st_size > 10_000
+
+
+def test_explain_inverts_a_dark_digit_on_light_paper_as_predict_does(grey_model, tmp_path, capsys):
+    directory, label = grey_model
+    light = tmp_path / "light.npy"
+    np.save(light, 1 - np.load(directory / "digit.npy"))
+    out = tmp_path / "pictures"
+    args = ["explain", str(directory / "model.npz"), str(light), "--out", str(out), "--steps", "4"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "inverted (a dark digit on a light background)" in printed
+    assert printed.splitlines()[1].startswith(f"{light}: c{label} (")
+    assert main([*args, "--invert", "no"]) == 0
+    assert "inverted" not in capsys.readouterr().out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -267,6 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(f"faltung: {stop}", 130, every_rank=True)
     except (DistributedError, TrainingDiverged) as error:
         return _report(f"faltung: error: {_one_line(error)}", 2, every_rank=True)
+    except BrokenPipeError:
+        # The reader went away (``faltung ... | head``): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (UsageError, DatasetError, ModelFileError, ValueError, OSError) as error:
         return _report(f"faltung: error: {_one_line(error)}", 2, every_rank=False)
     except KeyboardInterrupt:

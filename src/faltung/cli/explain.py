@@ -16,7 +16,7 @@ from ..explain.plots import (
     plot_filters,
     plot_probabilities,
 )
-from ..images import ImageError, load_image
+from ..images import ImageError, is_dark_on_light, load_image
 from ..viz import _pyplot
 from ._model import class_names, image_shape, load_with_metadata
 from .errors import UsageError
@@ -76,7 +76,13 @@ def run_explain(args: argparse.Namespace) -> int:
         raise UsageError("faltung explain draws pictures: pip install 'faltung[plot]'")
     model, metadata = load_with_metadata(args.model)
     shape = image_shape(model, metadata)
-    image = load_input(args.image, shape, args.resize, args.invert).astype(model.dtype)
+    image = load_input(args.image, shape, args.resize, False).astype(model.dtype)
+    # As in predict: a grey dark-on-light drawing is inverted unless told otherwise.
+    auto = args.invert == "auto" and shape[0] == 1 and is_dark_on_light(image[0])
+    if args.invert == "yes" or auto:
+        image = (1 - image).astype(model.dtype)
+        if auto:
+            print(f"{args.image}: inverted (a dark digit on a light background)")
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -162,7 +168,10 @@ def add_explain_parsers(commands, positive_int) -> None:
     )
     explain.add_argument("--resize", action="store_true", help="scale the image to the model's")
     explain.add_argument(
-        "--invert", action="store_true", help="invert grey levels (dark digits on light paper)"
+        "--invert",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="invert grey levels; auto (default) when the border is brighter than the centre",
     )
 
     serve = commands.add_parser("serve", help="a live page: draw a digit, watch every layer")
