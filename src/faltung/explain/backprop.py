@@ -25,17 +25,19 @@ def eval_backprop(model: Sequential, input_grad: bool = True) -> Iterator[Sequen
     Parameter gradients computed inside are restored on exit too, so that explaining a
     model in the middle of a training step changes nothing the optimiser will read.
     """
-    layers = list(model.layers.values())
-    first_needs_input_grad = layers[0].needs_input_grad
+    first = next(iter(model.layers.values()))
+    first_needs_input_grad = first.needs_input_grad
+    # Every layer, those inside residual blocks too: their gradients are overwritten here.
+    layers = [layer for _, layer in model.named_layers()]
     grads = [dict(layer.grads) for layer in layers]
     was_training = model.training
     model.eval(keep_cache=True)
-    layers[0].needs_input_grad = input_grad or first_needs_input_grad
+    first.needs_input_grad = input_grad or first_needs_input_grad
     try:
         yield model
     finally:
         model.train(was_training)
-        layers[0].needs_input_grad = first_needs_input_grad
+        first.needs_input_grad = first_needs_input_grad
         for layer, old in zip(layers, grads):
             layer.grads.clear()
             layer.grads.update(old)

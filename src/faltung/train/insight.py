@@ -72,7 +72,8 @@ def layer_statistics(trainer: Trainer, images: np.ndarray, labels: np.ndarray) -
             x = y
         loss.forward(x, labels)
         model.backward(loss.backward())
-        for name, layer in model.layers.items():
+        # Parameters inside residual blocks belong to the layers within: name those.
+        for name, layer in model.named_layers():
             if layer.grads:
                 squares = sum(float(np.vdot(g, g)) for g in layer.grads.values())
                 stats[f"{name}.grad_norm"] = math.sqrt(squares)
