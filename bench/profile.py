@@ -1,6 +1,6 @@
 """Where a training step spends its time: each layer's forward and backward, and the rest.
 
-    python -m bench.profile [--preset article] [--batch 64] [--steps 60]
+    python -m bench.profile [--preset article] [--order preset|textbook] [--batch 64]
 
 Each layer is timed on every step and the median over the steps is reported, which is
 robust to this machine's drift; ``--floor`` reports the fastest instead, the cost without
@@ -15,21 +15,22 @@ import time
 
 import numpy as np
 
+from bench.networks import ORDERS, numpy_network
 from faltung.losses import SoftmaxCrossEntropy
 from faltung.optim import SGD
 from faltung.presets import PRESETS
 
 
 def profile(
-    preset: str, batch: int, steps: int, floor: bool = False
+    preset: str, batch: int, steps: int, floor: bool = False, order: str = "preset"
 ) -> list[tuple[str, float, float]]:
-    model = PRESETS[preset].build(0)
+    model = numpy_network(preset, order)
     loss = SoftmaxCrossEntropy()
     optimizer = SGD(model.parameters(), lr=0.005, weight_decay=1e-4)
     rng = np.random.default_rng(0)
     x_all = rng.random((batch * 8, 1, 28, 28), dtype=np.float32)
     y_all = rng.integers(0, 10, batch * 8)
-    names = list(model.layers)
+    names = [layer.name for layer in model.run_order()]  # as forward runs them
     forward = {n: [] for n in names}
     backward = {n: [] for n in names}
     other, total = [], []
@@ -64,13 +65,14 @@ def profile(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="article", choices=list(PRESETS))
+    parser.add_argument("--order", default="preset", choices=ORDERS)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument(
         "--floor", action="store_true", help="report the fastest step (noise-free floor)"
     )
     args = parser.parse_args(argv)
-    rows = profile(args.preset, args.batch, args.steps, args.floor)
+    rows = profile(args.preset, args.batch, args.steps, args.floor, args.order)
     step = rows[-1][1]
     print(
         f"{args.preset}, batch {args.batch}: {'fastest' if args.floor else 'median'} step "

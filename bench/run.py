@@ -5,7 +5,10 @@
     python -m bench.run --profile       # where a training step spends its time, per layer
     python -m bench.run --quick         # fewer points, for a smoke test
 
-Each figure is measured at least 3 times (``--repeats``), each time as the median call
+Both presets run in their own layer order (conv -> pool -> ReLU) and in the textbooks'
+(conv -> ReLU -> pool), in both frameworks. GFLOP/s count the multiply-adds of the
+convolutions and dense layers, and are also given as a fraction of the measured float32
+matmul peak. Each figure is measured at least 3 times (``--repeats``), each time as the median call
 over at least ``--seconds``; the min, median and max of the repeats are reported. Ours and
 PyTorch's are measured in alternation so that the machine's drift (about 25% over tens of
 seconds here) hits both alike. Only ratios from the same run are meaningful.
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.networks import ORDERS, numpy_network
 from faltung import __version__
 from faltung.losses import SoftmaxCrossEntropy
 from faltung.optim import SGD
@@ -39,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class NumpyRunner:
-    def __init__(self, preset: str, lr: float = 0.005) -> None:
-        self.model = PRESETS[preset].build(0)
+    def __init__(self, preset: str, lr: float = 0.005, order: str = "preset") -> None:
+        self.model = numpy_network(preset, order)
         self.loss = SoftmaxCrossEntropy()
         self.optimizer = SGD(self.model.parameters(), lr=lr, weight_decay=1e-4)
 
@@ -56,15 +60,17 @@ class NumpyRunner:
         self.model.forward(images)
 
 
-def torch_runner(preset: str):
+def torch_runner(preset: str, order: str = "preset"):
     from bench.torch_models import TorchRunner
 
-    return TorchRunner(preset, threads=os.cpu_count() or 1)
+    return TorchRunner(preset, threads=os.cpu_count() or 1, order=order)
 
 
-def make_call(factory, preset: str, mode: str, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
+def make_call(
+    factory, preset: str, order: str, mode: str, x: np.ndarray, y: np.ndarray
+) -> Callable[[], None]:
     """A fresh runner's training step or inference on (x, y), as a no-argument call."""
-    runner = factory(preset)
+    runner = factory(preset, order=order)
     if mode == "train":
         return lambda: runner.train_step(x, y)
     return lambda: runner.infer(x)
@@ -192,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seconds", type=float, default=1.0, help="minimum seconds per measurement"
     )
-    parser.add_argument("--quick", action="store_true", help="article preset and two batch sizes")
+    parser.add_argument(
+        "--quick", action="store_true", help="article preset, its own layer order, two batches"
+    )
     parser.add_argument("--profile", action="store_true", help="per-layer profile and exit")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument(
@@ -214,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = os.cpu_count() or 1
     use_torch = not args.no_torch and torch_available()
     presets = ["article"] if args.quick else ["article", "lenet"]
+    orders = ORDERS[:1] if args.quick else ORDERS
     train_batches = [5, 64] if args.quick else [5, 64, 256]
     infer_batches = [64, 1000]
     peak = matmul_peak()
@@ -238,19 +247,22 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     rows = []
-    for preset in presets:
+    for preset, order in [(p, o) for p in presets for o in orders]:
         layer_flops = count_flops(PRESETS[preset].build(0), INPUT)
         flops, step_flops = sum(layer_flops.values()), training_step_flops(layer_flops)
         for mode, batches in (("train", train_batches), ("infer", infer_batches)):
             for batch in batches:
                 x, y = data(batch)
-
-                ours = partial(make_call, NumpyRunner, preset, mode, x, y)
-                theirs = partial(make_call, torch_runner, preset, mode, x, y) if use_torch else None
+                ours = partial(make_call, NumpyRunner, preset, order, mode, x, y)
+                theirs = (
+                    partial(make_call, torch_runner, preset, order, mode, x, y)
+                    if use_torch
+                    else None
+                )
                 result = throughput_pair(ours, theirs, batch, args.repeats, args.seconds)
                 per_image = step_flops if mode == "train" else flops
                 row = {
-                    "preset": preset, "mode": mode, "batch": batch,
+                    "preset": preset, "order": order, "mode": mode, "batch": batch,
                     "ours_img_s": result["ours"],
                     "ours_gflops": round(result["ours"]["median"] * per_image / 1e9, 1),
                     "ours_peak_fraction": round(
@@ -300,9 +312,9 @@ def main(argv: list[str] | None = None) -> int:
 def format_row(row: dict) -> str:
     ours = row["ours_img_s"]
     text = (
-        f"{row['preset']:>7} {row['mode']:>5} batch {row['batch']:>4}: ours "
+        f"{row['preset']:>7} {row['order']:>8} {row['mode']:>5} batch {row['batch']:>4}: ours "
         f"{ours['median']:7.0f} img/s (min {ours['min']:.0f}, max {ours['max']:.0f}; "
-        f"{row['ours_gflops']:.0f} GFLOP/s)"
+        f"{row['ours_gflops']:.0f} GFLOP/s, {row['ours_peak_fraction']:.0%} of peak)"
     )
     if "torch_img_s" in row:
         text += f"  torch {row['torch_img_s']['median']:7.0f} img/s  ratio {row['ratio']:.2f}"

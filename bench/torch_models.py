@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 
-def build(preset: str, threads: int):
+def build(preset: str, threads: int, order: str = "preset"):
+    """The preset's network in PyTorch; ``order`` as in ``bench.networks``."""
     import torch
     from torch import nn
 
     torch.set_num_threads(threads)
     head = [nn.Sigmoid()] if preset == "article" else [nn.ReLU(), nn.Dropout(0.5)]
+
+    def stage(conv):
+        pool_relu = [nn.MaxPool2d(2, 2), nn.ReLU()]
+        return [conv, *(pool_relu if order == "preset" else pool_relu[::-1])]
+
     return nn.Sequential(
-        nn.Conv2d(1, 20, 5),
-        nn.MaxPool2d(2, 2),
-        nn.ReLU(),
-        nn.Conv2d(20, 50, 5),
-        nn.MaxPool2d(2, 2),
-        nn.ReLU(),
+        *stage(nn.Conv2d(1, 20, 5)),
+        *stage(nn.Conv2d(20, 50, 5)),
         nn.Flatten(),
         nn.Linear(800, 500),
         *head,
@@ -26,11 +28,11 @@ def build(preset: str, threads: int):
 class TorchRunner:
     """Training step and inference for a torch model, mirroring bench.run's NumPy runner."""
 
-    def __init__(self, preset: str, threads: int, lr: float = 0.005) -> None:
+    def __init__(self, preset: str, threads: int, lr: float = 0.005, order: str = "preset") -> None:
         import torch
 
         self.torch = torch
-        self.model = build(preset, threads)
+        self.model = build(preset, threads, order)
         self.loss = torch.nn.CrossEntropyLoss()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, weight_decay=1e-4)
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from faltung.datasets import load_dataset
-from faltung.layers import MaxPool2D, ReLU
+from faltung.functional import conv_fast
+from faltung.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from faltung.losses import SoftmaxCrossEntropy
 from faltung.model import Sequential
 from faltung.optim import SGD
@@ -19,6 +20,12 @@ from faltung.train import Trainer
 def _pool_relu_pair(first: str) -> Sequential:
     layers = [("pool", MaxPool2D(2, 2)), ("relu", ReLU())]
     return Sequential(layers if first == "pool" else layers[::-1], seed=0)
+
+
+def _written_order(model: Sequential, x: np.ndarray) -> np.ndarray:
+    """The model's output with every layer run in the order written (no reordering)."""
+    *_, (_, y) = model.forward_each(x)
+    return y
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
@@ -39,7 +46,7 @@ def test_relu_after_pooling_equals_relu_before_it_with_ties(layout):
     results = {}
     for first in ("relu", "pool"):
         model = _pool_relu_pair(first)
-        y = model.forward(x)
+        y = _written_order(model, x)  # each layer as written, not the model's own order
         results[first] = (y, model.backward(dy))
     np.testing.assert_array_equal(results["pool"][0], results["relu"][0])
     np.testing.assert_array_equal(results["pool"][1], results["relu"][1])
@@ -62,7 +69,7 @@ def test_preset_computes_the_articles_layer_order(preset):
     x = np.random.default_rng(1).standard_normal((3, 1, 28, 28)).astype(np.float32)
     for network in (model, other):
         network.eval(keep_cache=True)  # dropout off: the same function, with gradients
-    np.testing.assert_array_equal(model.forward(x), other.forward(x))
+    np.testing.assert_array_equal(model.forward(x), _written_order(other, x))
     dy = np.random.default_rng(2).standard_normal((3, 10)).astype(np.float32)
     model.backward(dy.copy()), other.backward(dy.copy())
     for p, q in zip(model.parameters(), other.parameters()):
@@ -94,3 +101,43 @@ def test_article_preset_trains_alike_on_the_reference_kernels(mnist_dir):
 def test_presets_build_and_classify_ten_digits(preset):
     model = PRESETS[preset].build(0)
     assert model.forward(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+
+
+def _textbook(kernels: str) -> Sequential:
+    """LeNet as the tutorials write it: conv -> ReLU -> pool, twice."""
+    layers = [
+        ("conv1", Conv2D(1, 6, 5)), ("relu1", ReLU()), ("pool1", MaxPool2D(2)),
+        ("conv2", Conv2D(6, 8, 5)), ("relu2", ReLU()), ("pool2", MaxPool2D(2)),
+        ("flatten", Flatten()), ("fc", Dense(8 * 4 * 4, 10)),
+    ]  # fmt: skip
+    return Sequential(layers, seed=0, kernels=kernels)
+
+
+def test_the_fast_kernels_pool_before_a_relu_and_the_reference_runs_what_is_written():
+    fast, plain = _textbook("fast"), _textbook("reference")
+    assert [type(layer).__name__ for layer in fast.run_order()][:3] == [
+        "Conv2D", "MaxPool2D", "ReLU"
+    ]  # fmt: skip
+    assert list(plain.run_order()) == list(plain.layers.values())
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_textbook_order_on_the_fast_kernels_matches_the_reference(chunked, monkeypatch):
+    """The reordered fast path against the reference kernels running the written order,
+    outputs and every gradient, with the convolutions' large-batch chunks or without."""
+    if chunked:
+        monkeypatch.setattr(conv_fast, "CHUNK_ABOVE", 0)
+        monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 1)  # one image per chunk
+    batch = 7
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((batch, 1, 28, 28))
+    dy = rng.standard_normal((batch, 10))
+    grads = {}
+    for kernels in ("fast", "reference"):
+        model = _textbook(kernels).astype(np.float64)
+        y = model.forward(x)
+        model.backward(dy)
+        grads[kernels] = y, {p.name: p.grad for p in model.parameters()}
+    np.testing.assert_allclose(grads["fast"][0], grads["reference"][0], rtol=1e-10, atol=1e-12)
+    for name, grad in grads["reference"][1].items():
+        np.testing.assert_allclose(grads["fast"][1][name], grad, rtol=1e-9, atol=1e-12)

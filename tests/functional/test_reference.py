@@ -117,6 +117,28 @@ def test_every_input_gradient_path_matches_the_reference(case):
             assert is_channels_last(dx)  # the layout the layer before expects
 
 
+@settings(max_examples=40, deadline=None)
+@given(conv_cases(), st.integers(1, 3))
+def test_chunked_convolution_matches_the_reference(case, images_per_chunk):
+    """Large batches run in chunks (im2col gathered again in backward): forced here."""
+    x, weight, bias, args, rng = conv_inputs(case)
+    y_ref, cache_ref = ref.conv2d_forward(x, weight, bias, *args)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_fast, "CHUNK_ABOVE", 0)
+        geo = cache_ref.geometry
+        per_image = geo.out_hw[0] * geo.out_hw[1] * np.prod(geo.weight_shape[1:]) * x.itemsize
+        patch.setattr(conv_fast, "CHUNK_BYTES", int(per_image) * images_per_chunk)
+        y, cache = fast.conv2d_forward(x, weight, bias, *args)
+        close(y, y_ref)
+        dy = rng.standard_normal(y.shape)
+        for need_input_grad in (True, False):
+            for got, expected in zip(
+                fast.conv2d_backward(dy, cache, need_input_grad),
+                ref.conv2d_backward(dy, cache_ref, need_input_grad),
+            ):
+                close(got, expected)
+
+
 @pytest.mark.parametrize("cin,groups,special", [(1, 1, True), (4, 2, True), (3, 1, False)])
 def test_each_forward_path_is_taken_and_agrees(cin, groups, special):
     """One input channel and groups take their own forward paths; all match the reference."""
@@ -189,10 +211,15 @@ def test_fast_pooling_matches_the_reference(case, kind, nhwc):
     close(getattr(fast, backward)(dy, cache), getattr(ref, backward)(dy, cache_ref))
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (2, 3, 5, 7), (1, 4, 3, 3)])
-def test_separable_2x2_max_pooling_matches_the_reference_on_ties(rng, shape):
+@pytest.mark.parametrize("chunk_bytes", [1, pool_fast.CHUNK_BYTES])
+@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (3, 3, 5, 7), (1, 4, 3, 3)])
+def test_separable_2x2_max_pooling_matches_the_reference_on_ties(
+    rng, shape, chunk_bytes, monkeypatch
+):
     """Channels-last 2x2/2 pooling takes the separable path; three levels make most windows
-    tie, so a wrong tie rule at either stage sends a gradient elsewhere."""
+    tie, so a wrong tie rule at either stage sends a gradient elsewhere. Large batches run
+    in chunks: ``chunk_bytes=1`` makes every image its own chunk."""
+    monkeypatch.setattr(pool_fast, "CHUNK_BYTES", chunk_bytes)
     x = channels_last(rng.integers(-1, 2, shape).astype(np.float64))
     assert pool_fast.max_pool_forward(x, fast.max_pool2d_forward(x, 2)[1].geometry) is not None
     y, cache = fast.max_pool2d_forward(x, 2)
@@ -270,3 +297,15 @@ def test_reference_kernels_keep_the_dtype(dtype):
     dpool = ref.lp_pool2d_backward(np.ones_like(pooled), pool_cache)
     s, _ = ref.sigmoid_forward(pooled)
     assert {a.dtype for a in (y, dx, dw, db, pooled, dpool, s)} == {np.dtype(dtype)}
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(2, 2, 0), (3, 2, 1), (2, 1, 0)])
+@pytest.mark.parametrize("nhwc", [False, True])
+def test_max_pooling_without_a_cache_gives_the_same_maxima(rng, kernel, stride, padding, nhwc):
+    """Inference (``need_cache=False``) skips the winners, on every path, not the values."""
+    x = rng.integers(-2, 3, (3, 4, 7, 6)).astype(np.float32)
+    if nhwc:
+        x = channels_last(x)
+    y, cache = fast.max_pool2d_forward(x, kernel, stride, padding, need_cache=False)
+    assert cache is None
+    np.testing.assert_array_equal(y, ref.max_pool2d_forward(x, kernel, stride, padding)[0])

@@ -26,9 +26,8 @@ def activations(model: Sequential, x: np.ndarray) -> dict[str, np.ndarray]:
     model.eval()
     outputs: dict[str, np.ndarray] = {}
     try:
-        for name, layer in model.layers.items():
-            out = layer.forward(out)
-            outputs[name] = out[0] if single else out
+        for name, y in model.forward_each(out):
+            outputs[name] = y[0] if single else y
     finally:
         model.train(was_training)
     return outputs

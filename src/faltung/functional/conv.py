@@ -32,7 +32,9 @@ from .windows import col2im, sliding_windows
 
 
 class ConvCache(NamedTuple):
-    cols: np.ndarray  # (G, N*Ho*Wo, kh*kw*C/G): the im2col matrix, reused for dW
+    xp: np.ndarray  # (N, C, Hp, Wp): the padded input
+    cols: np.ndarray | None  # (G, N*Ho*Wo, kh*kw*C/G): the im2col matrix, reused for dW
+    # (None when a large batch ran in chunks: conv_fast gathers it again from xp)
     w_mat: np.ndarray  # (G, O/G, kh*kw*C/G): the weight in the im2col column order
     geometry: ConvGeometry
     has_bias: bool
@@ -64,7 +66,7 @@ def conv2d_forward(
         add_bias_rows(out, bias, geo.out_hw[1])
     n, (out_h, out_w) = geo.input_shape[0], geo.out_hw
     y = out.reshape(n, out_h, out_w, weight.shape[0]).transpose(0, 3, 1, 2)
-    return y, ConvCache(cols, w_mat, geo, bias is not None)
+    return y, ConvCache(xp, cols, w_mat, geo, bias is not None)
 
 
 def conv2d_backward(
@@ -74,21 +76,20 @@ def conv2d_backward(
 
     ``need_input_grad=False`` skips the input gradient (the first layer of a network).
     """
-    cols, w_mat, geo, has_bias = cache
+    xp, cols, w_mat, geo, has_bias = cache
     # Free when dy is channels-last in memory, as every gradient our kernels produce is.
     dy_mat = dy.transpose(0, 2, 3, 1).reshape(geo.rows, geo.weight_shape[0])
     # Column sums as a GEMV: much faster than sum(axis=0) over short rows.
     dbias = np.ones(geo.rows, dy_mat.dtype) @ dy_mat if has_bias else None
-    dw_mat = conv_fast.weight_grad(dy_mat, cols, geo)
-    if dw_mat is None:
-        # (cols^T dY)^T is dY^T cols in the orientation BLAS runs fastest for a tall cols.
-        dw_mat = (cols[0].T @ dy_mat).T[None]
+    special = conv_fast.backward(dy, dy_mat, xp, cols, w_mat, geo, need_input_grad)
+    if special is not None:
+        dw_mat, dxp = special
+    else:
+        dw_mat = conv_fast.weight_grad_matrix(dy_mat, cols[0])[None]  # dY^T cols
+        dxp = input_grad_per_offset(dy_mat, w_mat[0], geo) if need_input_grad else None
     dweight = weight_from_matrix(dw_mat, geo.weight_shape)
-    if not need_input_grad:
-        return None, dweight, dbias
-    dxp = conv_fast.input_grad(dy, dy_mat, w_mat, geo)
     if dxp is None:
-        dxp = input_grad_per_offset(dy_mat, w_mat[0], geo)
+        return None, dweight, dbias
     return crop_padding(dxp, geo.padding), dweight, dbias
 
 

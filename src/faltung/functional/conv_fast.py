@@ -11,6 +11,11 @@ force each path and compare.
 - Small stride-1 batches: the input gradient as the full correlation of dY with the
   flipped kernel, its windows gathered along the width only ("row windows"): one GEMM
   and kh shifted adds instead of kh*kw of each.
+- Large batches: the batch in chunks whose im2col matrix fits in the cache. Each chunk's
+  matrix is gathered into one reused buffer and multiplied while it is still in cache,
+  and the backward pass gathers it again instead of keeping the whole matrix: a copy
+  from cache costs less than writing the matrix out to memory and reading it back, and
+  the matrix (33 MB for LeNet's second convolution at batch 256) is never held.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .layout import pad_nchw
+from .layout import pad_nchw, zeros_nchw
 from .shapes import ConvGeometry
 from .windows import col2im, sliding_windows
 
@@ -28,36 +33,156 @@ from .windows import col2im, sliding_windows
 # measurements in whole training steps are in bench/NOTES.md.
 ROW_WINDOW_MAX_ROWS = 1024
 
+# A batch whose im2col matrix is larger than CHUNK_ABOVE runs in chunks of CHUNK_BYTES.
+# With a 32 MiB L3 shared with other work and about 13 GB/s to memory, a matrix that
+# spills out of cache is read back by its GEMM from memory (LeNet's second convolution:
+# 33 MB at batch 256); a 2 MiB chunk is read back from cache. Below the threshold the
+# whole matrix stays in cache and keeping it for backward is cheaper than gathering it
+# twice. Measured kernel by kernel and in whole steps: bench/NOTES.md.
+CHUNK_ABOVE = 16 << 20
+CHUNK_BYTES = 2 << 20
+
+
+def _image_bytes(geo: ConvGeometry, itemsize: int) -> int:
+    """Bytes of one image's im2col rows."""
+    (kh, kw), (out_h, out_w) = geo.kernel, geo.out_hw
+    return out_h * out_w * kh * kw * geo.weight_shape[1] * itemsize
+
+
+def images_per_chunk(geo: ConvGeometry, itemsize: int) -> int:
+    """Images per chunk: all of them up to ``CHUNK_ABOVE``, else ``CHUNK_BYTES``' worth."""
+    n, per_image = geo.input_shape[0], _image_bytes(geo, itemsize)
+    if n * per_image <= CHUNK_ABOVE:
+        return n
+    return max(1, CHUNK_BYTES // per_image)
+
 
 def forward(
     xp: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """(cols, out) for the padded input ``xp``, or None for the general im2col + GEMM."""
+) -> tuple[np.ndarray | None, np.ndarray] | None:
+    """(cols, out) for the padded input ``xp``, or None for the general im2col + GEMM.
+
+    ``cols`` is None when the batch ran in chunks: backward gathers it again.
+    """
+    if geo.groups > 1:
+        return _grouped_forward(xp, w_mat, geo)
+    chunk = images_per_chunk(geo, xp.itemsize)
+    if chunk < geo.input_shape[0]:
+        return None, _chunked_forward(xp, w_mat[0], geo, chunk)
     if geo.input_shape[1] == 1:
         cols = _im2col_single_channel(xp, geo)
         return cols, cols[0] @ w_mat[0].T
-    if geo.groups > 1:
-        return _grouped_forward(xp, w_mat, geo)
     return None
 
 
-def weight_grad(dy_mat: np.ndarray, cols: np.ndarray, geo: ConvGeometry) -> np.ndarray | None:
-    """dW as (G, O/G, K) for grouped convolutions, or None for the general GEMM."""
-    if geo.groups == 1:
-        return None
-    og = geo.weight_shape[0] // geo.groups
-    return np.matmul(dy_mat.reshape(geo.rows, geo.groups, og).transpose(1, 2, 0), cols)
-
-
-def input_grad(
-    dy: np.ndarray, dy_mat: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry
-) -> np.ndarray | None:
-    """The padded input gradient (N, C, Hp, Wp), or None for the general per-offset form."""
+def backward(
+    dy: np.ndarray,
+    dy_mat: np.ndarray,
+    xp: np.ndarray,
+    cols: np.ndarray | None,
+    w_mat: np.ndarray,
+    geo: ConvGeometry,
+    need_input_grad: bool,
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(dW as (G, O/G, K), padded dx or None), or None for the general algorithm."""
     if geo.groups > 1:
-        return _grouped_input_grad(dy_mat, w_mat, geo)
-    if geo.stride == (1, 1) and geo.rows <= ROW_WINDOW_MAX_ROWS:
-        return input_grad_row_windows(dy, w_mat[0], geo)
+        og = geo.weight_shape[0] // geo.groups
+        dw_mat = np.matmul(dy_mat.reshape(geo.rows, geo.groups, og).transpose(1, 2, 0), cols)
+        return dw_mat, _grouped_input_grad(dy_mat, w_mat, geo) if need_input_grad else None
+    if cols is None:
+        return _chunked_backward(dy_mat, xp, w_mat[0], geo, need_input_grad)
+    if need_input_grad and geo.stride == (1, 1) and geo.rows <= ROW_WINDOW_MAX_ROWS:
+        dw_mat = weight_grad_matrix(dy_mat, cols[0])[None]
+        return dw_mat, input_grad_row_windows(dy, w_mat[0], geo)
     return None
+
+
+def weight_grad_matrix(dy_mat: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """dW = dY^T cols as (O, K), with cols read along its rows whichever its layout.
+
+    A tall product over N*Ho*Wo rows runs fastest when the long operand is read in memory
+    order: dY^T cols for a row-major cols, (cols^T dY)^T for a column-major one (the
+    one-channel gather), measured 15-25% apart at LeNet's shapes.
+    """
+    if cols.flags.c_contiguous:
+        return dy_mat.T @ cols
+    return (cols.T @ dy_mat).T
+
+
+def _gather(xp: np.ndarray, geo: ConvGeometry, buffer: np.ndarray) -> np.ndarray:
+    """The im2col matrix (rows, K) of the images in ``xp``, copied into ``buffer``.
+
+    One input channel is gathered offset-major (runs of Wo pixels, not of kw), and the
+    matrix is the transpose of that copy, which BLAS reads as it is.
+    """
+    (kh, kw), (out_h, out_w), c = geo.kernel, geo.out_hw, geo.input_shape[1]
+    n = xp.shape[0]
+    if c == 1:
+        block = buffer[: kh * kw * n * out_h * out_w].reshape(kh, kw, n, out_h, out_w)
+        np.copyto(block, _offset_major_windows(xp, geo))
+        return block.reshape(kh * kw, -1).T
+    block = buffer[: n * out_h * out_w * kh * kw * c].reshape(n, out_h, out_w, kh, kw, c)
+    np.copyto(block, sliding_windows(xp, geo.kernel, geo.out_hw, geo.stride, geo.dilation))
+    return block.reshape(n * out_h * out_w, -1)
+
+
+def _chunks(n: int, chunk: int) -> range:
+    return range(0, n, chunk)
+
+
+def _chunked_forward(
+    xp: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, chunk: int
+) -> np.ndarray:
+    """out (N*Ho*Wo, O), one chunk of images at a time through one reused buffer."""
+    n, per_image = geo.input_shape[0], geo.out_hw[0] * geo.out_hw[1]
+    out = np.empty((geo.rows, w_mat.shape[0]), xp.dtype)
+    buffer = np.empty(chunk * per_image * w_mat.shape[1], xp.dtype)
+    for start in _chunks(n, chunk):
+        stop = min(n, start + chunk)
+        cols = _gather(xp[start:stop], geo, buffer)
+        np.matmul(cols, w_mat.T, out=out[start * per_image : stop * per_image])
+    return out
+
+
+def _chunked_backward(
+    dy_mat: np.ndarray, xp: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, need_input_grad: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """dW and the padded dx chunk by chunk: each chunk's im2col matrix is gathered again
+    into one buffer and used for both its dW term and its dx, while it is in cache."""
+    n, c = geo.input_shape[:2]
+    (kh, kw), (out_h, out_w) = geo.kernel, geo.out_hw
+    per_image, out_channels = out_h * out_w, w_mat.shape[0]
+    chunk = images_per_chunk(geo, xp.itemsize)
+    buffer = np.empty(chunk * per_image * w_mat.shape[1], xp.dtype)
+    dw_mat = np.zeros_like(w_mat)  # (O, K)
+    dxp = zeros_nchw(geo.padded_shape, dy_mat.dtype) if need_input_grad else None
+    w_offsets = w_mat.reshape(out_channels, kh * kw, c).transpose(1, 0, 2)  # (kh*kw, O, C)
+    for start in _chunks(n, chunk):
+        stop = min(n, start + chunk)
+        rows = dy_mat[start * per_image : stop * per_image]
+        dw_mat += weight_grad_matrix(rows, _gather(xp[start:stop], geo, buffer))
+        if dxp is not None:
+            parts = np.matmul(rows, w_offsets)  # (kh*kw, rows, C), as in conv.py
+            col2im(
+                parts.reshape(kh, kw, stop - start, out_h, out_w, c),
+                geo.padded_shape,
+                geo.stride,
+                geo.dilation,
+                out=dxp[start:stop],
+            )
+    return dw_mat[None], dxp
+
+
+def _offset_major_windows(xp: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+    """A one-channel input's windows as a (kh, kw, N, Ho, Wo) view: offset-major."""
+    (kh, kw), (out_h, out_w), (sh, sw), (dh, dw) = geo.kernel, geo.out_hw, geo.stride, geo.dilation
+    s_n, _, s_h, s_w = xp.strides
+    return as_strided(
+        xp,
+        shape=(kh, kw, xp.shape[0], out_h, out_w),
+        strides=(s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw),
+        writeable=False,
+    )
 
 
 def _im2col_single_channel(xp: np.ndarray, geo: ConvGeometry) -> np.ndarray:
@@ -66,15 +191,8 @@ def _im2col_single_channel(xp: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     The transposed view of the (kh*kw, N*Ho*Wo) copy is still a valid BLAS operand, so
     neither GEMM needs another copy.
     """
-    (kh, kw), (out_h, out_w), (sh, sw), (dh, dw) = geo.kernel, geo.out_hw, geo.stride, geo.dilation
-    s_n, _, s_h, s_w = xp.strides
-    windows = as_strided(
-        xp,
-        shape=(kh, kw, xp.shape[0], out_h, out_w),
-        strides=(s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw),
-        writeable=False,
-    )
-    return windows.reshape(kh * kw, -1).T[None]
+    kh, kw = geo.kernel
+    return _offset_major_windows(xp, geo).reshape(kh * kw, -1).T[None]
 
 
 def _grouped_forward(

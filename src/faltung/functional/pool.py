@@ -65,18 +65,25 @@ def max_pool2d_forward(
     kernel_size: int | Sequence[int],
     stride: int | Sequence[int] | None = None,
     padding: int | Sequence[int] = 0,
-) -> tuple[np.ndarray, MaxPoolCache | pool_fast.MaxPool2x2Cache]:
+    *,
+    need_cache: bool = True,
+) -> tuple[np.ndarray, MaxPoolCache | pool_fast.MaxPool2x2Cache | None]:
     """x (N, C, H, W) -> y (N, C, Ho, Wo); padding counts as -inf, as in PyTorch.
 
     The cache keeps only the winning offset of each window (the first one on ties, like
-    PyTorch), a small integer array instead of a mask the size of the input.
+    PyTorch), a small integer array instead of a mask the size of the input. With
+    ``need_cache=False`` (inference) the winners are not recorded and the cache is None.
     """
     geo = pool_geometry(x.shape, kernel_size, stride, padding)
-    special = pool_fast.max_pool_forward(x, geo)
+    special = pool_fast.max_pool_forward(x, geo, need_cache)
     if special is not None:
         return special
     views = _offset_views(pad_nchw(x, geo.padding, -np.inf), geo)
     best = views[0].copy(order="K")
+    if not need_cache:
+        for view in views[1:]:
+            np.maximum(best, view, out=best)
+        return best, None
     argmax = np.zeros(best.shape, np.int8 if len(views) < 128 else np.int32)
     for k, view in enumerate(views[1:], start=1):
         np.copyto(argmax, k, where=view > best)

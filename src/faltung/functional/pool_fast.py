@@ -22,9 +22,13 @@ class MaxPool2x2Cache(NamedTuple):
     geometry: PoolGeometry
 
 
-def max_pool_forward(x: np.ndarray, geo: PoolGeometry) -> tuple[np.ndarray, MaxPool2x2Cache] | None:
+def max_pool_forward(
+    x: np.ndarray, geo: PoolGeometry, need_cache: bool = True
+) -> tuple[np.ndarray, MaxPool2x2Cache | None] | None:
     """(y, cache) by the separable 2x2 path, or None where the general kernel applies."""
     if geo.kernel == geo.stride == (2, 2) and geo.padding == NO_PADDING and is_channels_last(x):
+        if not need_cache:
+            return _max_pool_2x2_values(x, geo), None
         return _max_pool_2x2(x, geo)
     return None
 
@@ -36,6 +40,16 @@ def max_pool_backward(dy: np.ndarray, cache: object) -> np.ndarray | None:
     return None
 
 
+# Images per pass: a chunk's input, masks and intermediate maxima stay in the L2 cache
+# across the several passes a 2x2 pooling makes (measured: bench/NOTES.md).
+CHUNK_BYTES = 1 << 20
+
+
+def _chunks(n: int, image_bytes: int) -> list[slice]:
+    size = max(1, CHUNK_BYTES // image_bytes)
+    return [slice(start, min(n, start + size)) for start in range(0, n, size)]
+
+
 def _max_pool_2x2(x: np.ndarray, geo: PoolGeometry) -> tuple[np.ndarray, MaxPool2x2Cache]:
     """Ties go to the first maximum in row-major order, as in PyTorch: the right column
     wins a tie only when its winner is in the top row and the left one's is not."""
@@ -43,14 +57,33 @@ def _max_pool_2x2(x: np.ndarray, geo: PoolGeometry) -> tuple[np.ndarray, MaxPool
     out_h, out_w = geo.out_hw
     rows = x[:, :, : 2 * out_h, : 2 * out_w].transpose(0, 2, 3, 1)  # NHWC view
     pairs = rows.reshape(n, out_h, 2, 2 * out_w * c)
-    top, bottom = pairs[:, :, 0], pairs[:, :, 1]
-    bottom_wins = bottom > top
-    column_max = np.maximum(top, bottom).reshape(n, out_h, out_w, 2, c)
-    left, right = column_max[..., 0, :], column_max[..., 1, :]
-    wins = bottom_wins.reshape(n, out_h, out_w, 2, c)
-    right_wins = (right > left) | ((right == left) & wins[..., 0, :] & ~wins[..., 1, :])
-    y = np.maximum(left, right).transpose(0, 3, 1, 2)
-    return y, MaxPool2x2Cache(bottom_wins, right_wins, geo)
+    y = np.empty((n, out_h, out_w, c), x.dtype)
+    bottom_wins = np.empty((n, out_h, 2 * out_w * c), bool)
+    right_wins = np.empty((n, out_h, out_w, c), bool)
+    for part in _chunks(n, pairs[0].nbytes):
+        top, bottom = pairs[part, :, 0], pairs[part, :, 1]
+        wins = np.greater(bottom, top, out=bottom_wins[part]).reshape(-1, out_h, out_w, 2, c)
+        column_max = np.maximum(top, bottom).reshape(-1, out_h, out_w, 2, c)
+        left, right = column_max[..., 0, :], column_max[..., 1, :]
+        right_won = right_wins[part]
+        np.equal(right, left, out=right_won)
+        right_won &= wins[..., 0, :] > wins[..., 1, :]  # a tie: top-right against bottom-left
+        right_won |= right > left
+        np.maximum(left, right, out=y[part])
+    return y.transpose(0, 3, 1, 2), MaxPool2x2Cache(bottom_wins, right_wins, geo)
+
+
+def _max_pool_2x2_values(x: np.ndarray, geo: PoolGeometry) -> np.ndarray:
+    """The maxima alone (inference): rows pairwise, then columns, chunk by chunk."""
+    n, c = x.shape[:2]
+    out_h, out_w = geo.out_hw
+    pairs = x[:, :, : 2 * out_h, : 2 * out_w].transpose(0, 2, 3, 1).reshape(n, out_h, 2, -1)
+    y = np.empty((n, out_h, out_w, c), x.dtype)
+    for part in _chunks(n, pairs[0].nbytes):
+        column_max = np.maximum(pairs[part, :, 0], pairs[part, :, 1])
+        column_max = column_max.reshape(-1, out_h, out_w, 2, c)
+        np.maximum(column_max[..., 0, :], column_max[..., 1, :], out=y[part])
+    return y.transpose(0, 3, 1, 2)
 
 
 def _max_pool_2x2_backward(dy: np.ndarray, cache: MaxPool2x2Cache) -> np.ndarray:
@@ -58,17 +91,18 @@ def _max_pool_2x2_backward(dy: np.ndarray, cache: MaxPool2x2Cache) -> np.ndarray
     n, c, h, w = geo.input_shape
     out_h, out_w = geo.out_hw
     g = dy.transpose(0, 2, 3, 1)  # (N, Ho, Wo, C)
-    # Undo the column stage, then the row stage: each gradient goes to its stage's winner.
-    columns = np.empty((n, out_h, out_w, 2, c), dy.dtype)
-    np.multiply(g, ~right_wins, out=columns[..., 0, :])
-    np.multiply(g, right_wins, out=columns[..., 1, :])
-    columns = columns.reshape(n, out_h, 2 * out_w * c)
-    covered = np.empty((n, out_h, 2, 2 * out_w * c), dy.dtype)
-    np.multiply(columns, ~bottom_wins, out=covered[:, :, 0])
-    np.multiply(columns, bottom_wins, out=covered[:, :, 1])
-    covered = covered.reshape(n, 2 * out_h, 2 * out_w, c)
-    if (h, w) != (2 * out_h, 2 * out_w):  # an odd last row or column gets no gradient
+    if (h, w) == (2 * out_h, 2 * out_w):
+        dx = np.empty((n, h, w, c), dy.dtype)
+    else:  # an odd last row or column gets no gradient
         dx = np.zeros((n, h, w, c), dy.dtype)
-        dx[:, : 2 * out_h, : 2 * out_w] = covered
-        covered = dx
-    return covered.transpose(0, 3, 1, 2)
+    covered = dx[:, : 2 * out_h, : 2 * out_w].reshape(n, out_h, 2, 2 * out_w * c)
+    # Undo the column stage, then the row stage: each gradient goes to its stage's winner.
+    for part in _chunks(n, 4 * g[0].nbytes):
+        m = len(range(n)[part])
+        columns = np.empty((m, out_h, out_w, 2, c), dy.dtype)
+        np.multiply(g[part], ~right_wins[part], out=columns[..., 0, :])
+        np.multiply(g[part], right_wins[part], out=columns[..., 1, :])
+        columns = columns.reshape(m, out_h, 2 * out_w * c)
+        np.multiply(columns, ~bottom_wins[part], out=covered[part, :, 0])
+        np.multiply(columns, bottom_wins[part], out=covered[part, :, 1])
+    return dx.transpose(0, 3, 1, 2)

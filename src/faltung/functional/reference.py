@@ -174,11 +174,18 @@ def _unpool(dp: np.ndarray, geo: PoolGeometry) -> np.ndarray:
 
 
 def max_pool2d_forward(
-    x: np.ndarray, kernel_size: PoolSize, stride: PoolSize | None = None, padding: PoolSize = 0
+    x: np.ndarray,
+    kernel_size: PoolSize,
+    stride: PoolSize | None = None,
+    padding: PoolSize = 0,
+    *,
+    need_cache: bool = True,
 ) -> tuple[np.ndarray, tuple[np.ndarray, PoolGeometry]]:
     """u = max over the window (P = inf). Padding is -inf; ties go to the first maximum.
 
     Cache: (winner (N, C, 1, Ho, Wo), the index of each window's maximum; geometry).
+    ``need_cache`` is for the fast kernel, which can skip the winners; here they are the
+    way to the maximum, so the cache is always returned.
     """
     geo = pool_geometry(x.shape, kernel_size, stride, padding)
     windows = _pool_patches(x, geo, -np.inf)

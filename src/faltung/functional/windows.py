@@ -55,15 +55,19 @@ def col2im(
     padded_shape: Shape4D,
     stride: IntPair,
     dilation: IntPair,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Adjoint of the window view: sum (kh, kw, N, Ho, Wo, C) into (N, C, H, W), channels-last.
 
     Loops over the kh*kw kernel offsets only; each offset's windows touch one strided slab
     of the input, added in one vectorised operation. Overlapping windows accumulate because
-    the slabs of different offsets are added one after another.
+    the slabs of different offsets are added one after another. ``out``, if given, is a
+    channels-last (N, C, H, W) array the sums are added into (a zeroed one by default).
     """
     kh, kw, _, out_h, out_w, _ = parts.shape
-    grad = zeros_nchw(padded_shape, parts.dtype).transpose(0, 2, 3, 1)  # NHWC view
+    if out is None:
+        out = zeros_nchw(padded_shape, parts.dtype)
+    grad = out.transpose(0, 2, 3, 1)  # NHWC view
     (sh, sw), (dh, dw) = stride, dilation
     for i in range(kh):
         rows = slice(i * dh, i * dh + sh * (out_h - 1) + 1, sh)

@@ -32,17 +32,15 @@ class Layer:
         # The first layer of a network need not compute its input gradient; Sequential
         # switches this off there, which saves a whole col2im in the first convolution.
         self.needs_input_grad = True
-        # Attributions (faltung.explain) back-propagate through a network in eval mode:
-        # while this is set, forward keeps what backward needs even outside training.
-        self.retain_cache = False
         self.name = type(self).__name__
         self.kernels: KernelSet = kernel_set("fast")
         self._cache: Any = None
 
     @property
     def caching(self) -> bool:
-        """Whether forward saves what backward needs: in training, or when asked to."""
-        return self.training or self.retain_cache
+        """Whether forward keeps what backward needs: in training, or in eval mode with
+        ``keep_cache`` (attributions back-propagate through the eval-mode network)."""
+        return self.training or self.keep_cache
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -119,7 +117,7 @@ class Layer:
     # -- helpers shared by every layer --------------------------------------------------
     def _keep(self, cache: Any) -> None:
         """Keep a kernel's cache for backward: when training, or when asked in eval mode."""
-        self._cache = cache if self.training or self.keep_cache else None
+        self._cache = cache if self.caching else None
 
     def _cached(self) -> Any:
         if self._cache is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,8 +40,13 @@ class MaxPool2D(_Pool2D):
     """Maximum over each window; stride defaults to the kernel size (PyTorch's convention)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        # Inference skips recording which input won each window: nothing will ask.
         return self._run(
-            self.kernels.max_pool2d_forward, x, self.kernel_size, self.stride, self.padding
+            partial(self.kernels.max_pool2d_forward, need_cache=self.caching),
+            x,
+            self.kernel_size,
+            self.stride,
+            self.padding,
         )
 
     def backward(self, dy: np.ndarray) -> np.ndarray:

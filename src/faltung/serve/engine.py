@@ -87,9 +87,7 @@ class Engine:
         with self._lock:
             layers = []
             with eval_backprop(self.model):
-                out = x[None]
-                for name, layer in self.model.layers.items():
-                    out = layer.forward(out)
+                for name, out in self.model.forward_each(x[None]):
                     value = out[0]
                     low, high = float(value.min()), float(value.max())
                     layers.append({"name": name, "min": low, "max": high,

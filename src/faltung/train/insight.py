@@ -58,9 +58,8 @@ def layer_statistics(trainer: Trainer, images: np.ndarray, labels: np.ndarray) -
     model, loss = trainer.model, trainer.loss
     stats: dict[str, float] = {}
     with eval_backprop(model, input_grad=False):
-        x = images
-        for name, layer in model.layers.items():
-            y = layer.forward(x)
+        for name, y in model.forward_each(images):
+            layer = model.layers[name]
             if not isinstance(layer, REPEATS):
                 stats[f"{name}.mean"] = float(np.mean(y, dtype=np.float64))
                 stats[f"{name}.std"] = float(np.std(y, dtype=np.float64))
@@ -69,8 +68,7 @@ def layer_statistics(trainer: Trainer, images: np.ndarray, labels: np.ndarray) -
                 if isinstance(layer, Sigmoid):
                     saturated = np.count_nonzero((y > 0.99) | (y < 0.01))
                     stats[f"{name}.saturated"] = float(saturated / y.size)
-            x = y
-        loss.forward(x, labels)
+        loss.forward(y, labels)
         model.backward(loss.backward())
         # Parameters inside residual blocks belong to the layers within: name those.
         for name, layer in model.named_layers():
