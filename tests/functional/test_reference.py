@@ -309,3 +309,14 @@ def test_max_pooling_without_a_cache_gives_the_same_maxima(rng, kernel, stride, 
     y, cache = fast.max_pool2d_forward(x, kernel, stride, padding, need_cache=False)
     assert cache is None
     np.testing.assert_array_equal(y, ref.max_pool2d_forward(x, kernel, stride, padding)[0])
+
+
+@pytest.mark.parametrize("cin", [1, 3])
+def test_convolution_without_a_cache_chunks_any_batch_and_agrees(rng, cin, monkeypatch):
+    """Inference (``need_cache=False``) runs every batch larger than a chunk in chunks."""
+    monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 1)  # one image per chunk
+    x = channels_last(rng.standard_normal((5, cin, 9, 8)))
+    w, b = rng.standard_normal((4, cin, 3, 3)), rng.standard_normal(4)
+    y, cache = fast.conv2d_forward(x, w, b, 1, 1, need_cache=False)
+    assert cache is None
+    close(y, ref.conv2d_forward(x, w, b, 1, 1)[0])

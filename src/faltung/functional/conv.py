@@ -48,15 +48,18 @@ def conv2d_forward(
     padding: int | Sequence[int] | str | Padding2D = 0,
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
-) -> tuple[np.ndarray, ConvCache]:
+    *,
+    need_cache: bool = True,
+) -> tuple[np.ndarray, ConvCache | None]:
     """x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O,) -> y (N, O, Ho, Wo).
 
-    ``y`` is an NCHW view of a channels-last buffer.
+    ``y`` is an NCHW view of a channels-last buffer. ``need_cache=False`` (inference)
+    returns no cache, which lets any batch run in cache-sized chunks.
     """
     geo = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
     xp = pad_nchw(x, geo.padding)
     w_mat = weight_matrix(weight, groups)
-    special = conv_fast.forward(xp, w_mat, geo)
+    special = conv_fast.forward(xp, w_mat, geo, need_cache)
     if special is None:
         cols = im2col(xp, geo)
         out = cols[0] @ w_mat[0].T  # (N*Ho*Wo, O): the NHWC output buffer
@@ -66,7 +69,7 @@ def conv2d_forward(
         add_bias_rows(out, bias, geo.out_hw[1])
     n, (out_h, out_w) = geo.input_shape[0], geo.out_hw
     y = out.reshape(n, out_h, out_w, weight.shape[0]).transpose(0, 3, 1, 2)
-    return y, ConvCache(xp, cols, w_mat, geo, bias is not None)
+    return y, ConvCache(xp, cols, w_mat, geo, bias is not None) if need_cache else None
 
 
 def conv2d_backward(

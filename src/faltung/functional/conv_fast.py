@@ -1,7 +1,7 @@
 """Faster convolution algorithms for particular shapes, each behind one dispatch function.
 
-``forward``, ``weight_grad`` and ``input_grad`` return None where the general algorithm in
-``conv`` is the right one, so ``conv`` reads as the general case and the exceptions live
+``forward`` and ``backward`` return None where the general algorithm in ``conv`` is the
+right one, so ``conv`` reads as the general case and the exceptions live
 here. All of them compute exactly what ``conv`` and ``reference`` define, and the tests
 force each path and compare.
 
@@ -11,11 +11,12 @@ force each path and compare.
 - Small stride-1 batches: the input gradient as the full correlation of dY with the
   flipped kernel, its windows gathered along the width only ("row windows"): one GEMM
   and kh shifted adds instead of kh*kw of each.
-- Large batches: the batch in chunks whose im2col matrix fits in the cache. Each chunk's
-  matrix is gathered into one reused buffer and multiplied while it is still in cache,
-  and the backward pass gathers it again instead of keeping the whole matrix: a copy
-  from cache costs less than writing the matrix out to memory and reading it back, and
-  the matrix (33 MB for LeNet's second convolution at batch 256) is never held.
+- Large batches, and every batch in inference: the batch in chunks whose im2col matrix
+  fits in the cache. Each chunk's matrix is gathered into one reused buffer and
+  multiplied while it is still in cache, and the backward pass gathers it again instead
+  of keeping the whole matrix: a copy from cache costs less than writing the matrix out
+  to memory and reading it back, and the matrix (33 MB for LeNet's second convolution at
+  batch 256) is never held.
 """
 
 from __future__ import annotations
@@ -49,16 +50,20 @@ def _image_bytes(geo: ConvGeometry, itemsize: int) -> int:
     return out_h * out_w * kh * kw * geo.weight_shape[1] * itemsize
 
 
-def images_per_chunk(geo: ConvGeometry, itemsize: int) -> int:
-    """Images per chunk: all of them up to ``CHUNK_ABOVE``, else ``CHUNK_BYTES``' worth."""
+def images_per_chunk(geo: ConvGeometry, itemsize: int, need_cache: bool = True) -> int:
+    """Images per chunk: all of them up to ``CHUNK_ABOVE``, else ``CHUNK_BYTES``' worth.
+
+    Without a backward pass to come (inference) there is nothing to keep or gather again,
+    and every batch larger than a chunk is chunked.
+    """
     n, per_image = geo.input_shape[0], _image_bytes(geo, itemsize)
-    if n * per_image <= CHUNK_ABOVE:
+    if need_cache and n * per_image <= CHUNK_ABOVE:
         return n
-    return max(1, CHUNK_BYTES // per_image)
+    return min(n, max(1, CHUNK_BYTES // per_image))
 
 
 def forward(
-    xp: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry
+    xp: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, need_cache: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray] | None:
     """(cols, out) for the padded input ``xp``, or None for the general im2col + GEMM.
 
@@ -66,7 +71,7 @@ def forward(
     """
     if geo.groups > 1:
         return _grouped_forward(xp, w_mat, geo)
-    chunk = images_per_chunk(geo, xp.itemsize)
+    chunk = images_per_chunk(geo, xp.itemsize, need_cache)
     if chunk < geo.input_shape[0]:
         return None, _chunked_forward(xp, w_mat[0], geo, chunk)
     if geo.input_shape[1] == 1:
@@ -97,14 +102,16 @@ def backward(
     return None
 
 
-def weight_grad_matrix(dy_mat: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """dW = dY^T cols as (O, K), with cols read along its rows whichever its layout.
+# dW = dY^T cols is a product over N*Ho*Wo rows, and OpenBLAS runs its two orientations at
+# different speeds: for a row-major cols of this many rows or more, dY^T cols is 10-20%
+# faster; for fewer rows (a chunk of a large batch), (cols^T dY)^T is, by about 15%.
+# Measured at LeNet's and the resnet preset's shapes, interleaved.
+TALL_ROWS = 4096
 
-    A tall product over N*Ho*Wo rows runs fastest when the long operand is read in memory
-    order: dY^T cols for a row-major cols, (cols^T dY)^T for a column-major one (the
-    one-channel gather), measured 15-25% apart at LeNet's shapes.
-    """
-    if cols.flags.c_contiguous:
+
+def weight_grad_matrix(dy_mat: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """dW = dY^T cols as (O, K), in the GEMM orientation that runs fastest for cols."""
+    if cols.flags.c_contiguous and cols.shape[0] >= TALL_ROWS:
         return dy_mat.T @ cols
     return (cols.T @ dy_mat).T
 
@@ -126,10 +133,6 @@ def _gather(xp: np.ndarray, geo: ConvGeometry, buffer: np.ndarray) -> np.ndarray
     return block.reshape(n * out_h * out_w, -1)
 
 
-def _chunks(n: int, chunk: int) -> range:
-    return range(0, n, chunk)
-
-
 def _chunked_forward(
     xp: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, chunk: int
 ) -> np.ndarray:
@@ -137,7 +140,7 @@ def _chunked_forward(
     n, per_image = geo.input_shape[0], geo.out_hw[0] * geo.out_hw[1]
     out = np.empty((geo.rows, w_mat.shape[0]), xp.dtype)
     buffer = np.empty(chunk * per_image * w_mat.shape[1], xp.dtype)
-    for start in _chunks(n, chunk):
+    for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         cols = _gather(xp[start:stop], geo, buffer)
         np.matmul(cols, w_mat.T, out=out[start * per_image : stop * per_image])
@@ -157,7 +160,7 @@ def _chunked_backward(
     dw_mat = np.zeros_like(w_mat)  # (O, K)
     dxp = zeros_nchw(geo.padded_shape, dy_mat.dtype) if need_input_grad else None
     w_offsets = w_mat.reshape(out_channels, kh * kw, c).transpose(1, 0, 2)  # (kh*kw, O, C)
-    for start in _chunks(n, chunk):
+    for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         rows = dy_mat[start * per_image : stop * per_image]
         dw_mat += weight_grad_matrix(rows, _gather(xp[start:stop], geo, buffer))

@@ -117,11 +117,14 @@ def conv2d_forward(
     padding: int | Sequence[int] | str | Padding2D = 0,
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
+    *,
+    need_cache: bool = True,
 ) -> tuple[np.ndarray, ConvCache]:
     """y[n, o, y, x] = b[o] + sum over (c, i, j) of W[o, c, i, j] * P[n, c, i, j, y, x].
 
     The sum over (c, i, j) is one ``np.tensordot`` of the patches with the filters; with
-    groups, output channel group g sees only input channel group g.
+    groups, output channel group g sees only input channel group g. (``need_cache`` lets
+    the fast kernel work differently in inference; here the cache is always returned.)
     """
     geo = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
     p = patches(pad(x, geo.padding), geo.kernel, geo.out_hw, geo.stride, geo.dilation)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -71,7 +72,7 @@ class Conv2D(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self._run(
-            self.kernels.conv2d_forward,
+            partial(self.kernels.conv2d_forward, need_cache=self.caching),
             x,
             self.params["weight"],
             self.params.get("bias"),
