@@ -30,7 +30,8 @@ def _written_order(model: Sequential, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_relu_after_pooling_equals_relu_before_it_with_ties(layout):
-    """ReLU is monotone, so max pooling and ReLU commute, and so do their gradients.
+    """ReLU is monotone, so max pooling and ReLU commute, and so do their gradients: each
+    order run as written, which is what lets the model run a ReLU after its pooling.
 
     The input is built to hit every tie: windows of equal positive values, all-negative
     windows, windows with exact zeros, and windows where only one value is positive.
@@ -141,3 +142,29 @@ def test_textbook_order_on_the_fast_kernels_matches_the_reference(chunked, monke
     np.testing.assert_allclose(grads["fast"][0], grads["reference"][0], rtol=1e-10, atol=1e-12)
     for name, grad in grads["reference"][1].items():
         np.testing.assert_allclose(grads["fast"][1][name], grad, rtol=1e-9, atol=1e-12)
+
+
+def test_backward_follows_the_order_the_forward_pass_ran():
+    """forward (reordered), forward_each and layers run by hand (both as written) each
+    give the same output and gradients through ``backward``."""
+    x = np.random.default_rng(4).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    dy = np.random.default_rng(5).standard_normal((3, 10)).astype(np.float32)
+    results = []
+    for run in ("forward", "forward_each", "by hand"):
+        model = _textbook("fast")
+        model.forward(x)
+        model.backward(dy)  # a finished step before, in the reordered order
+        if run == "forward":
+            y = model.forward(x)
+        elif run == "forward_each":
+            *_, (_, y) = model.forward_each(x)
+        else:
+            y = x
+            for layer in model.layers.values():
+                y = layer.forward(y)
+        model.backward(dy)
+        results.append((y, [p.grad.copy() for p in model.parameters()]))
+    for y, grads in results[1:]:
+        np.testing.assert_array_equal(y, results[0][0])
+        for got, expected in zip(grads, results[0][1]):
+            np.testing.assert_array_equal(got, expected)

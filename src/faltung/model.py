@@ -90,7 +90,8 @@ class Sequential:
         of the data, so conv -> ReLU -> pool, the order most people write, trains as fast
         as conv -> pool -> ReLU. The reference kernels run exactly what is written: they
         are the oracle the fast order is checked against. ``forward_each`` runs the written
-        order, for looking at each layer's own output.
+        order, for looking at each layer's own output. Only the model's own layers are
+        reordered, not those inside a ``Residual`` block.
         """
         order = list(self.layers.values())
         for i in range(len(order) - 1):
@@ -113,8 +114,10 @@ class Sequential:
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         """Back-propagate ``dy`` through every layer, filling each layer's ``grads``, in the
-        reverse of the order the last forward pass ran."""
-        for layer in reversed(self._order or self.run_order()):
+        reverse of the order the last ``forward`` or ``forward_each`` ran them (the written
+        order when the layers were run by hand)."""
+        order, self._order = self._order or list(self.layers.values()), []
+        for layer in reversed(order):
             dy = layer.backward(dy)
         return dy
 

@@ -118,9 +118,10 @@ def test_every_input_gradient_path_matches_the_reference(case):
 
 
 @settings(max_examples=40, deadline=None)
-@given(conv_cases(), st.integers(1, 3))
-def test_chunked_convolution_matches_the_reference(case, images_per_chunk):
+@given(conv_cases(), st.integers(1, 3), st.integers(2, 7))
+def test_chunked_convolution_matches_the_reference(case, images_per_chunk, n):
     """Large batches run in chunks (im2col gathered again in backward): forced here."""
+    case = (max(n, images_per_chunk + 1), *case[1:])  # more images than one chunk holds
     x, weight, bias, args, rng = conv_inputs(case)
     y_ref, cache_ref = ref.conv2d_forward(x, weight, bias, *args)
     with pytest.MonkeyPatch.context() as patch:
@@ -129,6 +130,7 @@ def test_chunked_convolution_matches_the_reference(case, images_per_chunk):
         per_image = geo.out_hw[0] * geo.out_hw[1] * np.prod(geo.weight_shape[1:]) * x.itemsize
         patch.setattr(conv_fast, "CHUNK_BYTES", int(per_image) * images_per_chunk)
         y, cache = fast.conv2d_forward(x, weight, bias, *args)
+        assert (cache.cols is None) == (geo.groups == 1)  # groups have their own path
         close(y, y_ref)
         dy = rng.standard_normal(y.shape)
         for need_input_grad in (True, False):
@@ -308,6 +310,7 @@ def test_max_pooling_without_a_cache_gives_the_same_maxima(rng, kernel, stride, 
         x = channels_last(x)
     y, cache = fast.max_pool2d_forward(x, kernel, stride, padding, need_cache=False)
     assert cache is None
+    assert ref.max_pool2d_forward(x, kernel, stride, padding, need_cache=False)[1] is None
     np.testing.assert_array_equal(y, ref.max_pool2d_forward(x, kernel, stride, padding)[0])
 
 
@@ -318,5 +321,18 @@ def test_convolution_without_a_cache_chunks_any_batch_and_agrees(rng, cin, monke
     x = channels_last(rng.standard_normal((5, cin, 9, 8)))
     w, b = rng.standard_normal((4, cin, 3, 3)), rng.standard_normal(4)
     y, cache = fast.conv2d_forward(x, w, b, 1, 1, need_cache=False)
-    assert cache is None
+    assert cache is None and ref.conv2d_forward(x, w, b, 1, 1, need_cache=False)[1] is None
     close(y, ref.conv2d_forward(x, w, b, 1, 1)[0])
+
+
+def test_a_chunked_convolution_keeps_the_dtype_of_an_unchunked_one(rng, monkeypatch):
+    """float32 images into a float64 layer give float64, however the batch is split."""
+    x = channels_last(rng.standard_normal((4, 3, 6, 6)).astype(np.float32))
+    w = rng.standard_normal((2, 3, 3, 3))
+    expected = fast.conv2d_forward(x, w)[0].dtype
+    monkeypatch.setattr(conv_fast, "CHUNK_ABOVE", 0)
+    monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 1)
+    y, cache = fast.conv2d_forward(x, w)
+    assert y.dtype == expected == np.float64
+    dx, dw, _ = fast.conv2d_backward(np.ones_like(y), cache)
+    assert dx.dtype == dw.dtype == np.float64

@@ -32,9 +32,10 @@ from .windows import col2im, sliding_windows
 
 
 class ConvCache(NamedTuple):
-    xp: np.ndarray  # (N, C, Hp, Wp): the padded input
     cols: np.ndarray | None  # (G, N*Ho*Wo, kh*kw*C/G): the im2col matrix, reused for dW
-    # (None when a large batch ran in chunks: conv_fast gathers it again from xp)
+    # A large batch runs in chunks and keeps the padded input (N, C, Hp, Wp) instead, from
+    # which conv_fast gathers each chunk's matrix again; xp is None when cols is kept.
+    xp: np.ndarray | None
     w_mat: np.ndarray  # (G, O/G, kh*kw*C/G): the weight in the im2col column order
     geometry: ConvGeometry
     has_bias: bool
@@ -69,7 +70,9 @@ def conv2d_forward(
         add_bias_rows(out, bias, geo.out_hw[1])
     n, (out_h, out_w) = geo.input_shape[0], geo.out_hw
     y = out.reshape(n, out_h, out_w, weight.shape[0]).transpose(0, 3, 1, 2)
-    return y, ConvCache(xp, cols, w_mat, geo, bias is not None) if need_cache else None
+    if not need_cache:
+        return y, None
+    return y, ConvCache(cols, None if cols is not None else xp, w_mat, geo, bias is not None)
 
 
 def conv2d_backward(
@@ -79,7 +82,7 @@ def conv2d_backward(
 
     ``need_input_grad=False`` skips the input gradient (the first layer of a network).
     """
-    xp, cols, w_mat, geo, has_bias = cache
+    cols, xp, w_mat, geo, has_bias = cache
     # Free when dy is channels-last in memory, as every gradient our kernels produce is.
     dy_mat = dy.transpose(0, 2, 3, 1).reshape(geo.rows, geo.weight_shape[0])
     # Column sums as a GEMV: much faster than sum(axis=0) over short rows.

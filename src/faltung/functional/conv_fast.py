@@ -34,12 +34,11 @@ from .windows import col2im, sliding_windows
 # measurements in whole training steps are in bench/NOTES.md.
 ROW_WINDOW_MAX_ROWS = 1024
 
-# A batch whose im2col matrix is larger than CHUNK_ABOVE runs in chunks of CHUNK_BYTES.
-# With a 32 MiB L3 shared with other work and about 13 GB/s to memory, a matrix that
-# spills out of cache is read back by its GEMM from memory (LeNet's second convolution:
-# 33 MB at batch 256); a 2 MiB chunk is read back from cache. Below the threshold the
-# whole matrix stays in cache and keeping it for backward is cheaper than gathering it
-# twice. Measured kernel by kernel and in whole steps: bench/NOTES.md.
+# A batch whose im2col matrix is larger than CHUNK_ABOVE runs in chunks of CHUNK_BYTES: a
+# matrix that spills out of the last-level cache is read back by its GEMM from memory
+# (LeNet's second convolution: 33 MB at batch 256), a chunk is read back from cache.
+# Below the threshold the whole matrix stays in cache, and keeping it for backward costs
+# less than gathering it twice. The measurements behind both sizes: bench/NOTES.md.
 CHUNK_ABOVE = 16 << 20
 CHUNK_BYTES = 2 << 20
 
@@ -103,9 +102,8 @@ def backward(
 
 
 # dW = dY^T cols is a product over N*Ho*Wo rows, and OpenBLAS runs its two orientations at
-# different speeds: for a row-major cols of this many rows or more, dY^T cols is 10-20%
-# faster; for fewer rows (a chunk of a large batch), (cols^T dY)^T is, by about 15%.
-# Measured at LeNet's and the resnet preset's shapes, interleaved.
+# different speeds: dY^T cols is the faster for a row-major cols of this many rows or
+# more, (cols^T dY)^T for fewer (a chunk of a large batch). Measured: bench/NOTES.md.
 TALL_ROWS = 4096
 
 
@@ -138,7 +136,7 @@ def _chunked_forward(
 ) -> np.ndarray:
     """out (N*Ho*Wo, O), one chunk of images at a time through one reused buffer."""
     n, per_image = geo.input_shape[0], geo.out_hw[0] * geo.out_hw[1]
-    out = np.empty((geo.rows, w_mat.shape[0]), xp.dtype)
+    out = np.empty((geo.rows, w_mat.shape[0]), np.result_type(xp, w_mat))
     buffer = np.empty(chunk * per_image * w_mat.shape[1], xp.dtype)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
@@ -150,15 +148,20 @@ def _chunked_forward(
 def _chunked_backward(
     dy_mat: np.ndarray, xp: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, need_input_grad: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """dW and the padded dx chunk by chunk: each chunk's im2col matrix is gathered again
-    into one buffer and used for both its dW term and its dx, while it is in cache."""
+    """dW and the padded dx, chunk by chunk.
+
+    Each chunk's im2col matrix is gathered again into one buffer and used for both its dW
+    term and its dx while it is in cache. The chunk size need not be forward's: any
+    split gives the same sums.
+    """
     n, c = geo.input_shape[:2]
     (kh, kw), (out_h, out_w) = geo.kernel, geo.out_hw
     per_image, out_channels = out_h * out_w, w_mat.shape[0]
     chunk = images_per_chunk(geo, xp.itemsize)
     buffer = np.empty(chunk * per_image * w_mat.shape[1], xp.dtype)
-    dw_mat = np.zeros_like(w_mat)  # (O, K)
-    dxp = zeros_nchw(geo.padded_shape, dy_mat.dtype) if need_input_grad else None
+    dw_mat = np.zeros(w_mat.shape, np.result_type(dy_mat, xp))  # (O, K)
+    dx_dtype = np.result_type(dy_mat, w_mat)
+    dxp = zeros_nchw(geo.padded_shape, dx_dtype) if need_input_grad else None
     w_offsets = w_mat.reshape(out_channels, kh * kw, c).transpose(1, 0, 2)  # (kh*kw, O, C)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)

@@ -40,12 +40,13 @@ def max_pool_backward(dy: np.ndarray, cache: object) -> np.ndarray | None:
     return None
 
 
-# Images per pass: a chunk's input, masks and intermediate maxima stay in the L2 cache
-# across the several passes a 2x2 pooling makes (measured: bench/NOTES.md).
+# Bytes of input per pass: a chunk's input, masks and intermediate maxima stay in the L2
+# cache across the several passes a 2x2 pooling makes (measured: bench/NOTES.md).
 CHUNK_BYTES = 1 << 20
 
 
 def _chunks(n: int, image_bytes: int) -> list[slice]:
+    """Slices of the batch of about ``CHUNK_BYTES`` each (at least one image)."""
     size = max(1, CHUNK_BYTES // image_bytes)
     return [slice(start, min(n, start + size)) for start in range(0, n, size)]
 
@@ -67,7 +68,7 @@ def _max_pool_2x2(x: np.ndarray, geo: PoolGeometry) -> tuple[np.ndarray, MaxPool
         left, right = column_max[..., 0, :], column_max[..., 1, :]
         right_won = right_wins[part]
         np.equal(right, left, out=right_won)
-        right_won &= wins[..., 0, :] > wins[..., 1, :]  # a tie: top-right against bottom-left
+        right_won &= wins[..., 0, :] & ~wins[..., 1, :]  # a tie: a top left, a bottom right
         right_won |= right > left
         np.maximum(left, right, out=y[part])
     return y.transpose(0, 3, 1, 2), MaxPool2x2Cache(bottom_wins, right_wins, geo)
@@ -98,7 +99,7 @@ def _max_pool_2x2_backward(dy: np.ndarray, cache: MaxPool2x2Cache) -> np.ndarray
     covered = dx[:, : 2 * out_h, : 2 * out_w].reshape(n, out_h, 2, 2 * out_w * c)
     # Undo the column stage, then the row stage: each gradient goes to its stage's winner.
     for part in _chunks(n, 4 * g[0].nbytes):
-        m = len(range(n)[part])
+        m = part.stop - part.start
         columns = np.empty((m, out_h, out_w, 2, c), dy.dtype)
         np.multiply(g[part], ~right_wins[part], out=columns[..., 0, :])
         np.multiply(g[part], right_wins[part], out=columns[..., 1, :])

@@ -119,12 +119,12 @@ def conv2d_forward(
     groups: int = 1,
     *,
     need_cache: bool = True,
-) -> tuple[np.ndarray, ConvCache]:
+) -> tuple[np.ndarray, ConvCache | None]:
     """y[n, o, y, x] = b[o] + sum over (c, i, j) of W[o, c, i, j] * P[n, c, i, j, y, x].
 
     The sum over (c, i, j) is one ``np.tensordot`` of the patches with the filters; with
-    groups, output channel group g sees only input channel group g. (``need_cache`` lets
-    the fast kernel work differently in inference; here the cache is always returned.)
+    groups, output channel group g sees only input channel group g. With
+    ``need_cache=False`` (inference) the cache is None.
     """
     geo = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
     p = patches(pad(x, geo.padding), geo.kernel, geo.out_hw, geo.stride, geo.dilation)
@@ -134,7 +134,7 @@ def conv2d_forward(
     y = np.concatenate(parts, axis=3).transpose(0, 3, 1, 2)
     if bias is not None:
         y = y + bias.reshape(1, -1, 1, 1)
-    return y, ConvCache(p, weight, geo, bias is not None)
+    return y, ConvCache(p, weight, geo, bias is not None) if need_cache else None
 
 
 def conv2d_backward(
@@ -183,17 +183,17 @@ def max_pool2d_forward(
     padding: PoolSize = 0,
     *,
     need_cache: bool = True,
-) -> tuple[np.ndarray, tuple[np.ndarray, PoolGeometry]]:
+) -> tuple[np.ndarray, tuple[np.ndarray, PoolGeometry] | None]:
     """u = max over the window (P = inf). Padding is -inf; ties go to the first maximum.
 
     Cache: (winner (N, C, 1, Ho, Wo), the index of each window's maximum; geometry).
-    ``need_cache`` is for the fast kernel, which can skip the winners; here they are the
-    way to the maximum, so the cache is always returned.
+    With ``need_cache=False`` (inference) the cache is None.
     """
     geo = pool_geometry(x.shape, kernel_size, stride, padding)
     windows = _pool_patches(x, geo, -np.inf)
     winner = windows.argmax(axis=2)[:, :, None]  # (N, C, 1, Ho, Wo)
-    return np.take_along_axis(windows, winner, axis=2)[:, :, 0], (winner, geo)
+    y = np.take_along_axis(windows, winner, axis=2)[:, :, 0]
+    return y, (winner, geo) if need_cache else None
 
 
 def max_pool2d_backward(dy: np.ndarray, cache: tuple[np.ndarray, PoolGeometry]) -> np.ndarray:

@@ -135,7 +135,7 @@ class Layer:
     def _fail(self, message: str) -> ValueError:
         return ValueError(f"{self.name} ({type(self).__name__}): {message}")
 
-    def _run(self, kernel: Any, x: np.ndarray, *args: Any) -> np.ndarray:
+    def _run(self, kernel: Any, x: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
         """Call a forward kernel and keep its cache; the kernel checks the arguments, and
         its errors come back naming this layer."""
         if not isinstance(x, np.ndarray):
@@ -144,7 +144,7 @@ class Layer:
             # Integer images become the layer's float dtype; float arrays keep their own.
             x = x.astype(getattr(self, "dtype", np.float32))
         try:
-            y, cache = kernel(x, *args)
+            y, cache = kernel(x, *args, **kwargs)
         except ValueError as error:
             raise self._fail(str(error)) from None
         self._keep(cache)

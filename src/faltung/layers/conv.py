@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -72,7 +71,7 @@ class Conv2D(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self._run(
-            partial(self.kernels.conv2d_forward, need_cache=self.caching),
+            self.kernels.conv2d_forward,
             x,
             self.params["weight"],
             self.params.get("bias"),
@@ -80,6 +79,7 @@ class Conv2D(Layer):
             self._pads,
             self.dilation,
             self.groups,
+            need_cache=self.caching,  # inference keeps nothing, and may work differently
         )
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:

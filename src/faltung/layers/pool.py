@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -42,11 +41,12 @@ class MaxPool2D(_Pool2D):
     def forward(self, x: np.ndarray) -> np.ndarray:
         # Inference skips recording which input won each window: nothing will ask.
         return self._run(
-            partial(self.kernels.max_pool2d_forward, need_cache=self.caching),
+            self.kernels.max_pool2d_forward,
             x,
             self.kernel_size,
             self.stride,
             self.padding,
+            need_cache=self.caching,
         )
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
