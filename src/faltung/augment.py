@@ -91,6 +91,22 @@ class Augment:
         self.max_shift, self.max_degrees, self.max_scale = max_shift, max_degrees, max_scale
         self.brightness, self.contrast = brightness, contrast
 
+    def describe(self) -> str:
+        """The transforms and their ranges, for the run's banner.
+
+        >>> Augment(["shift", "flip"]).describe()
+        'shifts of up to 2 pixels, horizontal flips'
+        """
+        parts = {
+            "shift": f"shifts of up to {self.max_shift} pixels",
+            "flip": "horizontal flips",
+            "affine": f"rotations of up to {self.max_degrees:g} degrees and scaling by up to "
+            f"{self.max_scale:.0%}",
+            "brightness": f"brightness +-{self.brightness:g}",
+            "contrast": f"contrast x(1 +-{self.contrast:g})",
+        }
+        return ", ".join(parts[name] for name in self.names)
+
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n = len(x)
         if "shift" in self.names:

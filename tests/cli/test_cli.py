@@ -259,7 +259,12 @@ def test_the_banner_describes_the_run_that_happens(tmp_path, synthetic_dir, caps
     assert "data: mnist, all 200 training images, all 50 test images;" in out
     assert train(tmp_path / "r2", synthetic_dir, "--train-size", "120", "--epochs", "1",
                  "--no-plots") == 0  # fmt: skip
-    assert "120 of 200 training images, all 50 test images (drawn with seed 0)" in (
+    out = capsys.readouterr().out
+    assert "120 of 200 training images, all 50 test images (drawn with seed 0)" in out
+    assert "augmentation" not in out
+    assert train(tmp_path / "r3", synthetic_dir, "--epochs", "1", "--augment", "auto",
+                 "--no-plots") == 0  # fmt: skip
+    assert "augmentation: shifts of up to 2 pixels, rotations of up to 10 degrees" in (
         capsys.readouterr().out
     )
 

@@ -394,6 +394,8 @@ def run_train(args: argparse.Namespace) -> int:
     subsets = len(train_index) < n_train or len(test_index) < n_test or val_data is not None
     print(f"faltung {__version__}: {network}")
     print(f"training: {describe_training(settings)}")
+    if augment is not None:
+        print(f"augmentation: {augment.describe()}")
     print(
         f"data: {data.name}, {count(len(train_x), n_train, 'training')}, "
         f"{count(len(test_x), n_test, 'test')}"
