@@ -90,7 +90,11 @@ def test_fast_convolution_matches_the_reference(case, nhwc):
     y_ref, cache_ref = ref.conv2d_forward(x, weight, bias, *args)
     y, cache = fast.conv2d_forward(x, weight, bias, *args)
     close(y, y_ref)
-    dy = rng.standard_normal(y.shape)
+    backward_agrees(rng.standard_normal(y.shape), cache, cache_ref)
+
+
+def backward_agrees(dy, cache, cache_ref):
+    """Fast and reference convolution backward agree, with and without the input gradient."""
     for need_input_grad in (True, False):
         for got, expected in zip(
             fast.conv2d_backward(dy, cache, need_input_grad),
@@ -132,13 +136,7 @@ def test_chunked_convolution_matches_the_reference(case, images_per_chunk, n):
         y, cache = fast.conv2d_forward(x, weight, bias, *args)
         assert (cache.cols is None) == (geo.groups == 1)  # groups have their own path
         close(y, y_ref)
-        dy = rng.standard_normal(y.shape)
-        for need_input_grad in (True, False):
-            for got, expected in zip(
-                fast.conv2d_backward(dy, cache, need_input_grad),
-                ref.conv2d_backward(dy, cache_ref, need_input_grad),
-            ):
-                close(got, expected)
+        backward_agrees(rng.standard_normal(y.shape), cache, cache_ref)
 
 
 @pytest.mark.parametrize("cin,groups,special", [(1, 1, True), (4, 2, True), (3, 1, False)])
