@@ -11,7 +11,9 @@ from faltung.layers import (
     Conv2D,
     Dense,
     Dropout,
+    Flatten,
     GlobalAvgPool2D,
+    Identity,
     ReLU,
     Residual,
 )
@@ -159,3 +161,29 @@ def test_dropout_inside_a_block_resumes_exactly(tmp_path):
     t.fit()
     for p, q in zip(whole.parameters(), resumed.parameters()):
         np.testing.assert_array_equal(p.value, q.value)
+
+
+def test_a_block_as_the_first_layer_computes_no_input_gradient():
+    """Like a first convolution, a first residual block skips its input gradient (both
+    branches' first layers), and its parameters' gradients are unchanged by that."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+
+    def block():
+        return Residual(
+            [("conv1", Conv2D(3, 4, 3, padding=1)), ("relu", ReLU()),
+             ("conv2", Conv2D(4, 4, 3, padding=1))],
+            shortcut=[("conv", Conv2D(3, 4, 1))],
+        )  # fmt: skip
+
+    first = Sequential([("block", block()), ("flatten", Flatten())], seed=0)
+    inner = Sequential([("id", Identity()), ("block", block()), ("flatten", Flatten())], seed=0)
+    assert first["block"].body.layers["conv1"].needs_input_grad is False
+    assert first["block"].shortcut.layers["conv"].needs_input_grad is False
+    assert first["block"].body.layers["conv2"].needs_input_grad is True
+    dy = rng.standard_normal((2, 4 * 8 * 8)).astype(np.float32)
+    outputs = [model.forward(x) for model in (first, inner)]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert first.backward(dy) is None and inner.backward(dy) is not None
+    for p, q in zip(first.parameters(), inner.parameters()):
+        np.testing.assert_array_equal(p.grad, q.grad, err_msg=p.name)

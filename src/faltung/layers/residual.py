@@ -58,6 +58,17 @@ class Chain(Layer):
         if not self.layers:
             raise ValueError("a chain needs at least one layer")
 
+    @property
+    def needs_input_grad(self) -> bool:
+        return self._needs_input_grad
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, value: bool) -> None:
+        # The chain's input gradient is its first layer's; the others feed layers inside.
+        self._needs_input_grad = value
+        if self.__dict__.get("layers"):
+            next(iter(self.layers.values())).needs_input_grad = value
+
     def children(self) -> dict[str, Layer]:
         return self.layers
 
@@ -120,6 +131,19 @@ class Residual(Layer):
             self.shortcut = None if shortcut is None else Chain(shortcut)
         except ValueError as error:
             raise self._fail(str(error)) from None
+        self.needs_input_grad = self._needs_input_grad  # now that the branches exist
+
+    @property
+    def needs_input_grad(self) -> bool:
+        return self._needs_input_grad
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, value: bool) -> None:
+        # As the first layer of a network, neither branch computes an input gradient.
+        self._needs_input_grad = value
+        if "body" in self.__dict__:  # not while Layer.__init__ sets the default
+            for child in self.children().values():
+                child.needs_input_grad = value
 
     def children(self) -> dict[str, Layer]:
         found: dict[str, Layer] = {"body": self.body}
@@ -150,9 +174,11 @@ class Residual(Layer):
         self._check(y, short)
         return y + short
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
         dx = self.body.backward(dy)
         dshort = dy if self.shortcut is None else self.shortcut.backward(dy)
+        if not self.needs_input_grad:  # the branches computed none
+            return None
         return dx + dshort
 
     def _check(self, y: np.ndarray, short: np.ndarray) -> None:
