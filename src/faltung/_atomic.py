@@ -18,6 +18,8 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     never a mixture; on any error the temporary file is removed and ``path`` is untouched.
     """
     target = Path(path)
+    if not target.parent.is_dir():  # else the error would name the temporary file
+        raise FileNotFoundError(f"{target}: the directory {target.parent} does not exist")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
         # mkstemp creates 0600 files; give the result the permissions open() would.

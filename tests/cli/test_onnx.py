@@ -83,3 +83,10 @@ def test_without_onnx_the_commands_say_how_to_install_it(tmp_path, model_file, m
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
     assert main(["export", str(model_file), str(tmp_path / "m.onnx")]) == 2
     assert "pip install 'faltung[onnx]'" in capsys.readouterr().err
+
+
+def test_export_into_a_missing_directory_names_the_directory(tmp_path, model_file, capsys):
+    target = tmp_path / "missing" / "x.onnx"
+    assert main(["export", str(model_file), str(target)]) == 2
+    err = capsys.readouterr().err
+    assert f"the directory {target.parent} does not exist" in err and ".part" not in err

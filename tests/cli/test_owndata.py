@@ -120,6 +120,17 @@ def test_summary_of_a_network_file(net_file, capsys):
     assert "block.body.conv" in out and "forward FLOPs per image" in out
 
 
+def test_summary_takes_a_trained_model_file_as_model_too(tmp_path, capsys):
+    """``train --model`` takes a network file or a trained model; so does ``summary``."""
+    from faltung.io import ModelMetadata, save_model
+    from faltung.presets import PRESETS
+
+    path = tmp_path / "m.npz"
+    save_model(PRESETS["lenet"].build(0), path, ModelMetadata(input_shape=(1, 28, 28)))
+    assert main(["summary", "--model", str(path)]) == 0
+    assert "431,080" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -218,3 +229,14 @@ def test_resume_with_a_network_file_and_augmentation_is_bit_exact(tmp_path, shap
     resumed, _ = load_model(tmp_path / "part" / "model.npz")
     for name, value in whole.state_dict().items():
         np.testing.assert_array_equal(value, resumed.state_dict()[name], err_msg=name)
+
+
+def test_own_images_without_a_preset_train_on_all_of_them(tmp_path, shapes_dir, capsys):
+    """The article's 10,000 and 100 MNIST images fit no other data: own images default to
+    lenet's settings, which take every image."""
+    out = tmp_path / "run"
+    args = ["train", "--data", str(shapes_dir), "--out", str(out), "--epochs", "1",
+            "--no-plots"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "preset lenet" in printed and "all 72 training images" in printed

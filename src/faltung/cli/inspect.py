@@ -170,6 +170,12 @@ def expand_folders(names: list[str]) -> list[str]:
 
 
 def run_summary(args: argparse.Namespace) -> int:
+    network = getattr(args, "network", None)
+    if network is not None and Path(network).suffix.lower() == ".npz":
+        # A trained model file given as --model, as `faltung train --model` accepts it.
+        if args.model is not None:
+            raise UsageError("give either MODEL.npz or --model NET.toml, not both")
+        args.model, args.network = network, None
     if getattr(args, "network", None) is not None:
         from ..netfile import check_shapes, read_network
 
