@@ -67,7 +67,7 @@ def test_onnxruntime_runs_the_exported_file(tmp_path, model_file):
         (["export", "{model}", "{out}", "--input-shape", "1,5,5"], "does not accept input shape"),
         (["import", "{missing}", "{out}"], "no such file"),
         (["import", "{model}", "{out}"], "not a readable ONNX file"),
-        (["export", "{model}", "{nodir}"], "No such file or directory"),
+        (["export", "{model}", "{nodir}"], "m.onnx: the directory"),  # not the temporary file
     ],
 )
 def test_expected_failures_are_one_line(tmp_path, model_file, capsys, args, message):
@@ -83,10 +83,3 @@ def test_without_onnx_the_commands_say_how_to_install_it(tmp_path, model_file, m
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
     assert main(["export", str(model_file), str(tmp_path / "m.onnx")]) == 2
     assert "pip install 'faltung[onnx]'" in capsys.readouterr().err
-
-
-def test_export_into_a_missing_directory_names_the_directory(tmp_path, model_file, capsys):
-    target = tmp_path / "missing" / "x.onnx"
-    assert main(["export", str(model_file), str(target)]) == 2
-    err = capsys.readouterr().err
-    assert f"the directory {target.parent} does not exist" in err and ".part" not in err
