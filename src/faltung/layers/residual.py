@@ -36,7 +36,25 @@ def layer_from_config(entry: Mapping[str, Any]) -> Layer:
         raise ValueError(f"{name}: {str(error).split(': ', 1)[-1]}") from None
 
 
-class Chain(Layer):
+class _Container(Layer):
+    """A layer made of layers. Whether it computes its input gradient (not as a network's
+    first layer) is passed on to the layers inside that read its input."""
+
+    def _input_layers(self) -> list[Layer]:
+        raise NotImplementedError
+
+    @property
+    def needs_input_grad(self) -> bool:
+        return self._needs_input_grad
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, value: bool) -> None:
+        self._needs_input_grad = value
+        for layer in self._input_layers():
+            layer.needs_input_grad = value
+
+
+class Chain(_Container):
     """Layers applied in order inside a container (the body or shortcut of a block)."""
 
     def __init__(self, layers: Iterable[LayerSpec]) -> None:
@@ -58,16 +76,10 @@ class Chain(Layer):
         if not self.layers:
             raise ValueError("a chain needs at least one layer")
 
-    @property
-    def needs_input_grad(self) -> bool:
-        return self._needs_input_grad
-
-    @needs_input_grad.setter
-    def needs_input_grad(self, value: bool) -> None:
+    def _input_layers(self) -> list[Layer]:
         # The chain's input gradient is its first layer's; the others feed layers inside.
-        self._needs_input_grad = value
-        if self.__dict__.get("layers"):
-            next(iter(self.layers.values())).needs_input_grad = value
+        layers = self.__dict__.get("layers")  # absent while Layer.__init__ runs
+        return [next(iter(layers.values()))] if layers else []
 
     def children(self) -> dict[str, Layer]:
         return self.layers
@@ -102,7 +114,7 @@ class Chain(Layer):
         ]
 
 
-class Residual(Layer):
+class Residual(_Container):
     """y = body(x) + shortcut(x); the shortcut is the identity unless given.
 
     ``body`` and ``shortcut`` are lists of layers, ``(name, layer)`` pairs or config
@@ -133,17 +145,9 @@ class Residual(Layer):
             raise self._fail(str(error)) from None
         self.needs_input_grad = self._needs_input_grad  # now that the branches exist
 
-    @property
-    def needs_input_grad(self) -> bool:
-        return self._needs_input_grad
-
-    @needs_input_grad.setter
-    def needs_input_grad(self, value: bool) -> None:
-        # As the first layer of a network, neither branch computes an input gradient.
-        self._needs_input_grad = value
-        if "body" in self.__dict__:  # not while Layer.__init__ sets the default
-            for child in self.children().values():
-                child.needs_input_grad = value
+    def _input_layers(self) -> list[Layer]:
+        # Both branches read the block's input (absent while Layer.__init__ runs).
+        return list(self.children().values()) if "body" in self.__dict__ else []
 
     def children(self) -> dict[str, Layer]:
         found: dict[str, Layer] = {"body": self.body}
