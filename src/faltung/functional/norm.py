@@ -46,18 +46,32 @@ def batch_norm_backward(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """dx = inv_std/M * (M*g - sum(g) - x_hat*sum(g*x_hat)) with g = dy*gamma, per channel."""
     x_hat, inv_std, gamma, axes = cache[:4]
-    shape = inv_std.shape
     count = x_hat.size // x_hat.shape[1]
     dbeta = dy.sum(axis=axes)
     dgamma = (dy * x_hat).sum(axis=axes)
-    g_sum, gx_sum = dbeta, dgamma
-    if gamma is not None:
-        dy = dy * gamma.reshape(shape)
-        g_sum, gx_sum = dbeta * gamma, dgamma * gamma
-    dx = (dy - (g_sum.reshape(shape) + x_hat * gx_sum.reshape(shape)) * (1.0 / count)) * inv_std
+    dx = _input_grad(dy, x_hat, inv_std, gamma, dbeta, dgamma, count)
     if gamma is None:
         return dx, None, None
     return dx, dgamma, dbeta
+
+
+def _input_grad(
+    dy: np.ndarray,
+    x_hat: np.ndarray,
+    inv_std: np.ndarray,
+    gamma: np.ndarray | None,
+    dy_sum: np.ndarray,
+    dy_x_hat_sum: np.ndarray,
+    count: int,
+) -> np.ndarray:
+    """dx from the per-channel sums of dy and dy*x_hat over ``count`` values, which are
+    this batch's (batch norm) or every rank's (synchronised batch norm)."""
+    shape = inv_std.shape
+    g_sum, gx_sum = dy_sum, dy_x_hat_sum
+    if gamma is not None:
+        dy = dy * gamma.reshape(shape)
+        g_sum, gx_sum = dy_sum * gamma, dy_x_hat_sum * gamma
+    return (dy - (g_sum.reshape(shape) + x_hat * gx_sum.reshape(shape)) * (1.0 / count)) * inv_std
 
 
 class BatchNormInferenceCache(NamedTuple):
@@ -145,17 +159,13 @@ def sync_batch_norm_backward(
     """``batch_norm_backward``'s formula with sum(g) and sum(g*x_hat) over every rank (one
     Allreduce). dgamma and dbeta stay this rank's parts: the gradient reduction adds them."""
     x_hat, inv_std, gamma, axes, *_, count, allreduce = cache
-    shape = inv_std.shape
     channels = x_hat.shape[1]
     dbeta = dy.sum(axis=axes)
     dgamma = (dy * x_hat).sum(axis=axes)
     sums = np.concatenate([dbeta, dgamma]).astype(np.float64)
     allreduce(sums)
     g_sum, gx_sum = sums[:channels].astype(dy.dtype), sums[channels:].astype(dy.dtype)
-    if gamma is not None:
-        dy = dy * gamma.reshape(shape)
-        g_sum, gx_sum = g_sum * gamma, gx_sum * gamma
-    dx = (dy - (g_sum.reshape(shape) + x_hat * gx_sum.reshape(shape)) * (1.0 / count)) * inv_std
+    dx = _input_grad(dy, x_hat, inv_std, gamma, g_sum, gx_sum, count)
     if gamma is None:
         return dx, None, None
     return dx, dgamma, dbeta
