@@ -51,13 +51,20 @@ def _chunks(n: int, image_bytes: int) -> list[slice]:
     return [slice(start, min(n, start + size)) for start in range(0, n, size)]
 
 
+def _row_pairs(x: np.ndarray, geo: PoolGeometry) -> np.ndarray:
+    """(N, Ho, 2, 2*Wo*C): each window's two rows, contiguous runs of channels-last memory
+    (a view; an odd last row or column is left out)."""
+    out_h, out_w = geo.out_hw
+    rows = x[:, :, : 2 * out_h, : 2 * out_w].transpose(0, 2, 3, 1)  # NHWC view
+    return rows.reshape(x.shape[0], out_h, 2, 2 * out_w * x.shape[1])
+
+
 def _max_pool_2x2(x: np.ndarray, geo: PoolGeometry) -> tuple[np.ndarray, MaxPool2x2Cache]:
     """Ties go to the first maximum in row-major order, as in PyTorch: the right column
     wins a tie only when its winner is in the top row and the left one's is not."""
     n, c = x.shape[:2]
     out_h, out_w = geo.out_hw
-    rows = x[:, :, : 2 * out_h, : 2 * out_w].transpose(0, 2, 3, 1)  # NHWC view
-    pairs = rows.reshape(n, out_h, 2, 2 * out_w * c)
+    pairs = _row_pairs(x, geo)
     y = np.empty((n, out_h, out_w, c), x.dtype)
     bottom_wins = np.empty((n, out_h, 2 * out_w * c), bool)
     right_wins = np.empty((n, out_h, out_w, c), bool)
@@ -78,7 +85,7 @@ def _max_pool_2x2_values(x: np.ndarray, geo: PoolGeometry) -> np.ndarray:
     """The maxima alone (inference): rows pairwise, then columns, chunk by chunk."""
     n, c = x.shape[:2]
     out_h, out_w = geo.out_hw
-    pairs = x[:, :, : 2 * out_h, : 2 * out_w].transpose(0, 2, 3, 1).reshape(n, out_h, 2, -1)
+    pairs = _row_pairs(x, geo)
     y = np.empty((n, out_h, out_w, c), x.dtype)
     for part in _chunks(n, pairs[0].nbytes):
         column_max = np.maximum(pairs[part, :, 0], pairs[part, :, 1])
