@@ -64,7 +64,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.seed is not None and args.test_size is None:
         raise UsageError("--seed chooses the images of a --test-size draw; give --test-size too")
     model, meta = load_model(args.model)
-    if args.data is not None and is_own_data(args.data):
+    if is_own_data(args.data):
         # The same split as in training: the same seed and fraction draw the same images.
         settings = meta.settings
         data = load_data(

@@ -246,13 +246,13 @@ def preset_name(args: argparse.Namespace) -> str:
     batch 64: the article's 10,000 and 100 MNIST images fit no other data), else 'article'."""
     if args.preset:
         return args.preset
-    own_data = getattr(args, "data", None) is not None and is_own_data(args.data)
+    own_data = is_own_data(getattr(args, "data", None))
     return "lenet" if getattr(args, "model", None) or own_data else "article"
 
 
 def load_training_data(args: argparse.Namespace, settings: dict[str, Any]) -> ImageDataset:
     """The user's own images (--data FOLDER|FILE.csv|FILE.npz), else an IDX dataset; uint8."""
-    if args.data is not None and is_own_data(args.data):
+    if is_own_data(args.data):
         size = settings.get("image_size")
         return load_data(
             args.data,

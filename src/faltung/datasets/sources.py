@@ -16,8 +16,11 @@ from .mnist import ImageDataset
 DEFAULT_TEST_SPLIT = 0.2
 
 
-def is_own_data(path: str | os.PathLike[str]) -> bool:
-    """True for a .csv/.npz file or an image folder; False for a folder of IDX files."""
+def is_own_data(path: str | os.PathLike[str] | None) -> bool:
+    """True for a .csv/.npz file or an image folder; False for a folder of IDX files, or
+    for no path (a known dataset, found or downloaded)."""
+    if path is None:
+        return False
     path = Path(path)
     if not path.is_dir():
         return path.suffix.lower() in (".csv", ".npz")
