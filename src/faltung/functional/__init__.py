@@ -10,7 +10,8 @@ Two kernel sets share these names:
 - ``faltung.functional.reference``: the article's way, written to be read: image patches
   and ``np.tensordot``, the Lp pooling formula, plain dense layers and softmax. Start here.
 - this package (``"fast"``, the default): the same numbers, computed for speed
-  (``conv``, ``pool`` and their ``*_fast`` specialisations), tested against the reference.
+  (``conv``, ``pool`` and their ``*_fast`` specialisations, ``norm_fast``), tested against
+  the reference.
 
 ``kernel_set(name)`` returns either, for ``Sequential(..., kernels=name)``.
 """
@@ -46,12 +47,8 @@ from .losses import (
     softmax_cross_entropy_backward,
     softmax_cross_entropy_forward,
 )
-from .norm import (
-    batch_norm_backward,
-    batch_norm_forward,
-    batch_norm_inference_backward,
-    batch_norm_inference_forward,
-)
+from .norm import batch_norm_inference_backward, batch_norm_inference_forward
+from .norm_fast import batch_norm_backward, batch_norm_forward
 from .pool import (
     avg_pool2d_backward,
     avg_pool2d_forward,

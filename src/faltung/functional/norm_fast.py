@@ -1,0 +1,165 @@
+"""Batch normalisation, fast: ``norm``'s formulas (read those first) with fewer passes.
+
+Three things make ``norm``'s plain NumPy slow on the channels-last maps our convolutions
+return: reductions over axes (0, 2, 3) walk memory with a stride; a (1, C, 1, 1) operand
+broadcast over channels-last memory gives NumPy inner loops of only C values; and every
+expression makes a fresh array the size of the batch. Here each image is one row of
+``L = C*H*W`` values in memory order, so
+
+- a per-channel sum is a matrix-vector product over the batch (``ones @ rows``) and then
+  a sum over the row's positions of each channel, in float64;
+- a per-channel scale is one row of L values (the channel's value at each position), and
+  every element-wise pass has inner loops of L values;
+- the batch is worked through in chunks of about ``CHUNK_BYTES``, whose temporaries stay in
+  the cache.
+
+The cache keeps the centred input ``x - mean`` rather than ``x_hat``: backward needs only
+its products with per-channel factors, so ``x_hat = centred * inv_std`` is never written.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .layout import is_channels_last
+
+# Bytes of one chunk of rows: a chunk and its temporaries stay in the 1 MiB L2 cache.
+CHUNK_BYTES = 1 << 19
+
+
+class ImageRows(NamedTuple):
+    """How an (N, C) or (N, C, H, W) array is seen as (N, L) rows in memory order."""
+
+    shape: tuple[int, ...]  # the array's (N, C[, H, W]) shape
+    channels_last: bool  # memory order N, H, W, C (else N, C, H, W)
+    channel: np.ndarray  # (L,) the channel of each position of a row
+
+    @property
+    def channels(self) -> int:
+        return self.shape[1]
+
+    def rows(self, a: np.ndarray) -> np.ndarray:
+        """(N, L) view of ``a`` (or of a contiguous copy where the memory has no such view)."""
+        if len(self.shape) == 4 and self.channels_last:
+            a = a.transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(a).reshape(self.shape[0], -1)
+
+    def array(self, rows: np.ndarray) -> np.ndarray:
+        """The (N, C[, H, W]) view of ``rows`` (inverse of :meth:`rows`)."""
+        if len(self.shape) == 4 and self.channels_last:
+            n, c, h, w = self.shape
+            return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+        return rows.reshape(self.shape)
+
+    def per_position(self, values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """(L,) row holding each channel's value at that channel's positions."""
+        return values.astype(dtype, copy=False)[self.channel]
+
+    def channel_sums(self, column_sums: np.ndarray) -> np.ndarray:
+        """(C,) float64 sums of a row's positions, channel by channel."""
+        return np.bincount(self.channel, weights=column_sums, minlength=self.channels)
+
+    def chunks(self, itemsize: int) -> list[slice]:
+        n, width = self.shape[0], len(self.channel)
+        size = max(1, CHUNK_BYTES // (width * itemsize))
+        return [slice(start, min(n, start + size)) for start in range(0, n, size)]
+
+
+def image_rows(x: np.ndarray) -> ImageRows:
+    shape, channels = x.shape, x.shape[1]
+    if x.ndim == 2:
+        return ImageRows(shape, False, np.arange(channels))
+    positions = x.shape[2] * x.shape[3]
+    channels_last = is_channels_last(x) and channels > 1
+    if channels_last:
+        channel = np.tile(np.arange(channels), positions)
+    else:
+        channel = np.repeat(np.arange(channels), positions)
+    return ImageRows(shape, channels_last, channel)
+
+
+def _column_sums(rows: np.ndarray, out: np.ndarray) -> None:
+    """out += the sum of ``rows`` over its first axis, as a matrix-vector product."""
+    out += np.ones(len(rows), rows.dtype) @ rows
+
+
+class FastBatchNormCache(NamedTuple):
+    centred: np.ndarray  # (N, L) x - mean, rows in memory order
+    inv_std: np.ndarray  # (C,) 1/sqrt(var + eps)
+    gamma: np.ndarray | None  # (C,) scale, None without affine parameters
+    layout: ImageRows
+    mean: np.ndarray  # (C,) batch mean, for the running statistics
+    var: np.ndarray  # (C,) biased batch variance, for the running statistics
+
+
+def batch_norm_forward(
+    x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None, eps: float
+) -> tuple[np.ndarray, FastBatchNormCache]:
+    """y = gamma * (x - mu) / sqrt(var + eps) + beta with the batch's mean and variance."""
+    layout = image_rows(x)
+    rows, dtype = layout.rows(x), x.dtype
+    count = x.size // layout.channels
+    column = np.zeros(rows.shape[1], dtype)
+    _column_sums(rows, column)
+    mean64 = layout.channel_sums(column) / count
+    mean_row = layout.per_position(mean64, dtype)
+
+    # The variance from the centred values (two passes, as norm does): sum of squares of
+    # x - mean keeps float32's precision where E[x^2] - mean^2 would cancel.
+    centred = np.empty_like(rows)
+    column[:] = 0
+    chunks = layout.chunks(x.itemsize)
+    square = np.empty((chunks[0].stop, rows.shape[1]), dtype)
+    for chunk in chunks:
+        c = np.subtract(rows[chunk], mean_row, out=centred[chunk])
+        _column_sums(np.multiply(c, c, out=square[: len(c)]), column)
+    var64 = layout.channel_sums(column) / count
+    inv_std64 = 1 / np.sqrt(var64 + eps)
+
+    scale = layout.per_position(inv_std64 if gamma is None else inv_std64 * gamma, dtype)
+    shift = None if beta is None else layout.per_position(beta, dtype)
+    y = np.empty_like(rows)
+    for chunk in chunks:
+        out = np.multiply(centred[chunk], scale, out=y[chunk])
+        if shift is not None:
+            out += shift
+    mean, var, inv_std = (v.astype(dtype) for v in (mean64, var64, inv_std64))
+    return layout.array(y), FastBatchNormCache(centred, inv_std, gamma, layout, mean, var)
+
+
+def batch_norm_backward(
+    dy: np.ndarray, cache: FastBatchNormCache
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """norm's dx = inv_std/M * (M*g - sum(g) - x_hat*sum(g*x_hat)), g = dy*gamma, written as
+    dx = a*dy - b*centred - k with per-channel a, b and k."""
+    centred, inv_std, gamma, layout = cache[:4]
+    dtype = centred.dtype
+    rows = layout.rows(dy)
+    count = dy.size // layout.channels
+    dy_column = np.zeros(rows.shape[1], dtype)
+    dyc_column = np.zeros(rows.shape[1], dtype)
+    chunks = layout.chunks(dy.itemsize)
+    product = np.empty((chunks[0].stop, rows.shape[1]), dtype)
+    for chunk in chunks:
+        _column_sums(rows[chunk], dy_column)
+        p = np.multiply(rows[chunk], centred[chunk], out=product[: chunk.stop - chunk.start])
+        _column_sums(p, dyc_column)
+    inv_std64 = inv_std.astype(np.float64)
+    dbeta64 = layout.channel_sums(dy_column)
+    dgamma64 = layout.channel_sums(dyc_column) * inv_std64  # sum(dy * x_hat)
+
+    a = inv_std64 if gamma is None else inv_std64 * gamma
+    a_row = layout.per_position(a, dtype)
+    b_row = layout.per_position(a * inv_std64 * dgamma64 / count, dtype)
+    k_row = layout.per_position(a * dbeta64 / count, dtype)
+    dx = np.empty_like(rows)
+    for chunk in chunks:
+        d = np.multiply(rows[chunk], a_row, out=dx[chunk])
+        d -= np.multiply(centred[chunk], b_row, out=product[: len(d)])
+        d -= k_row
+    dx = layout.array(dx)
+    if gamma is None:
+        return dx, None, None
+    return dx, dgamma64.astype(dtype), dbeta64.astype(dtype)

@@ -1,0 +1,85 @@
+"""The fast batch norm against the plain formulas of ``norm``, in every memory layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faltung.functional import norm, norm_fast
+from faltung.functional.layout import empty_nchw
+
+
+def _layouts(rng, shape, dtype):
+    """The same values as NCHW memory, channels-last memory, and a strided slice."""
+    values = rng.standard_normal(shape) * 3 + 1.5
+    first = values.astype(dtype)
+    if len(shape) == 2:
+        return {"rows": first, "strided": np.repeat(first, 2, axis=1)[:, ::2]}
+    last = empty_nchw(shape, dtype)
+    last[...] = values
+    wide = np.zeros(shape[:3] + (2 * shape[3],), dtype)
+    wide[..., ::2] = values
+    return {"channels-first": first, "channels-last": last, "strided": wide[..., ::2]}
+
+
+SHAPES = [(6, 3, 5, 4), (4, 1, 3, 3), (9, 5), (3, 2, 1, 1)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_fast_batch_norm_is_the_plain_formula_in_every_layout(rng, shape, affine):
+    channels = shape[1]
+    gamma = rng.random(channels) + 0.5 if affine else None
+    beta = rng.standard_normal(channels) if affine else None
+    for name, x in _layouts(rng, shape, np.float64).items():
+        dy = rng.standard_normal(shape)
+        y_ref, ref_cache = norm.batch_norm_forward(x, gamma, beta, 1e-5)
+        y, cache = norm_fast.batch_norm_forward(x, gamma, beta, 1e-5)
+        np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(cache.mean, ref_cache.mean, rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(cache.var, ref_cache.var, rtol=1e-12, err_msg=name)
+        for got, want in zip(
+            norm_fast.batch_norm_backward(dy, cache),
+            norm.batch_norm_backward(dy, ref_cache),
+            strict=True,
+        ):
+            if want is None:
+                assert got is None
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-11, err_msg=name)
+
+
+def test_fast_batch_norm_keeps_the_input_layout_and_dtype(rng):
+    x = _layouts(rng, (4, 3, 5, 5), np.float32)["channels-last"]
+    gamma, beta = np.ones(3, np.float32), np.zeros(3, np.float32)
+    y, cache = norm_fast.batch_norm_forward(x, gamma, beta, 1e-5)
+    assert y.dtype == np.float32 and y.strides == x.strides
+    dx, dgamma, dbeta = norm_fast.batch_norm_backward(np.ones_like(x), cache)
+    assert dx.dtype == dgamma.dtype == dbeta.dtype == np.float32
+    assert dx.strides == x.strides
+
+
+def test_fast_batch_norm_in_chunks_matches_one_chunk(rng, monkeypatch):
+    x = rng.standard_normal((7, 4, 6, 6)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    gamma, beta = rng.random(4).astype(np.float32), rng.random(4).astype(np.float32)
+    whole = norm_fast.batch_norm_forward(x, gamma, beta, 1e-5)
+    monkeypatch.setattr(norm_fast, "CHUNK_BYTES", 2 * 4 * 6 * 6 * 4)  # two images a chunk
+    chunked = norm_fast.batch_norm_forward(x, gamma, beta, 1e-5)
+    assert len(chunked[1].layout.chunks(4)) == 4
+    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-6, atol=1e-6)
+    for got, want in zip(
+        norm_fast.batch_norm_backward(dy, chunked[1]),
+        norm_fast.batch_norm_backward(dy, whole[1]),
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_float32_statistics_are_as_accurate_as_float64_allows(rng):
+    # Values far from zero: the centred second pass keeps the variance's precision.
+    x = (rng.standard_normal((64, 8, 12, 12)) * 0.01 + 100).astype(np.float32)
+    y, cache = norm_fast.batch_norm_forward(x, None, None, 1e-5)
+    y64, cache64 = norm.batch_norm_forward(x.astype(np.float64), None, None, 1e-5)
+    np.testing.assert_allclose(cache.var, cache64.var, rtol=1e-3)
+    np.testing.assert_allclose(y, y64, atol=2e-3)
