@@ -106,7 +106,8 @@ def backward_agrees(dy, cache, cache_ref):
 @settings(max_examples=40, deadline=None)
 @given(conv_cases())
 def test_every_input_gradient_path_matches_the_reference(case):
-    """Force the row-window and the per-offset input gradients on the same problem."""
+    """Force the row-window input gradient, then the other one (per offset, or a correlation
+    with the flipped kernel for a size-keeping convolution) on the same problem."""
     x, weight, bias, (_, padding, dilation, groups), rng = conv_inputs(case)
     y, cache = fast.conv2d_forward(x, weight, bias, 1, padding, dilation, groups)
     dy = rng.standard_normal(y.shape)
@@ -137,6 +138,33 @@ def test_chunked_convolution_matches_the_reference(case, images_per_chunk, n):
         assert (cache.cols is None) == (geo.groups == 1)  # groups have their own path
         close(y, y_ref)
         backward_agrees(rng.standard_normal(y.shape), cache, cache_ref)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize(
+    "kernel,padding,dilation", [((3, 3), 1, 1), ((3, 3), 2, 2), ((4, 2), "same", 1), ((5, 5), 2, 1)]
+)
+def test_a_size_keeping_input_gradient_is_a_correlation_and_agrees(
+    kernel, padding, dilation, chunked, monkeypatch
+):
+    rng = np.random.default_rng(1)
+    x = channels_last(rng.standard_normal((3, 4, 7, 6)))
+    w = rng.standard_normal((5, 4, *kernel))
+    calls = []
+    original = conv_fast.input_grad_correlation
+    monkeypatch.setattr(
+        conv_fast, "input_grad_correlation", lambda *a: calls.append(a) or original(*a)
+    )
+    monkeypatch.setattr(conv_fast, "ROW_WINDOW_MAX_ROWS", 0)
+    if chunked:
+        monkeypatch.setattr(conv_fast, "CHUNK_ABOVE", 0)
+        monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 1)  # one image per chunk
+    y, cache = fast.conv2d_forward(x, w, None, 1, padding, dilation)
+    assert y.shape[2:] == x.shape[2:] and (cache.cols is None) == chunked
+    dy = channels_last(rng.standard_normal(y.shape))
+    dx = fast.conv2d_backward(dy, cache)[0]
+    assert len(calls) == 1 and is_channels_last(dx)
+    close(dx, ref.conv2d_backward(dy, ref.conv2d_forward(x, w, None, 1, padding, dilation)[1])[0])
 
 
 @pytest.mark.parametrize("cin,groups,special", [(1, 1, True), (4, 2, True), (3, 1, False)])

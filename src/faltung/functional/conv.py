@@ -89,14 +89,13 @@ def conv2d_backward(
     dbias = np.ones(geo.rows, dy_mat.dtype) @ dy_mat if has_bias else None
     special = conv_fast.backward(dy, dy_mat, xp, cols, w_mat, geo, need_input_grad)
     if special is not None:
-        dw_mat, dxp = special
+        dw_mat, dx = special
     else:
         dw_mat = conv_fast.weight_grad_matrix(dy_mat, cols[0])[None]  # dY^T cols
-        dxp = input_grad_per_offset(dy_mat, w_mat[0], geo) if need_input_grad else None
-    dweight = weight_from_matrix(dw_mat, geo.weight_shape)
-    if dxp is None:
-        return None, dweight, dbias
-    return crop_padding(dxp, geo.padding), dweight, dbias
+        dx = None
+        if need_input_grad:
+            dx = crop_padding(input_grad_per_offset(dy_mat, w_mat[0], geo), geo.padding)
+    return dx, weight_from_matrix(dw_mat, geo.weight_shape), dbias
 
 
 def im2col(xp: np.ndarray, geo: ConvGeometry) -> np.ndarray:

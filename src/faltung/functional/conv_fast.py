@@ -11,6 +11,9 @@ force each path and compare.
 - Small stride-1 batches: the input gradient as the full correlation of dY with the
   flipped kernel, its windows gathered along the width only ("row windows"): one GEMM
   and kh shifted adds instead of kh*kw of each.
+- Stride-1 convolutions whose padding keeps the input's size ("same", as in a ResNet):
+  the input gradient as a convolution of dY, padded, with the flipped kernel: a gather and
+  one GEMM of the forward pass's size, instead of kh*kw narrow GEMMs and a col2im.
 - Large batches, and every batch in inference: the batch in chunks whose im2col matrix
   fits in the cache. Each chunk's matrix is gathered into one reused buffer and
   multiplied while it is still in cache, and the backward pass gathers it again instead
@@ -24,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .layout import pad_nchw, zeros_nchw
-from .shapes import ConvGeometry
+from .layout import crop_padding, pad_nchw, zeros_nchw
+from .shapes import ConvGeometry, conv_geometry
 from .windows import col2im, sliding_windows
 
 # Row windows do (Wo + kw - 1)/Wo times the multiply-adds of the per-offset GEMMs but make
@@ -88,17 +91,38 @@ def backward(
     geo: ConvGeometry,
     need_input_grad: bool,
 ) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """(dW as (G, O/G, K), padded dx or None), or None for the general algorithm."""
+    """(dW as (G, O/G, K), dx or None), or None for the general algorithm."""
     if geo.groups > 1:
         og = geo.weight_shape[0] // geo.groups
         dw_mat = np.matmul(dy_mat.reshape(geo.rows, geo.groups, og).transpose(1, 2, 0), cols)
-        return dw_mat, _grouped_input_grad(dy_mat, w_mat, geo) if need_input_grad else None
+        if not need_input_grad:
+            return dw_mat, None
+        return dw_mat, crop_padding(_grouped_input_grad(dy_mat, w_mat, geo), geo.padding)
+    by_correlation = need_input_grad and _same_size(geo)
     if cols is None:
-        return _chunked_backward(dy_mat, xp, w_mat[0], geo, need_input_grad)
+        dw_mat, dxp = _chunked_backward(
+            dy_mat, xp, w_mat[0], geo, need_input_grad and not by_correlation
+        )
+        if by_correlation:
+            return dw_mat, input_grad_correlation(dy, w_mat[0], geo)
+        return dw_mat, None if dxp is None else crop_padding(dxp, geo.padding)
+    if by_correlation and geo.rows > ROW_WINDOW_MAX_ROWS:
+        dw_mat = weight_grad_matrix(dy_mat, cols[0])[None]
+        return dw_mat, input_grad_correlation(dy, w_mat[0], geo)
     if need_input_grad and geo.stride == (1, 1) and geo.rows <= ROW_WINDOW_MAX_ROWS:
         dw_mat = weight_grad_matrix(dy_mat, cols[0])[None]
-        return dw_mat, input_grad_row_windows(dy, w_mat[0], geo)
+        return dw_mat, crop_padding(input_grad_row_windows(dy, w_mat[0], geo), geo.padding)
     return None
+
+
+def _same_size(geo: ConvGeometry) -> bool:
+    """A stride-1 convolution whose output is its input's size (padding (k - 1)*d / 2)."""
+    return (
+        geo.stride == (1, 1)
+        and geo.groups == 1
+        and geo.out_hw == tuple(geo.input_shape[2:])
+        and geo.input_shape[1] > 1
+    )
 
 
 # dW = dY^T cols is a product over N*Ho*Wo rows, and OpenBLAS runs its two orientations at
@@ -177,6 +201,31 @@ def _chunked_backward(
                 out=dxp[start:stop],
             )
     return dw_mat[None], dxp
+
+
+def input_grad_correlation(dy: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+    """dx of a stride-1 convolution as a convolution of dY with the flipped kernel.
+
+    dx[n, c, h, w] = sum over (o, i, j) of dy[n, o, h + p_top - d*i, w + p_left - d*j]
+    * W[o, c, i, j]. With dY padded by d*(k - 1) - p on each side and i' = kh - 1 - i, that
+    is a correlation of the padded dY with W[o, c, kh - 1 - i', kw - 1 - j'], the forward
+    pass's algorithm (gather and GEMM, in chunks) with the roles of C and O swapped.
+    """
+    n, c = geo.input_shape[:2]
+    out_channels, _, kh, kw = geo.weight_shape
+    (top, bottom), (left, right) = geo.padding
+    dh, dw = geo.dilation
+    margin = (
+        (dh * (kh - 1) - top, dh * (kh - 1) - bottom),
+        (dw * (kw - 1) - left, dw * (kw - 1) - right),
+    )
+    dy_padded = pad_nchw(dy, margin)
+    # ((i', j', o), c) rows: the flipped kernel in the im2col column order of dY's windows.
+    flipped = w_mat.reshape(out_channels, kh, kw, c)[:, ::-1, ::-1, :].transpose(3, 1, 2, 0)
+    back = conv_geometry(dy_padded.shape, (c, out_channels, kh, kw), 1, 0, geo.dilation)
+    chunk = images_per_chunk(back, dy.itemsize, need_cache=False)
+    out = _chunked_forward(dy_padded, flipped.reshape(c, -1), back, chunk)
+    return out.reshape(n, *geo.input_shape[2:], c).transpose(0, 3, 1, 2)
 
 
 def _offset_major_windows(xp: np.ndarray, geo: ConvGeometry) -> np.ndarray:
