@@ -83,3 +83,26 @@ def test_float32_statistics_are_as_accurate_as_float64_allows(rng):
     y64, cache64 = norm.batch_norm_forward(x.astype(np.float64), None, None, 1e-5)
     np.testing.assert_allclose(cache.var, cache64.var, rtol=1e-3)
     np.testing.assert_allclose(y, y64, atol=2e-3)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_fast_eval_mode_batch_norm_is_the_plain_formula_in_every_layout(rng, shape, affine):
+    channels = shape[1]
+    mean, var = rng.standard_normal(channels), rng.random(channels) + 0.5
+    gamma = rng.random(channels) + 0.5 if affine else None
+    beta = rng.standard_normal(channels) if affine else None
+    for name, x in _layouts(rng, shape, np.float64).items():
+        dy = rng.standard_normal(shape)
+        y_ref, ref_cache = norm.batch_norm_inference_forward(x, mean, var, gamma, beta, 1e-5)
+        y, cache = norm_fast.batch_norm_inference_forward(x, mean, var, gamma, beta, 1e-5)
+        np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12, err_msg=name)
+        for got, want in zip(
+            norm_fast.batch_norm_inference_backward(dy, cache),
+            norm.batch_norm_inference_backward(dy, ref_cache),
+            strict=True,
+        ):
+            if want is None:
+                assert got is None
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-11, err_msg=name)

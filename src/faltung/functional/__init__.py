@@ -47,8 +47,12 @@ from .losses import (
     softmax_cross_entropy_backward,
     softmax_cross_entropy_forward,
 )
-from .norm import batch_norm_inference_backward, batch_norm_inference_forward
-from .norm_fast import batch_norm_backward, batch_norm_forward
+from .norm_fast import (
+    batch_norm_backward,
+    batch_norm_forward,
+    batch_norm_inference_backward,
+    batch_norm_inference_forward,
+)
 from .pool import (
     avg_pool2d_backward,
     avg_pool2d_forward,

@@ -15,6 +15,8 @@ expression makes a fresh array the size of the batch. Here each image is one row
 
 The cache keeps the centred input ``x - mean`` rather than ``x_hat``: backward needs only
 its products with per-channel factors, so ``x_hat = centred * inv_std`` is never written.
+Eval mode is one multiply-add per value, and its cache (for the explainer's gradients) is
+the input itself.
 """
 
 from __future__ import annotations
@@ -163,3 +165,63 @@ def batch_norm_backward(
     if gamma is None:
         return dx, None, None
     return dx, dgamma64.astype(dtype), dbeta64.astype(dtype)
+
+
+class FastBatchNormInferenceCache(NamedTuple):
+    x: np.ndarray  # (N, L) the input rows
+    mean: np.ndarray  # (C,) the running mean
+    inv_std: np.ndarray  # (C,) 1/sqrt(running_var + eps)
+    gamma: np.ndarray | None
+    layout: ImageRows
+
+
+def batch_norm_inference_forward(
+    x: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+    eps: float,
+) -> tuple[np.ndarray, FastBatchNormInferenceCache]:
+    """Eval mode: y = x * scale + shift with scale = gamma / sqrt(running_var + eps) and
+    shift = beta - running_mean * scale, one pass with per-position rows."""
+    layout = image_rows(x)
+    rows, dtype = layout.rows(x), x.dtype
+    inv_std64 = 1 / np.sqrt(running_var.astype(np.float64) + eps)
+    scale64 = inv_std64 if gamma is None else inv_std64 * gamma
+    shift64 = -running_mean * scale64 if beta is None else beta - running_mean * scale64
+    scale, shift = layout.per_position(scale64, dtype), layout.per_position(shift64, dtype)
+    y = np.empty_like(rows)
+    for chunk in layout.chunks(x.itemsize):
+        np.multiply(rows[chunk], scale, out=y[chunk])
+        y[chunk] += shift
+    mean, inv_std = running_mean.astype(dtype), inv_std64.astype(dtype)
+    return layout.array(y), FastBatchNormInferenceCache(rows, mean, inv_std, gamma, layout)
+
+
+def batch_norm_inference_backward(
+    dy: np.ndarray, cache: FastBatchNormInferenceCache
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """A per-channel affine map: dx = dy * scale, dgamma = sum(dy * x_hat), dbeta = sum(dy)."""
+    x, mean, inv_std, gamma, layout = cache
+    dtype = x.dtype
+    rows = layout.rows(dy)
+    inv_std64 = inv_std.astype(np.float64)
+    scale = layout.per_position(inv_std64 if gamma is None else inv_std64 * gamma, dtype)
+    dx = np.empty_like(rows)
+    chunks = layout.chunks(dy.itemsize)
+    dy_column = np.zeros(rows.shape[1], dtype)
+    dyc_column = np.zeros(rows.shape[1], dtype)
+    mean_row = layout.per_position(mean, dtype)
+    product = np.empty((chunks[0].stop, rows.shape[1]), dtype)
+    for chunk in chunks:
+        np.multiply(rows[chunk], scale, out=dx[chunk])
+        if gamma is not None:
+            _column_sums(rows[chunk], dy_column)
+            p = np.subtract(x[chunk], mean_row, out=product[: chunk.stop - chunk.start])
+            _column_sums(np.multiply(p, rows[chunk], out=p), dyc_column)
+    dx = layout.array(dx)
+    if gamma is None:
+        return dx, None, None
+    dgamma = layout.channel_sums(dyc_column) * inv_std64
+    return dx, dgamma.astype(dtype), layout.channel_sums(dy_column).astype(dtype)

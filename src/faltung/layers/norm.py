@@ -8,7 +8,6 @@ import numpy as np
 
 from ..distributed import Communicator, world
 from ..functional.norm import (
-    BatchNormInferenceCache,
     SyncBatchNormCache,
     sync_batch_norm_backward,
     sync_batch_norm_forward,
@@ -39,6 +38,7 @@ class _BatchNorm(Layer):
             affine,
         )
         self.dtype = np.dtype(dtype)
+        self._inference = False  # whether the cache is eval mode's (set by forward)
         self.reset_parameters(np.random.default_rng(0))
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
@@ -57,6 +57,7 @@ class _BatchNorm(Layer):
             raise self._fail(f"expected {self.num_features} input channels, got shape {x.shape}")
         gamma, beta = self.params.get("weight"), self.params.get("bias")
         running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
+        self._inference = not self.training
         if not self.training:
             return self._run(
                 self.kernels.batch_norm_inference_forward,
@@ -81,7 +82,7 @@ class _BatchNorm(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         cache = self._cached()
-        if isinstance(cache, BatchNormInferenceCache):
+        if self._inference:
             backward = self.kernels.batch_norm_inference_backward
         elif isinstance(cache, SyncBatchNormCache):
             backward = sync_batch_norm_backward
