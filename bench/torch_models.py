@@ -9,6 +9,8 @@ def build(preset: str, threads: int, order: str = "preset"):
     from torch import nn
 
     torch.set_num_threads(threads)
+    if preset == "resnet":
+        return resnet()
     head = [nn.Sigmoid()] if preset == "article" else [nn.ReLU(), nn.Dropout(0.5)]
 
     def stage(conv):
@@ -23,6 +25,33 @@ def build(preset: str, threads: int, order: str = "preset"):
         *head,
         nn.Linear(500, 10),
     )
+
+
+def resnet():
+    """faltung's resnet preset: a 3x3 stem and one basic block at 16, 32 and 64 channels."""
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
+            )  # fmt: skip
+            self.shortcut = nn.Identity()
+            if stride != 1 or cin != cout:
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+                )
+
+        def forward(self, x):
+            return self.body(x) + self.shortcut(x)
+
+    stem = [nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    blocks = [m for cin, cout, s in [(16, 16, 1), (16, 32, 2), (32, 64, 2)]
+              for m in (Block(cin, cout, s), nn.ReLU())]  # fmt: skip
+    head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
+    return nn.Sequential(*stem, *blocks, *head)
 
 
 class TorchRunner:
