@@ -33,9 +33,9 @@ from .windows import col2im, sliding_windows
 
 class ConvCache(NamedTuple):
     cols: np.ndarray | None  # (G, N*Ho*Wo, kh*kw*C/G): the im2col matrix, reused for dW
-    # A large batch runs in chunks and keeps the padded input (N, C, Hp, Wp) instead, from
-    # which conv_fast gathers each chunk's matrix again; xp is None when cols is kept.
-    xp: np.ndarray | None
+    # A large batch runs in chunks and keeps the input (N, C, H, W) instead, from which
+    # conv_fast pads and gathers each chunk's matrix again; x is None when cols is kept.
+    x: np.ndarray | None
     w_mat: np.ndarray  # (G, O/G, kh*kw*C/G): the weight in the im2col column order
     geometry: ConvGeometry
     has_bias: bool
@@ -58,11 +58,10 @@ def conv2d_forward(
     returns no cache, which lets any batch run in cache-sized chunks.
     """
     geo = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
-    xp = pad_nchw(x, geo.padding)
     w_mat = weight_matrix(weight, groups)
-    special = conv_fast.forward(xp, w_mat, geo, need_cache)
+    special = conv_fast.forward(x, w_mat, geo, need_cache)
     if special is None:
-        cols = im2col(xp, geo)
+        cols = im2col(pad_nchw(x, geo.padding), geo)
         out = cols[0] @ w_mat[0].T  # (N*Ho*Wo, O): the NHWC output buffer
     else:
         cols, out = special
@@ -72,7 +71,7 @@ def conv2d_forward(
     y = out.reshape(n, out_h, out_w, weight.shape[0]).transpose(0, 3, 1, 2)
     if not need_cache:
         return y, None
-    return y, ConvCache(cols, None if cols is not None else xp, w_mat, geo, bias is not None)
+    return y, ConvCache(cols, None if cols is not None else x, w_mat, geo, bias is not None)
 
 
 def conv2d_backward(
@@ -82,12 +81,12 @@ def conv2d_backward(
 
     ``need_input_grad=False`` skips the input gradient (the first layer of a network).
     """
-    cols, xp, w_mat, geo, has_bias = cache
+    cols, x, w_mat, geo, has_bias = cache
     # Free when dy is channels-last in memory, as every gradient our kernels produce is.
     dy_mat = dy.transpose(0, 2, 3, 1).reshape(geo.rows, geo.weight_shape[0])
     # Column sums as a GEMV: much faster than sum(axis=0) over short rows.
     dbias = np.ones(geo.rows, dy_mat.dtype) @ dy_mat if has_bias else None
-    special = conv_fast.backward(dy, dy_mat, xp, cols, w_mat, geo, need_input_grad)
+    special = conv_fast.backward(dy, dy_mat, x, cols, w_mat, geo, need_input_grad)
     if special is not None:
         dw_mat, dx = special
     else:

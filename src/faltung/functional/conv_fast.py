@@ -65,19 +65,19 @@ def images_per_chunk(geo: ConvGeometry, itemsize: int, need_cache: bool = True) 
 
 
 def forward(
-    xp: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, need_cache: bool = True
+    x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, need_cache: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray] | None:
-    """(cols, out) for the padded input ``xp``, or None for the general im2col + GEMM.
+    """(cols, out) for the input ``x``, or None for the general im2col + GEMM.
 
     ``cols`` is None when the batch ran in chunks: backward gathers it again.
     """
     if geo.groups > 1:
-        return _grouped_forward(xp, w_mat, geo)
-    chunk = images_per_chunk(geo, xp.itemsize, need_cache)
+        return _grouped_forward(pad_nchw(x, geo.padding), w_mat, geo)
+    chunk = images_per_chunk(geo, x.itemsize, need_cache)
     if chunk < geo.input_shape[0]:
-        return None, _chunked_forward(xp, w_mat[0], geo, chunk)
+        return None, _chunked_forward(x, w_mat[0], geo, chunk)
     if geo.input_shape[1] == 1:
-        cols = _im2col_single_channel(xp, geo)
+        cols = _im2col_single_channel(pad_nchw(x, geo.padding), geo)
         return cols, cols[0] @ w_mat[0].T
     return None
 
@@ -85,7 +85,7 @@ def forward(
 def backward(
     dy: np.ndarray,
     dy_mat: np.ndarray,
-    xp: np.ndarray,
+    x: np.ndarray | None,
     cols: np.ndarray | None,
     w_mat: np.ndarray,
     geo: ConvGeometry,
@@ -101,7 +101,7 @@ def backward(
     by_correlation = need_input_grad and _same_size(geo)
     if cols is None:
         dw_mat, dxp = _chunked_backward(
-            dy_mat, xp, w_mat[0], geo, need_input_grad and not by_correlation
+            dy_mat, x, w_mat[0], geo, need_input_grad and not by_correlation
         )
         if by_correlation:
             return dw_mat, input_grad_correlation(dy, w_mat[0], geo)
@@ -138,6 +138,26 @@ def weight_grad_matrix(dy_mat: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return (cols.T @ dy_mat).T
 
 
+class _PaddedChunks:
+    """Chunks of a batch, padded in one reused buffer whose zero border is written once:
+    only each chunk's interior is copied, and the padded batch is never written out."""
+
+    def __init__(self, x: np.ndarray, geo: ConvGeometry, chunk: int) -> None:
+        self.x, self.padding = x, geo.padding
+        (top, _), (left, _) = geo.padding
+        self.interior = (slice(top, top + x.shape[2]), slice(left, left + x.shape[3]))
+        self.padded = any(any(side) for side in geo.padding)
+        if self.padded:
+            self.buffer = zeros_nchw((chunk, *geo.padded_shape[1:]), x.dtype)
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        if not self.padded:
+            return self.x[start:stop]
+        out = self.buffer[: stop - start]
+        out[:, :, self.interior[0], self.interior[1]] = self.x[start:stop]
+        return out
+
+
 def _gather(xp: np.ndarray, geo: ConvGeometry, buffer: np.ndarray) -> np.ndarray:
     """The im2col matrix (rows, K) of the images in ``xp``, copied into ``buffer``.
 
@@ -155,22 +175,21 @@ def _gather(xp: np.ndarray, geo: ConvGeometry, buffer: np.ndarray) -> np.ndarray
     return block.reshape(n * out_h * out_w, -1)
 
 
-def _chunked_forward(
-    xp: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, chunk: int
-) -> np.ndarray:
-    """out (N*Ho*Wo, O), one chunk of images at a time through one reused buffer."""
+def _chunked_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, chunk: int) -> np.ndarray:
+    """out (N*Ho*Wo, O), one chunk of images at a time through reused buffers."""
     n, per_image = geo.input_shape[0], geo.out_hw[0] * geo.out_hw[1]
-    out = np.empty((geo.rows, w_mat.shape[0]), np.result_type(xp, w_mat))
-    buffer = np.empty(chunk * per_image * w_mat.shape[1], xp.dtype)
+    out = np.empty((geo.rows, w_mat.shape[0]), np.result_type(x, w_mat))
+    buffer = np.empty(chunk * per_image * w_mat.shape[1], x.dtype)
+    padded = _PaddedChunks(x, geo, chunk)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        cols = _gather(xp[start:stop], geo, buffer)
+        cols = _gather(padded(start, stop), geo, buffer)
         np.matmul(cols, w_mat.T, out=out[start * per_image : stop * per_image])
     return out
 
 
 def _chunked_backward(
-    dy_mat: np.ndarray, xp: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, need_input_grad: bool
+    dy_mat: np.ndarray, x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, need_input_grad: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """dW and the padded dx, chunk by chunk.
 
@@ -181,16 +200,17 @@ def _chunked_backward(
     n, c = geo.input_shape[:2]
     (kh, kw), (out_h, out_w) = geo.kernel, geo.out_hw
     per_image, out_channels = out_h * out_w, w_mat.shape[0]
-    chunk = images_per_chunk(geo, xp.itemsize)
-    buffer = np.empty(chunk * per_image * w_mat.shape[1], xp.dtype)
-    dw_mat = np.zeros(w_mat.shape, np.result_type(dy_mat, xp))  # (O, K)
+    chunk = images_per_chunk(geo, x.itemsize)
+    buffer = np.empty(chunk * per_image * w_mat.shape[1], x.dtype)
+    padded = _PaddedChunks(x, geo, chunk)
+    dw_mat = np.zeros(w_mat.shape, np.result_type(dy_mat, x))  # (O, K)
     dx_dtype = np.result_type(dy_mat, w_mat)
     dxp = zeros_nchw(geo.padded_shape, dx_dtype) if need_input_grad else None
     w_offsets = w_mat.reshape(out_channels, kh * kw, c).transpose(1, 0, 2)  # (kh*kw, O, C)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         rows = dy_mat[start * per_image : stop * per_image]
-        dw_mat += weight_grad_matrix(rows, _gather(xp[start:stop], geo, buffer))
+        dw_mat += weight_grad_matrix(rows, _gather(padded(start, stop), geo, buffer))
         if dxp is not None:
             parts = np.matmul(rows, w_offsets)  # (kh*kw, rows, C), as in conv.py
             col2im(
@@ -219,12 +239,11 @@ def input_grad_correlation(dy: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry)
         (dh * (kh - 1) - top, dh * (kh - 1) - bottom),
         (dw * (kw - 1) - left, dw * (kw - 1) - right),
     )
-    dy_padded = pad_nchw(dy, margin)
     # ((i', j', o), c) rows: the flipped kernel in the im2col column order of dY's windows.
     flipped = w_mat.reshape(out_channels, kh, kw, c)[:, ::-1, ::-1, :].transpose(3, 1, 2, 0)
-    back = conv_geometry(dy_padded.shape, (c, out_channels, kh, kw), 1, 0, geo.dilation)
+    back = conv_geometry(dy.shape, (c, out_channels, kh, kw), 1, margin, geo.dilation)
     chunk = images_per_chunk(back, dy.itemsize, need_cache=False)
-    out = _chunked_forward(dy_padded, flipped.reshape(c, -1), back, chunk)
+    out = _chunked_forward(dy, flipped.reshape(c, -1), back, chunk)
     return out.reshape(n, *geo.input_shape[2:], c).transpose(0, 3, 1, 2)
 
 
