@@ -58,7 +58,7 @@ class Sequential:
     # -- running -------------------------------------------------------------------------
     # Images per forward pass in eval mode: a chunk's activations stay in cache from one
     # layer to the next (inference keeps no state, so a large batch can be split).
-    inference_chunk = 128
+    inference_chunk = 64
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Training mode: the whole batch at once, keeping what backward needs.
