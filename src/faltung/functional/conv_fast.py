@@ -143,7 +143,7 @@ class _PaddedChunks:
     only each chunk's interior is copied, and the padded batch is never written out."""
 
     def __init__(self, x: np.ndarray, geo: ConvGeometry, chunk: int) -> None:
-        self.x, self.padding = x, geo.padding
+        self.x = x
         (top, _), (left, _) = geo.padding
         self.interior = (slice(top, top + x.shape[2]), slice(left, left + x.shape[3]))
         self.padded = any(any(side) for side in geo.padding)
