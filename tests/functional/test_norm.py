@@ -63,17 +63,26 @@ def test_fast_batch_norm_in_chunks_matches_one_chunk(rng, monkeypatch):
     x = rng.standard_normal((7, 4, 6, 6)).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
     gamma, beta = rng.random(4).astype(np.float32), rng.random(4).astype(np.float32)
-    whole = norm_fast.batch_norm_forward(x, gamma, beta, 1e-5)
+    mean, var = rng.standard_normal(4).astype(np.float32), rng.random(4).astype(np.float32) + 0.5
+    train_whole = norm_fast.batch_norm_forward(x, gamma, beta, 1e-5)
+    eval_whole = norm_fast.batch_norm_inference_forward(x, mean, var, gamma, beta, 1e-5)
+    # Both backward passes before the patch: chunks are chosen when each pass runs.
+    whole = [
+        (train_whole[0], norm_fast.batch_norm_backward(dy, train_whole[1])),
+        (eval_whole[0], norm_fast.batch_norm_inference_backward(dy, eval_whole[1])),
+    ]
     monkeypatch.setattr(norm_fast, "CHUNK_BYTES", 2 * 4 * 6 * 6 * 4)  # two images a chunk
-    chunked = norm_fast.batch_norm_forward(x, gamma, beta, 1e-5)
-    assert len(chunked[1].layout.chunks(4)) == 4
-    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-6, atol=1e-6)
-    for got, want in zip(
-        norm_fast.batch_norm_backward(dy, chunked[1]),
-        norm_fast.batch_norm_backward(dy, whole[1]),
-        strict=True,
-    ):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    train_chunked = norm_fast.batch_norm_forward(x, gamma, beta, 1e-5)
+    eval_chunked = norm_fast.batch_norm_inference_forward(x, mean, var, gamma, beta, 1e-5)
+    assert len(train_chunked[1].layout.chunks(4)) == 4  # the last one of a single image
+    chunked = [
+        (train_chunked[0], norm_fast.batch_norm_backward(dy, train_chunked[1])),
+        (eval_chunked[0], norm_fast.batch_norm_inference_backward(dy, eval_chunked[1])),
+    ]
+    for (y, grads), (y_whole, grads_whole) in zip(chunked, whole, strict=True):
+        np.testing.assert_allclose(y, y_whole, rtol=1e-6, atol=1e-6)
+        for got, want in zip(grads, grads_whole, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_float32_statistics_are_as_accurate_as_float64_allows(rng):
