@@ -85,6 +85,16 @@ def test_fast_batch_norm_in_chunks_matches_one_chunk(rng, monkeypatch):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (0, 3)])
+def test_fast_eval_mode_batch_norm_takes_an_empty_batch_as_the_plain_one_does(shape):
+    mean, var, gamma, beta = np.zeros(3), np.ones(3), np.ones(3), np.zeros(3)
+    x = np.zeros(shape, np.float32)
+    y, cache = norm_fast.batch_norm_inference_forward(x, mean, var, gamma, beta, 1e-5)
+    dx, dgamma, dbeta = norm_fast.batch_norm_inference_backward(y, cache)
+    assert y.shape == dx.shape == shape and y.dtype == np.float32
+    assert not dgamma.any() and not dbeta.any()
+
+
 def test_float32_statistics_are_as_accurate_as_float64_allows(rng):
     # Values far from zero: the centred second pass keeps the variance's precision.
     x = (rng.standard_normal((64, 8, 12, 12)) * 0.01 + 100).astype(np.float32)

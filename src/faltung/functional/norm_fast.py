@@ -46,7 +46,7 @@ class ImageRows(NamedTuple):
         """(N, L) view of ``a`` (or of a contiguous copy where the memory has no such view)."""
         if len(self.shape) == 4 and self.channels_last:
             a = a.transpose(0, 2, 3, 1)
-        return np.ascontiguousarray(a).reshape(self.shape[0], -1)
+        return np.ascontiguousarray(a).reshape(self.shape[0], len(self.channel))
 
     def array(self, rows: np.ndarray) -> np.ndarray:
         """The (N, C[, H, W]) view of ``rows`` (inverse of :meth:`rows`)."""
@@ -64,9 +64,11 @@ class ImageRows(NamedTuple):
         return np.bincount(self.channel, weights=column_sums, minlength=self.channels)
 
     def chunks(self, itemsize: int) -> list[slice]:
+        """Row ranges of about ``CHUNK_BYTES``; one empty range for an empty batch, so that
+        the first chunk always sizes the scratch buffers."""
         n, width = self.shape[0], len(self.channel)
         size = max(1, CHUNK_BYTES // (width * itemsize))
-        return [slice(start, min(n, start + size)) for start in range(0, n, size)]
+        return [slice(start, min(n, start + size)) for start in range(0, max(n, 1), size)]
 
 
 def image_rows(x: np.ndarray) -> ImageRows:
