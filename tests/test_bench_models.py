@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from bench.networks import ORDERS, numpy_network
+
 from faltung.presets import PRESETS
 
 torch = pytest.importorskip("torch")
