@@ -102,6 +102,11 @@ def test_float32_statistics_are_as_accurate_as_float64_allows(rng):
     y64, cache64 = norm.batch_norm_forward(x.astype(np.float64), None, None, 1e-5)
     np.testing.assert_allclose(cache.var, cache64.var, rtol=1e-3)
     np.testing.assert_allclose(y, y64, atol=2e-3)
+    # Eval mode with these statistics: x - mean is exact in float32, so y is as well.
+    mean, var = cache.mean, cache.var
+    y, _ = norm_fast.batch_norm_inference_forward(x, mean, var, None, None, 1e-5)
+    y64, _ = norm.batch_norm_inference_forward(x.astype(np.float64), mean, var, None, None, 1e-5)
+    np.testing.assert_allclose(y, y64, atol=1e-5)
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -15,8 +15,8 @@ expression makes a fresh array the size of the batch. Here each image is one row
 
 The cache keeps the centred input ``x - mean`` rather than ``x_hat``: backward needs only
 its products with per-channel factors, so ``x_hat = centred * inv_std`` is never written.
-Eval mode is one multiply-add per value, and its cache (for the explainer's gradients) is
-the input itself.
+Eval mode centres, scales and shifts each chunk while it is in cache, and its cache (for
+the explainer's gradients) is the input itself.
 """
 
 from __future__ import annotations
@@ -185,18 +185,22 @@ def batch_norm_inference_forward(
     beta: np.ndarray | None,
     eps: float,
 ) -> tuple[np.ndarray, FastBatchNormInferenceCache]:
-    """Eval mode: y = x * scale + shift with scale = gamma / sqrt(running_var + eps) and
-    shift = beta - running_mean * scale, one pass with per-position rows."""
+    """Eval mode: y = (x - running_mean) * scale + beta with scale = gamma /
+    sqrt(running_var + eps), per-position rows and chunks as in training."""
     layout = image_rows(x)
     rows, dtype = layout.rows(x), x.dtype
     inv_std64 = 1 / np.sqrt(running_var.astype(np.float64) + eps)
-    scale64 = inv_std64 if gamma is None else inv_std64 * gamma
-    shift64 = -running_mean * scale64 if beta is None else beta - running_mean * scale64
-    scale, shift = layout.per_position(scale64, dtype), layout.per_position(shift64, dtype)
+    scale = layout.per_position(inv_std64 if gamma is None else inv_std64 * gamma, dtype)
+    mean_row = layout.per_position(running_mean, dtype)
+    shift = None if beta is None else layout.per_position(beta, dtype)
     y = np.empty_like(rows)
+    # Centred first, not x * scale + (beta - mean * scale): for a mean far larger than the
+    # spread, that sum of two large terms would cancel and lose float32's precision.
     for chunk in layout.chunks(x.itemsize):
-        np.multiply(rows[chunk], scale, out=y[chunk])
-        y[chunk] += shift
+        out = np.subtract(rows[chunk], mean_row, out=y[chunk])
+        out *= scale
+        if shift is not None:
+            out += shift
     mean, inv_std = running_mean.astype(dtype), inv_std64.astype(dtype)
     return layout.array(y), FastBatchNormInferenceCache(rows, mean, inv_std, gamma, layout)
 
