@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -31,8 +33,10 @@ def test_fast_batch_norm_is_the_plain_formula_in_every_layout(rng, shape, affine
     channels = shape[1]
     gamma = rng.random(channels) + 0.5 if affine else None
     beta = rng.standard_normal(channels) if affine else None
-    for name, x in _layouts(rng, shape, np.float64).items():
-        dy = rng.standard_normal(shape)
+    # dy in x's layout (as the next layer returns it) and in every other one.
+    layouts, dy_layouts = _layouts(rng, shape, np.float64), _layouts(rng, shape, np.float64)
+    for (name, x), (dy_name, dy) in itertools.product(layouts.items(), dy_layouts.items()):
+        name = f"x {name}, dy {dy_name}"
         y_ref, ref_cache = norm.batch_norm_forward(x, gamma, beta, 1e-5)
         y, cache = norm_fast.batch_norm_forward(x, gamma, beta, 1e-5)
         np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12, err_msg=name)
@@ -116,8 +120,10 @@ def test_fast_eval_mode_batch_norm_is_the_plain_formula_in_every_layout(rng, sha
     mean, var = rng.standard_normal(channels), rng.random(channels) + 0.5
     gamma = rng.random(channels) + 0.5 if affine else None
     beta = rng.standard_normal(channels) if affine else None
-    for name, x in _layouts(rng, shape, np.float64).items():
-        dy = rng.standard_normal(shape)
+    # dy in x's layout (as the next layer returns it) and in every other one.
+    layouts, dy_layouts = _layouts(rng, shape, np.float64), _layouts(rng, shape, np.float64)
+    for (name, x), (dy_name, dy) in itertools.product(layouts.items(), dy_layouts.items()):
+        name = f"x {name}, dy {dy_name}"
         y_ref, ref_cache = norm.batch_norm_inference_forward(x, mean, var, gamma, beta, 1e-5)
         y, cache = norm_fast.batch_norm_inference_forward(x, mean, var, gamma, beta, 1e-5)
         np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12, err_msg=name)
