@@ -100,6 +100,26 @@ def test_batchnorm2d_normalises_per_channel():
     np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1, atol=1e-3)
 
 
+@pytest.mark.parametrize("kernels", ["fast", "reference"])
+def test_batchnorm_backward_follows_the_mode_its_forward_ran_in(kernels):
+    """Switching mode between forward and backward must not change the formula used."""
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((4, 3, 5, 5)), rng.standard_normal((4, 3, 5, 5))
+
+    def gradient(forward_mode, backward_mode):
+        layer = BatchNorm2D(3).astype(np.float64).use_kernels(kernels)
+        layer.buffers["running_var"][:] = [0.5, 2.0, 4.0]
+        layer.train() if forward_mode == "train" else layer.eval(keep_cache=True)
+        layer.forward(x)
+        layer.train() if backward_mode == "train" else layer.eval(keep_cache=True)
+        return layer.backward(dy)
+
+    training, inference = gradient("train", "train"), gradient("eval", "eval")
+    assert not np.allclose(training, inference)
+    np.testing.assert_allclose(gradient("train", "eval"), training)
+    np.testing.assert_allclose(gradient("eval", "train"), inference)
+
+
 @pytest.mark.parametrize(
     "make,x,match",
     [
