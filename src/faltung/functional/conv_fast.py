@@ -116,7 +116,8 @@ def backward(
 
 
 def _same_size(geo: ConvGeometry) -> bool:
-    """A stride-1 convolution whose output is its input's size (padding (k - 1)*d / 2)."""
+    """A stride-1 convolution without groups, of more than one input channel, whose output
+    is its input's size: padding d*(k - 1) in all on each axis, split evenly or not ("same")."""
     return (
         geo.stride == (1, 1)
         and geo.groups == 1

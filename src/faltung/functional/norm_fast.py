@@ -72,6 +72,8 @@ class ImageRows(NamedTuple):
 
 
 def image_rows(x: np.ndarray) -> ImageRows:
+    """How to read ``x`` as rows: a channels-last map as (N, H*W*C), any other map as
+    (N, C*H*W), (N, C) features as they are (:meth:`ImageRows.rows` copies where needed)."""
     shape, channels = x.shape, x.shape[1]
     if x.ndim == 2:
         return ImageRows(shape, False, np.arange(channels))
