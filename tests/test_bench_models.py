@@ -15,7 +15,9 @@ torch_models = pytest.importorskip("bench.torch_models")
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize("order", ORDERS)
 def test_the_benchmarked_torch_network_has_the_presets_parameters(preset, order):
-    ours = numpy_network(preset, order) if preset != "resnet" else PRESETS[preset].build(0)
+    if preset == "resnet" and order != ORDERS[0]:
+        pytest.skip("the resnet has no pooling: its two orders are one network")
+    ours = numpy_network(preset, order)
     theirs = torch_models.build(preset, threads=1, order=order)
     our_shapes = sorted(p.value.shape for p in ours.parameters())
     their_shapes = sorted(tuple(p.shape) for p in theirs.parameters())

@@ -91,7 +91,8 @@ def test_fast_batch_norm_in_chunks_matches_one_chunk(rng, monkeypatch):
 
 @pytest.mark.parametrize("shape", [(0, 3, 4, 4), (0, 3)])
 def test_fast_eval_mode_batch_norm_takes_an_empty_batch_as_the_plain_one_does(shape):
-    mean, var, gamma, beta = np.zeros(3), np.ones(3), np.ones(3), np.zeros(3)
+    mean, var = np.zeros(3, np.float32), np.ones(3, np.float32)
+    gamma, beta = np.ones(3, np.float32), np.zeros(3, np.float32)
     x = np.zeros(shape, np.float32)
     y, cache = norm_fast.batch_norm_inference_forward(x, mean, var, gamma, beta, 1e-5)
     dx, dgamma, dbeta = norm_fast.batch_norm_inference_backward(y, cache)
@@ -136,3 +137,26 @@ def test_fast_eval_mode_batch_norm_is_the_plain_formula_in_every_layout(rng, sha
                 assert got is None
             else:
                 np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-11, err_msg=name)
+
+
+def test_fast_batch_norm_promotes_dtypes_as_the_plain_formula_does(rng):
+    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    gamma, beta = rng.random(3) + 0.5, rng.random(3)  # float64 parameters
+    stats = (np.zeros(3), np.ones(3))
+    pairs = [
+        (norm.batch_norm_forward, norm_fast.batch_norm_forward, ()),
+        (norm.batch_norm_inference_forward, norm_fast.batch_norm_inference_forward, stats),
+    ]
+    backward = {
+        norm.batch_norm_forward: norm.batch_norm_backward,
+        norm_fast.batch_norm_forward: norm_fast.batch_norm_backward,
+        norm.batch_norm_inference_forward: norm.batch_norm_inference_backward,
+        norm_fast.batch_norm_inference_forward: norm_fast.batch_norm_inference_backward,
+    }
+    for plain, fast, extra in pairs:
+        outputs = []
+        for forward in (plain, fast):
+            y, cache = forward(x, *extra, gamma, beta, 1e-5)
+            grads = backward[forward](np.ones(y.shape, y.dtype), cache)
+            outputs.append([y.dtype] + [g.dtype for g in grads])
+        assert outputs[0] == outputs[1]

@@ -86,6 +86,11 @@ def image_rows(x: np.ndarray) -> ImageRows:
     return ImageRows(shape, channels_last, channel)
 
 
+def _promoted(*arrays: np.ndarray | None) -> np.dtype:
+    """The dtype NumPy gives an expression of these arrays (Nones left out), as in norm."""
+    return np.result_type(*(a for a in arrays if a is not None))
+
+
 def _column_sums(rows: np.ndarray, out: np.ndarray) -> None:
     """out += the sum of ``rows`` over its first axis, as a matrix-vector product."""
     out += np.ones(len(rows), rows.dtype) @ rows
@@ -124,9 +129,10 @@ def batch_norm_forward(
     var64 = layout.channel_sums(column) / count
     inv_std64 = 1 / np.sqrt(var64 + eps)
 
-    scale = layout.per_position(inv_std64 if gamma is None else inv_std64 * gamma, dtype)
-    shift = None if beta is None else layout.per_position(beta, dtype)
-    y = np.empty_like(rows)
+    out_dtype = _promoted(x, gamma, beta)  # as norm's x_hat * gamma + beta
+    scale = layout.per_position(inv_std64 if gamma is None else inv_std64 * gamma, out_dtype)
+    shift = None if beta is None else layout.per_position(beta, out_dtype)
+    y = np.empty(rows.shape, out_dtype)
     for chunk in chunks:
         out = np.multiply(centred[chunk], scale, out=y[chunk])
         if shift is not None:
@@ -141,7 +147,7 @@ def batch_norm_backward(
     """norm's dx = inv_std/M * (M*g - sum(g) - x_hat*sum(g*x_hat)), g = dy*gamma, written as
     dx = a*dy - b*centred - k with per-channel a, b and k."""
     centred, inv_std, gamma, layout = cache[:4]
-    dtype = centred.dtype
+    dtype = _promoted(dy, centred, gamma)
     rows = layout.rows(dy)
     count = dy.size // layout.channels
     dy_column = np.zeros(rows.shape[1], dtype)
@@ -160,7 +166,7 @@ def batch_norm_backward(
     a_row = layout.per_position(a, dtype)
     b_row = layout.per_position(a * inv_std64 * dgamma64 / count, dtype)
     k_row = layout.per_position(a * dbeta64 / count, dtype)
-    dx = np.empty_like(rows)
+    dx = np.empty(rows.shape, dtype)
     for chunk in chunks:
         d = np.multiply(rows[chunk], a_row, out=dx[chunk])
         d -= np.multiply(centred[chunk], b_row, out=product[: len(d)])
@@ -191,11 +197,12 @@ def batch_norm_inference_forward(
     sqrt(running_var + eps), per-position rows and chunks as in training."""
     layout = image_rows(x)
     rows, dtype = layout.rows(x), x.dtype
+    out_dtype = _promoted(x, gamma, beta)  # as norm's x_hat * gamma + beta
     inv_std64 = 1 / np.sqrt(running_var.astype(np.float64) + eps)
-    scale = layout.per_position(inv_std64 if gamma is None else inv_std64 * gamma, dtype)
+    scale = layout.per_position(inv_std64 if gamma is None else inv_std64 * gamma, out_dtype)
     mean_row = layout.per_position(running_mean, dtype)
-    shift = None if beta is None else layout.per_position(beta, dtype)
-    y = np.empty_like(rows)
+    shift = None if beta is None else layout.per_position(beta, out_dtype)
+    y = np.empty(rows.shape, out_dtype)
     # Centred first, not x * scale + (beta - mean * scale): for a mean far larger than the
     # spread, that sum of two large terms would cancel and lose float32's precision.
     for chunk in layout.chunks(x.itemsize):
@@ -212,11 +219,11 @@ def batch_norm_inference_backward(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """A per-channel affine map: dx = dy * scale, dgamma = sum(dy * x_hat), dbeta = sum(dy)."""
     x, mean, inv_std, gamma, layout = cache
-    dtype = x.dtype
+    dtype = _promoted(dy, x, gamma)
     rows = layout.rows(dy)
     inv_std64 = inv_std.astype(np.float64)
     scale = layout.per_position(inv_std64 if gamma is None else inv_std64 * gamma, dtype)
-    dx = np.empty_like(rows)
+    dx = np.empty(rows.shape, dtype)
     chunks = layout.chunks(dy.itemsize)
     dy_column = np.zeros(rows.shape[1], dtype)
     dyc_column = np.zeros(rows.shape[1], dtype)
