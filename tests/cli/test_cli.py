@@ -97,6 +97,7 @@ def test_rerun_refuses_to_overwrite_and_resume_extends(tmp_path, synthetic_dir, 
         (["train", "--batch-size", "-3"], "must be a positive integer"),
         (["train", "--lr", "0"], "must be positive"),
         (["train", "--val-split", "1.5"], r"must be in \[0, 1\)"),
+        (["train", "--label-smoothing", "1"], r"must be in \[0, 1\)"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(argv, message, capsys):
@@ -362,3 +363,22 @@ def test_train_on_the_reference_kernels_matches_the_fast_run(tmp_path, synthetic
         assert metrics["settings"]["kernels"] == kernels
         losses[kernels] = metrics["final_loss"]
     np.testing.assert_allclose(losses["reference"], losses["fast"], rtol=1e-5)
+
+
+def test_label_smoothing_is_a_setting_of_the_run(tmp_path, synthetic_dir, capsys):
+    from faltung.cli.train import resolve_settings
+
+    args = build_parser().parse_args(["train", "--preset", "lenet"])
+    assert resolve_settings(args, None)["label_smoothing"] == 0.0
+    assert resolve_settings(args, {"momentum": 0.0})["label_smoothing"] == 0.0  # older runs
+    assert train(tmp_path / "plain", synthetic_dir, "--epochs", "1", "--no-plots") == 0
+    assert "label smoothing" not in capsys.readouterr().out
+    assert train(tmp_path / "smooth", synthetic_dir, "--epochs", "1", "--no-plots",
+                 "--label-smoothing", "0.1") == 0  # fmt: skip
+    assert "after 0.5 warm-up epochs, label smoothing 0.1, seed 0" in capsys.readouterr().out
+    # The smoothed targets' entropy is a floor under the loss: it trains against them.
+    losses = [
+        json.loads((tmp_path / run / "history.json").read_text())[0]["loss"]
+        for run in ("plain", "smooth")
+    ]
+    assert losses[1] > losses[0]

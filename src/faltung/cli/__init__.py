@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Nesterov momentum (sgd; needs --momentum > 0); plain momentum by default",
     )
     train.add_argument("--weight-decay", type=non_negative_float, help="L2 lambda")
+    train.add_argument(
+        "--label-smoothing",
+        type=fraction,
+        help="target probability moved evenly to every class, as PyTorch's CrossEntropyLoss "
+        "(default 0)",
+    )
     train.add_argument("--schedule", choices=list(SCHEDULES))
     train.add_argument("--lr-step", type=positive_int, help="epochs between step decays")
     train.add_argument("--lr-gamma", type=positive_float, help="decay factor")

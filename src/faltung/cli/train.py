@@ -54,7 +54,7 @@ from .errors import UsageError
 SETTING_KEYS = (
     "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
     "schedule", "lr_step", "lr_gamma", "warmup", "train_size", "test_size", "val_split", "seed",
-    "kernels", "channels", "image_size", "normalize", "augment",
+    "kernels", "channels", "image_size", "normalize", "augment", "label_smoothing",
 )  # fmt: skip
 RESULT_FILES = ("model.npz", "checkpoint.npz", "metrics.json")
 
@@ -68,15 +68,17 @@ def resolve_settings(args: argparse.Namespace, saved: dict[str, Any] | None) -> 
     if saved is None:
         defaults = {
             "dataset": "mnist", "val_split": 0.0, "seed": 0, "nesterov": False, "kernels": "fast",
-            "normalize": True,
+            "normalize": True, "label_smoothing": 0.0,
         }  # fmt: skip
         # A network of one's own takes the preset's training settings, not its pixel scaling.
         chosen = {k: v for k, v in preset.defaults.items() if k != "normalize" or not args.model}
         return {**defaults, **chosen, **given}
     # Checkpoints from before --nesterov existed used Nesterov whenever momentum > 0, those
-    # from before --kernels ran on the fast kernels, and those before --normalize did not.
+    # from before --kernels ran on the fast kernels, and those before --normalize or
+    # --label-smoothing did neither.
     saved = {
-        "nesterov": saved.get("momentum", 0) > 0, "kernels": "fast", "normalize": False, **saved
+        "nesterov": saved.get("momentum", 0) > 0, "kernels": "fast", "normalize": False,
+        "label_smoothing": 0.0, **saved,
     }  # fmt: skip
     conflicts = [
         f"--{k.replace('_', '-')} {v} (checkpoint: {saved.get(k)})"
@@ -199,9 +201,11 @@ def describe_training(settings: dict[str, Any]) -> str:
     }.get(settings["schedule"], f"{settings['schedule']} lr")
     if settings["warmup"]:
         schedule += f" after {plural(settings['warmup'], 'warm-up epoch')}"
+    smoothing = settings.get("label_smoothing", 0.0)
+    loss = f", label smoothing {smoothing:g}" if smoothing else ""
     return (
         f"{plural(settings['epochs'], 'epoch')} at batch {settings['batch_size']}, {optimizer}, "
-        f"{schedule}, seed {settings['seed']}"
+        f"{schedule}{loss}, seed {settings['seed']}"
     )
 
 
@@ -377,9 +381,10 @@ def run_train(args: argparse.Namespace) -> int:
     if val_data is not None:
         val_data = (ImageArray(val_data[0], preprocessing), val_data[1])
     history_writer = HistoryWriter(out)
+    loss = SoftmaxCrossEntropy(settings.get("label_smoothing", 0.0), kernels=kernels)
     with comm.together():
         trainer = Trainer(
-            model, SoftmaxCrossEntropy(kernels=kernels), make_optimizer(model, settings),
+            model, loss, make_optimizer(model, settings),
             (train_x, train_y),
             epochs=settings["epochs"], batch_size=settings["batch_size"],
             schedule=make_schedule(settings), test_data=(test_x, test_y), val_data=val_data,
