@@ -28,8 +28,10 @@ def build(preset: str, threads: int, order: str = "preset"):
 
 
 def resnet():
-    """faltung's resnet preset: a 3x3 stem and one basic block at 16, 32 and 64 channels."""
+    """faltung's resnet preset: a 3x3 stem and one basic block at each of its widths."""
     from torch import nn
+
+    from faltung.presets import RESNET_WIDTHS
 
     class Block(nn.Module):
         def __init__(self, cin: int, cout: int, stride: int) -> None:
@@ -47,10 +49,11 @@ def resnet():
         def forward(self, x):
             return self.body(x) + self.shortcut(x)
 
-    stem = [nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
-    blocks = [m for cin, cout, s in [(16, 16, 1), (16, 32, 2), (32, 64, 2)]
-              for m in (Block(cin, cout, s), nn.ReLU())]  # fmt: skip
-    head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
+    first, second, third = RESNET_WIDTHS
+    stem = [nn.Conv2d(1, first, 3, 1, 1, bias=False), nn.BatchNorm2d(first), nn.ReLU()]
+    stages = [(first, first, 1), (first, second, 2), (second, third, 2)]
+    blocks = [m for cin, cout, s in stages for m in (Block(cin, cout, s), nn.ReLU())]
+    head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(third, 10)]
     return nn.Sequential(*stem, *blocks, *head)
 
 

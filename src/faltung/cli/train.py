@@ -181,6 +181,14 @@ def make_schedule(settings: dict[str, Any]) -> Schedule:
     return cls(**constructor_arguments(cls, available))
 
 
+def preset_augment(text: str | None, args: argparse.Namespace, digits: bool) -> str | None:
+    """A preset's augmentation without flips for digits (a mirrored digit is another glyph,
+    or none); what ``--augment`` asks for is kept as it is."""
+    if not digits or not text or args.augment is not None or text in ("auto", "none"):
+        return text
+    return ",".join(name for name in text.split(",") if name.strip() != "flip") or None
+
+
 def plural(n: float, word: str) -> str:
     return f"{n:g} {word}" if n == 1 else f"{n:g} {word}s"
 
@@ -366,7 +374,7 @@ def run_train(args: argparse.Namespace) -> int:
             )
         digits = data.name == "mnist"
         try:
-            augment = parse_augment(settings.get("augment"), digits)
+            augment = parse_augment(preset_augment(settings.get("augment"), args, digits), digits)
         except ValueError as error:
             raise UsageError(f"--augment: {error}") from None
     comm.check_same(
