@@ -382,3 +382,19 @@ def test_label_smoothing_is_a_setting_of_the_run(tmp_path, synthetic_dir, capsys
         for run in ("plain", "smooth")
     ]
     assert losses[1] > losses[0]
+
+
+def test_the_resnet_presets_flips_are_not_for_digits(tmp_path, synthetic_dir, capsys):
+    from faltung.cli.train import preset_augment
+
+    preset = build_parser().parse_args(["train", "--preset", "resnet"])
+    asked = build_parser().parse_args(["train", "--preset", "resnet", "--augment", "flip"])
+    assert preset_augment("flip", preset, digits=False) == "flip"
+    assert preset_augment("flip", preset, digits=True) is None
+    assert preset_augment("shift,flip", preset, digits=True) == "shift"
+    assert preset_augment("flip", asked, digits=True) == "flip"  # asked for, so kept
+    # MNIST's digits (the synthetic stand-in): the preset trains without flips.
+    assert main(["train", "--preset", "resnet", "--data", str(synthetic_dir), "--epochs", "1",
+                 "--train-size", "40", "--test-size", "20", "--batch-size", "20",
+                 "--out", str(tmp_path / "r"), "--no-plots"]) == 0  # fmt: skip
+    assert "augmentation" not in capsys.readouterr().out
