@@ -56,6 +56,25 @@ def test_checksum_mismatch_names_file_expected_and_fix(tmp_path, monkeypatch):
     assert "delete it and fetch it again" in message
 
 
+def test_another_datasets_file_is_named_as_such(tmp_path, monkeypatch):
+    from faltung.datasets.catalog import DataFile
+
+    mnist = write_dataset(tmp_path, compress=False)
+    fashion = type(mnist)(
+        "fashion-mnist",
+        {role: DataFile(spec.name, "0" * 32, None) for role, spec in mnist.files.items()},
+        mnist.mirrors,
+        mnist.classes,
+    )
+    install_catalogue(monkeypatch, mnist)
+    install_catalogue(monkeypatch, fashion)
+    with pytest.raises(DatasetError) as error:
+        load_dataset("fashion-mnist", tmp_path)
+    message = str(error.value)
+    assert "this is mnist's train-images-idx3-ubyte, not fashion-mnist's" in message
+    assert "pass --dataset mnist" in message and "delete it" not in message
+
+
 def test_header_disagreeing_with_payload(tmp_path, monkeypatch):
     arrays = synthetic_arrays()
     info = write_dataset(tmp_path, arrays, compress=False)

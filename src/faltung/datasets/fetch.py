@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .._atomic import atomic_write
-from .catalog import DataFile, DatasetInfo
+from .catalog import DATASETS, DataFile, DatasetInfo
 from .errors import DatasetError
 from .idx import read_bytes
 
@@ -54,11 +54,25 @@ def verified_content(path: Path, spec: DataFile, dataset: str) -> bytes:
     actual = md5(content)
     if actual == spec.md5:
         return content
+    other = _known_as(actual, dataset)
+    if other is not None:
+        raise DatasetError(
+            f"{path}: this is {other}'s {spec.name}, not {dataset}'s: pass --dataset {other}, "
+            f"or point --data (or FALTUNG_DATA) at a directory with the {dataset} files"
+        )
     raise DatasetError(
         f"{path}: checksum mismatch for {dataset} {spec.name}: expected MD5 {spec.md5} of the "
         f"decompressed file, got {actual}; the file is corrupt or not the standard one: "
         f"delete it and fetch it again"
     )
+
+
+def _known_as(checksum: str, dataset: str) -> str | None:
+    """The name of the other dataset a file with ``checksum`` belongs to, if any."""
+    for info in DATASETS.values():
+        if info.name != dataset and any(f.md5 == checksum for f in info.files.values()):
+            return info.name
+    return None
 
 
 def find_in(directory: Path, spec: DataFile) -> Path | None:
