@@ -67,6 +67,10 @@ def test_folder_training_reaches_a_sane_accuracy_and_predicts_names(
     assert main(["evaluate", str(out / "model.npz"), "--data", str(shapes_dir)]) == 0
     report = capsys.readouterr().out
     assert f"accuracy {metrics['full_test_accuracy']:.4f}" in report and "cross" in report
+    assert main(["evaluate", str(out / "model.npz")]) == 2  # the images are not in the file
+    assert "trained on your own images ('shapes'); pass them with --data" in (
+        capsys.readouterr().err
+    )
     assert main(["predict", str(out / "model.npz"), str(shapes_dir / "box")]) == 0
     guesses = capsys.readouterr().out.splitlines()
     assert len(guesses) == 30 and sum(": box (" in line for line in guesses) >= 20

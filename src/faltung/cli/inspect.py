@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import (
+    DATASETS,
     ImageArray,
     Preprocessing,
     is_own_data,
@@ -75,7 +76,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
             int(settings.get("seed", 0)),
         )
     else:
-        data = load_dataset(args.dataset or meta.dataset or "mnist", args.data, normalize=False)
+        dataset = args.dataset or meta.dataset or "mnist"
+        if args.dataset is None and dataset not in DATASETS:
+            raise UsageError(
+                f"{args.model} was trained on your own images ({dataset!r}); "
+                f"pass them with --data PATH"
+            )
+        data = load_dataset(dataset, args.data, normalize=False)
     preprocessing = Preprocessing.from_json(meta.preprocessing, meta.input_shape[0])
     index, what = choose_test_images(args, meta, data.name, len(data.test_images))
     images = ImageArray(data.test_images[index], preprocessing)
