@@ -179,7 +179,8 @@ PRESETS: dict[str, Preset] = {
     "resnet": Preset(
         "resnet",
         "a small ResNet: a 3x3 stem and three residual blocks (16, 32, 128 channels) with "
-        "batch norm, global average pooling; SGD with Nesterov momentum, horizontal flips",
+        "batch norm, global average pooling; SGD with Nesterov momentum, horizontal flips "
+        "(not for digits)",
         resnet_network,
         {
             "epochs": 15,
