@@ -398,3 +398,14 @@ def test_the_resnet_presets_flips_are_not_for_digits(tmp_path, synthetic_dir, ca
                  "--train-size", "40", "--test-size", "20", "--batch-size", "20",
                  "--out", str(tmp_path / "r"), "--no-plots"]) == 0  # fmt: skip
     assert "augmentation" not in capsys.readouterr().out
+
+
+def test_resuming_under_another_preset_says_how_to_resume(tmp_path, synthetic_dir, capsys):
+    out = tmp_path / "run"
+    assert train(out, synthetic_dir, "--epochs", "1", "--no-plots") == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--data", str(synthetic_dir)]) == 2
+    assert (
+        f"belongs to preset 'lenet', not 'article': resume it with --preset lenet --out {out} "
+        "--resume"
+    ) in capsys.readouterr().err

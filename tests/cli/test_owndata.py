@@ -244,3 +244,12 @@ def test_own_images_without_a_preset_train_on_all_of_them(tmp_path, shapes_dir, 
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "preset lenet" in printed and "all 72 training images" in printed
+
+
+def test_a_presets_image_count_that_the_data_lacks_names_the_preset(tmp_path, shapes_dir, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "--preset", "article", "--data", str(shapes_dir), "--out", out]) == 2
+    assert (
+        "preset article draws 10,000 training images, and shapes has 72: pass --train-size N "
+        "(or --preset lenet, which takes all)"
+    ) in capsys.readouterr().err

@@ -226,10 +226,11 @@ def saved_settings(checkpoint: Path, preset: str) -> dict[str, Any] | None:
     if not checkpoint.is_file():
         return None
     header, _ = read_archive(checkpoint, CHECKPOINT_FORMAT)
-    if header.get("config", {}).get("preset") != preset:
+    saved = header.get("config", {}).get("preset")
+    if saved != preset:
         raise UsageError(
-            f"{checkpoint} belongs to preset {header.get('config', {}).get('preset')!r}, "
-            f"not {preset!r}"
+            f"{checkpoint} belongs to preset {saved!r}, not {preset!r}: resume it with "
+            f"--preset {saved} --out {checkpoint.parent} --resume"
         )
     return header["config"]["settings"]
 
@@ -328,11 +329,18 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--model {args.model}: no such file")
         data = load_training_data(args, settings)
         n_train, n_test = len(data.train_images), len(data.test_images)
-        for flag, size, total in (
-            ("--train-size", "train_size", n_train),
-            ("--test-size", "test_size", n_test),
+        for flag, size, split, total in (
+            ("--train-size", "train_size", "training", n_train),
+            ("--test-size", "test_size", "test", n_test),
         ):
             if settings[size] is not None and settings[size] > total:
+                if getattr(args, size) is None:  # the preset's number, not the user's
+                    own = is_own_data(args.data)
+                    other = " (or --preset lenet, which takes all)" if own else ""
+                    raise UsageError(
+                        f"preset {preset.name} draws {settings[size]:,} {split} images, and "
+                        f"{data.name} has {total:,}: pass {flag} N{other}"
+                    )
                 raise UsageError(f"{flag} {settings[size]} exceeds the {total} images available")
         train_index = subset_indices(n_train, settings["train_size"], settings["seed"])
         test_index = subset_indices(n_test, settings["test_size"], settings["seed"])
