@@ -191,7 +191,7 @@ def run_summary(args: argparse.Namespace) -> int:
         model, declared = read_network(args.network)
         shape = args.input_shape or declared or (1, 28, 28)
         check_shapes(model, tuple(shape), args.network)
-        print(f"{args.network}: {len(model)} layers")
+        print(f"{args.network}: {len(model)} layer{'' if len(model) == 1 else 's'}")
     elif args.model is not None:
         model, meta = load_model(args.model)
         shape = meta.input_shape

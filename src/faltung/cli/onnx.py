@@ -38,7 +38,8 @@ def run_export(args: argparse.Namespace) -> int:
         path = export_onnx(model, args.output, input_shape=shape, metadata=metadata.to_json())
     except OnnxUnavailableError as error:
         raise UsageError(str(error)) from None
-    print(f"wrote {path}: {len(model)} layers as ONNX opset {OPSET}, dynamic batch size")
+    layers = f"{len(model)} layer{'' if len(model) == 1 else 's'}"
+    print(f"wrote {path}: {layers} as ONNX opset {OPSET}, dynamic batch size")
     return 0
 
 
