@@ -202,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="article preset, its own layer order, two batches"
     )
+    parser.add_argument(
+        "--preset",
+        nargs="+",
+        choices=sorted(PRESETS),
+        help="the networks to measure (default: all; --quick: article)",
+    )
     parser.add_argument("--profile", action="store_true", help="per-layer profile and exit")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument(
@@ -222,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 
     threads = os.cpu_count() or 1
     use_torch = not args.no_torch and torch_available()
-    presets = ["article"] if args.quick else ["article", "lenet", "resnet"]
+    presets = args.preset or (["article"] if args.quick else ["article", "lenet", "resnet"])
     orders = ORDERS[:1] if args.quick else ORDERS
     train_batches = [5, 64] if args.quick else [5, 64, 256]
     infer_batches = [64, 1000]
