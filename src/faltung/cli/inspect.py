@@ -25,6 +25,7 @@ from ..presets import get_preset
 from ..summary import count_flops, training_step_flops
 from ..train import evaluate
 from ..viz import plot_confusion
+from ._text import plural
 from .errors import UsageError
 from .explain import write_mistakes_gallery
 
@@ -191,7 +192,7 @@ def run_summary(args: argparse.Namespace) -> int:
         model, declared = read_network(args.network)
         shape = args.input_shape or declared or (1, 28, 28)
         check_shapes(model, tuple(shape), args.network)
-        print(f"{args.network}: {len(model)} layer{'' if len(model) == 1 else 's'}")
+        print(f"{args.network}: {plural(len(model), 'layer')}")
     elif args.model is not None:
         model, meta = load_model(args.model)
         shape = meta.input_shape

@@ -10,6 +10,7 @@ from ..io import load_model, save_model
 from ..onnx import OPSET, OnnxUnavailableError
 from ..onnx import export as export_onnx
 from ..onnx import load as load_onnx
+from ._text import plural
 from .errors import UsageError
 
 
@@ -38,8 +39,7 @@ def run_export(args: argparse.Namespace) -> int:
         path = export_onnx(model, args.output, input_shape=shape, metadata=metadata.to_json())
     except OnnxUnavailableError as error:
         raise UsageError(str(error)) from None
-    layers = f"{len(model)} layer{'' if len(model) == 1 else 's'}"
-    print(f"wrote {path}: {layers} as ONNX opset {OPSET}, dynamic batch size")
+    print(f"wrote {path}: {plural(len(model), 'layer')} as ONNX opset {OPSET}, dynamic batch size")
     return 0
 
 

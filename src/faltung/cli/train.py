@@ -49,6 +49,7 @@ from ..train import EpochPrinter, HistoryWriter, ProgressBar, Trainer, evaluate
 from ..train.insight import LayerStatistics
 from ..train.trainer import CHECKPOINT_FORMAT
 from ..viz import plot_confusion, plot_history
+from ._text import plural
 from .errors import UsageError
 
 SETTING_KEYS = (
@@ -189,10 +190,6 @@ def preset_augment(text: str | None, args: argparse.Namespace, digits: bool) -> 
     return ",".join(name for name in text.split(",") if name.strip() != "flip") or None
 
 
-def plural(n: float, word: str) -> str:
-    return f"{n:g} {word}" if n == 1 else f"{n:g} {word}s"
-
-
 def describe_training(settings: dict[str, Any]) -> str:
     """The optimisation that will actually run, in words, from the resolved settings."""
     optimizer = f"{settings['optimizer']} lr {settings['lr']:g}"
@@ -306,7 +303,7 @@ def build_network(
         )
     check_shapes(model, tuple(input_shape), path)
     model.initialize(seed)
-    return model, None, f"{path} ({len(model)} layers; settings of preset {preset.name})"
+    return model, None, f"{path} ({plural(len(model), 'layer')}; settings of preset {preset.name})"
 
 
 def run_train(args: argparse.Namespace) -> int:
