@@ -91,6 +91,11 @@ def _promoted(*arrays: np.ndarray | None) -> np.dtype:
     return np.result_type(*(a for a in arrays if a is not None))
 
 
+def _scale(inv_std64: np.ndarray, gamma: np.ndarray | None) -> np.ndarray:
+    """(C,) float64 gamma / sqrt(var + eps): what multiplies x - mean (or dy)."""
+    return inv_std64 if gamma is None else inv_std64 * gamma
+
+
 def _column_sums(rows: np.ndarray, out: np.ndarray) -> None:
     """out += the sum of ``rows`` over its first axis, as a matrix-vector product."""
     out += np.ones(len(rows), rows.dtype) @ rows
@@ -130,7 +135,7 @@ def batch_norm_forward(
     inv_std64 = 1 / np.sqrt(var64 + eps)
 
     out_dtype = _promoted(x, gamma, beta)  # as norm's x_hat * gamma + beta
-    scale = layout.per_position(inv_std64 if gamma is None else inv_std64 * gamma, out_dtype)
+    scale = layout.per_position(_scale(inv_std64, gamma), out_dtype)
     shift = None if beta is None else layout.per_position(beta, out_dtype)
     y = np.empty(rows.shape, out_dtype)
     for chunk in chunks:
@@ -162,7 +167,7 @@ def batch_norm_backward(
     dbeta64 = layout.channel_sums(dy_column)
     dgamma64 = layout.channel_sums(dyc_column) * inv_std64  # sum(dy * x_hat)
 
-    a = inv_std64 if gamma is None else inv_std64 * gamma
+    a = _scale(inv_std64, gamma)
     a_row = layout.per_position(a, dtype)
     b_row = layout.per_position(a * inv_std64 * dgamma64 / count, dtype)
     k_row = layout.per_position(a * dbeta64 / count, dtype)
@@ -199,7 +204,7 @@ def batch_norm_inference_forward(
     rows, dtype = layout.rows(x), x.dtype
     out_dtype = _promoted(x, gamma, beta)  # as norm's x_hat * gamma + beta
     inv_std64 = 1 / np.sqrt(running_var.astype(np.float64) + eps)
-    scale = layout.per_position(inv_std64 if gamma is None else inv_std64 * gamma, out_dtype)
+    scale = layout.per_position(_scale(inv_std64, gamma), out_dtype)
     mean_row = layout.per_position(running_mean, dtype)
     shift = None if beta is None else layout.per_position(beta, out_dtype)
     y = np.empty(rows.shape, out_dtype)
@@ -222,7 +227,7 @@ def batch_norm_inference_backward(
     dtype = _promoted(dy, x, gamma)
     rows = layout.rows(dy)
     inv_std64 = inv_std.astype(np.float64)
-    scale = layout.per_position(inv_std64 if gamma is None else inv_std64 * gamma, dtype)
+    scale = layout.per_position(_scale(inv_std64, gamma), dtype)
     dx = np.empty(rows.shape, dtype)
     chunks = layout.chunks(dy.itemsize)
     dy_column = np.zeros(rows.shape[1], dtype)
