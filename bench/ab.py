@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="per measurement")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
+    # As the command line runs; both revisions share the process, and so the setting.
+    from faltung.memory import tune_malloc
+
+    tune_malloc()
     import faltung
 
     with tempfile.TemporaryDirectory() as tmp:

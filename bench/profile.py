@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.networks import ORDERS, numpy_network
 from faltung.losses import SoftmaxCrossEntropy
+from faltung.memory import tune_malloc
 from faltung.optim import SGD
 from faltung.presets import PRESETS
 
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "--floor", action="store_true", help="report the fastest step (noise-free floor)"
     )
     args = parser.parse_args(argv)
+    tune_malloc()  # as the command line runs (faltung.memory)
     rows = profile(args.preset, args.batch, args.steps, args.floor, args.order)
     step = rows[-1][1]
     print(

@@ -35,6 +35,7 @@ import numpy as np
 from bench.networks import ORDERS, numpy_network
 from faltung import __version__
 from faltung.losses import SoftmaxCrossEntropy
+from faltung.memory import tune_malloc
 from faltung.optim import SGD
 from faltung.presets import PRESETS
 from faltung.summary import count_flops, training_step_flops
@@ -137,12 +138,14 @@ def data(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return rng.random((batch, *INPUT), dtype=np.float32), rng.integers(0, 10, batch)
 
 
-def peak_rss_of_epoch(framework: str, preset: str, batch: int, images: int) -> float:
+def peak_rss_of_epoch(
+    framework: str, preset: str, batch: int, images: int, default_malloc: bool = False
+) -> float:
     """Peak resident set (MiB) of a fresh process that trains one epoch of ``images``."""
     # ``-m`` from the repository root puts the root on sys.path, so ``bench`` imports.
     out = subprocess.run(
         [sys.executable, "-m", "bench.run", "--epoch-worker", framework, preset, str(batch),
-         str(images)],
+         str(images)] + (["--default-malloc"] if default_malloc else []),
         capture_output=True, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
     return float(out.stdout.strip().splitlines()[-1])
@@ -216,8 +219,15 @@ def main(argv: list[str] | None = None) -> int:
         help="also time `faltung train --preset article` and a lenet epoch (minutes)",
     )
     parser.add_argument("--data", help="MNIST directory for --wall")
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (the command line tunes it: faltung.memory)",
+    )
     parser.add_argument("--epoch-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # One process runs both frameworks, so the tuning applies to PyTorch's arrays as well.
+    malloc_tuned = not args.default_malloc and tune_malloc()
     if args.epoch_worker:
         epoch_worker(*args.epoch_worker)
         return 0
@@ -238,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "threads": threads,
+        "malloc": "tuned" if malloc_tuned else "default",
         "matmul_peak_gflops": round(peak, 1),
         "torch": None,
         "results": [],
@@ -250,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"faltung {__version__}, NumPy {np.__version__}, "
         f"PyTorch {report['torch'] or 'not installed'}; {threads} threads; "
-        f"float32 matmul peak {peak:.0f} GFLOP/s"
+        f"malloc {report['malloc']}; float32 matmul peak {peak:.0f} GFLOP/s"
     )
 
     rows = []
@@ -285,9 +296,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(format_row(row), flush=True)
     report["results"] = rows
 
-    memory = {"ours_mib": peak_rss_of_epoch("numpy", "lenet", 64, 6400 if args.quick else 60000)}
+    images = 6400 if args.quick else 60000
+    memory = {"ours_mib": peak_rss_of_epoch("numpy", "lenet", 64, images, args.default_malloc)}
     if use_torch:
-        memory["torch_mib"] = peak_rss_of_epoch("torch", "lenet", 64, 6400 if args.quick else 60000)
+        memory["torch_mib"] = peak_rss_of_epoch("torch", "lenet", 64, images, args.default_malloc)
         memory["ratio"] = round(memory["ours_mib"] / memory["torch_mib"], 2)
     report["peak_rss_lenet_epoch_batch64"] = memory
     print(

@@ -19,6 +19,7 @@ from .. import __version__, distributed
 from ..datasets import DATASETS, DatasetError
 from ..distributed import DistributedError
 from ..io import ModelFileError
+from ..memory import tune_malloc
 from ..optim import OPTIMIZERS
 from ..presets import PRESETS
 from ..schedules import SCHEDULES
@@ -253,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_malloc()  # the command owns its process (see faltung.memory)
     parser = build_parser()
     try:
         args = parse_arguments(parser, argv)
