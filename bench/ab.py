@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from faltung.memory import tune_malloc
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -76,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="per measurement")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    # As the command line runs; both revisions share the process, and so the setting.
-    from faltung.memory import tune_malloc
-
-    tune_malloc()
+    tune_malloc()  # as the command line runs; both revisions share the process
     import faltung
 
     with tempfile.TemporaryDirectory() as tmp:

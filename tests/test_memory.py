@@ -1,33 +1,24 @@
 """faltung.memory: glibc's malloc keeps freed memory, so repeated calls stop faulting pages.
 
-Each check runs in a fresh process: the settings are process-wide and one-way.
+The check that tunes runs in a fresh process: the settings are process-wide and one-way.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 
-from faltung import cli
+from faltung import cli, memory
 
+needs_glibc = pytest.mark.skipif(not memory.is_glibc(), reason="tune_malloc is for glibc only")
 
-def _glibc() -> bool:
-    try:
-        ctypes.CDLL(None).gnu_get_libc_version  # noqa: B018
-    except (OSError, AttributeError, TypeError):
-        return False
-    return True
-
-
-needs_glibc = pytest.mark.skipif(not _glibc(), reason="tune_malloc is for glibc only")
-
-# Page faults over three eval-mode forward passes, after two to warm up: a network whose
-# activations (about 3 MB per layer at batch 64) are well above glibc's first thresholds.
+# Page faults over three eval-mode forward passes, after two to warm up, of a network whose
+# activations (about 3 MB per layer at batch 64) lie above glibc's first thresholds.
 FAULTS = textwrap.dedent(
     """
     import resource, sys
@@ -50,13 +41,14 @@ FAULTS = textwrap.dedent(
     print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     """
 )
+USER_VARIABLES = ("FALTUNG_MALLOC", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
-def _faults(mode: str, env: dict[str, str] | None = None) -> tuple[bool, int]:
+def _faults(mode: str) -> tuple[bool, int]:
+    env = {k: v for k, v in os.environ.items() if k not in USER_VARIABLES + ("GLIBC_TUNABLES",)}
     out = subprocess.run(
-        [sys.executable, "-c", FAULTS, mode],
-        capture_output=True, text=True, check=True, env=env,
-    ).stdout.split()  # fmt: skip
+        [sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
     return out[0] == "True", int(out[1])
 
 
@@ -64,20 +56,82 @@ def _faults(mode: str, env: dict[str, str] | None = None) -> tuple[bool, int]:
 def test_tuned_malloc_stops_repeated_page_faults():
     applied, tuned = _faults("tuned")
     assert applied
-    # Untuned, the same three calls faulted 5,514 pages on this project's machine.
+    # Untuned, glibc hands the freed memory back and the same calls fault thousands of pages.
     assert tuned <= 16
 
 
-@needs_glibc
-def test_a_users_own_malloc_settings_stand():
-    env = {**os.environ, "MALLOC_ARENA_MAX": "2", "MALLOC_TRIM_THRESHOLD_": "65536"}
-    applied, _ = _faults("tuned", env)
-    assert not applied
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("FALTUNG_MALLOC", "default"),
+        ("MALLOC_MMAP_THRESHOLD_", "131072"),
+        ("MALLOC_TRIM_THRESHOLD_", "65536"),
+        ("GLIBC_TUNABLES", "glibc.pthread.rseq=0:glibc.malloc.trim_threshold=65536"),
+    ],
+)
+def test_a_users_own_malloc_settings_stand(monkeypatch, variable, value):
+    for name in USER_VARIABLES + ("GLIBC_TUNABLES",):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, value)
+    assert memory.user_settings() == variable
+    # Returns before touching malloc: this test process is left as it was.
+    assert memory.tune_malloc() is False
 
 
-def test_the_command_line_tunes_malloc_before_any_work(monkeypatch, capsys):
+def test_unrelated_glibc_tunables_do_not_count_as_a_choice(monkeypatch):
+    for name in USER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.pthread.rseq=0:glibc.cpu.hwcaps=-AVX512F")
+    assert memory.user_settings() is None
+
+
+def test_off_glibc_nothing_is_called(monkeypatch):
+    monkeypatch.setattr(memory, "is_glibc", lambda: False)
+    monkeypatch.setattr(memory.ctypes, "CDLL", lambda *_: pytest.fail("called mallopt"))
+    assert memory.tune_malloc() is False
+
+
+class _FakeMallopt:
+    """glibc's mallopt as far as tune_malloc sees it: refuses mmap thresholds above a limit."""
+
+    def __init__(self, refuse_above: int) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.refuse_above = refuse_above
+
+    def __call__(self, parameter: int, value: int) -> int:
+        self.calls.append((parameter, value))
+        return int(parameter != memory.M_MMAP_THRESHOLD or value <= self.refuse_above)
+
+
+@pytest.mark.parametrize(
+    "refuse_above, applied, calls",
+    [
+        (1 << 40, True, [(-3, 64 << 20), (-1, 1 << 30)]),
+        (32 << 20, True, [(-3, 64 << 20), (-3, 32 << 20), (-1, 1 << 30)]),  # an older glibc
+        (1 << 20, False, [(-3, 64 << 20), (-3, 32 << 20)]),  # refused: nothing else is set
+    ],
+)
+def test_the_mmap_threshold_falls_back_then_gives_up(monkeypatch, refuse_above, applied, calls):
+    mallopt = _FakeMallopt(refuse_above)
+    monkeypatch.setattr(memory, "is_glibc", lambda: True)
+    monkeypatch.setattr(memory, "user_settings", lambda: None)
+    monkeypatch.setattr(memory.ctypes, "CDLL", lambda *_: SimpleNamespace(mallopt=mallopt))
+    assert memory.tune_malloc() is applied
+    assert mallopt.calls == calls
+
+
+@pytest.mark.parametrize("kwargs", [{"trim_threshold": 4 << 30}, {"mmap_threshold": -1}])
+def test_thresholds_outside_a_c_int_are_refused(kwargs):
+    with pytest.raises(ValueError, match="must be between 0 and"):
+        memory.tune_malloc(**kwargs)
+
+
+def test_the_command_tunes_malloc_and_main_alone_does_not(monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(cli, "tune_malloc", lambda: calls.append(True) or True)
     assert cli.main(["summary", "--preset", "article"]) == 0
+    assert calls == []
+    monkeypatch.setattr(sys, "argv", ["faltung", "summary", "--preset", "article"])
+    assert cli.entry() == 0
     assert calls == [True]
     assert "conv1" in capsys.readouterr().out

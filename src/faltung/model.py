@@ -10,6 +10,7 @@ import numpy as np
 from .functional import softmax
 from .init import as_generator
 from .layers import Layer, MaxPool2D, Parameter, ReLU, layer_from_config
+from .layers.fusion import forward_in_order
 from .summary import summary
 
 
@@ -73,9 +74,7 @@ class Sequential:
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         self._order = self.run_order()
-        for layer in self._order:
-            x = layer.forward(x)
-        return x
+        return forward_in_order(self._order, x)
 
     def _chunks(self, x: np.ndarray, size: int) -> Iterator[np.ndarray]:
         for start in range(0, len(x), size):

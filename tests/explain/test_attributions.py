@@ -80,7 +80,9 @@ def test_eval_backprop_uses_eval_maths(rng):
     x = rng.random((5, 3, 32, 32), dtype=np.float32)
     expected = model.eval().forward(x)
     _, scores = class_gradients(model.train(), x, np.zeros(5, np.int64))
-    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    # Float32 rounding apart (eval-mode forward folds batch norm into the convolution);
+    # training-mode statistics would differ by orders of magnitude more.
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
     with eval_backprop(model):
         assert not model.training
 

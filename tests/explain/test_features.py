@@ -18,7 +18,8 @@ def test_activations_are_every_layer_output_in_order(rng):
     outputs = activations(model, x)
     assert list(outputs) == list(model.layers)
     assert outputs["conv_a"].shape == (2, 6, 32, 32) and outputs["fc"].shape == (2, 4)
-    np.testing.assert_allclose(outputs["fc"], model.eval().forward(x), rtol=1e-6)
+    # forward folds batch norm into the convolution before it; each layer alone rounds apart
+    np.testing.assert_allclose(outputs["fc"], model.eval().forward(x), rtol=1e-5, atol=1e-6)
     single = activations(model, x[1])
     assert single["avg"].shape == (6, 8, 8)
     np.testing.assert_allclose(single["avg"], outputs["avg"][1], rtol=1e-6)

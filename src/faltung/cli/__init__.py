@@ -253,8 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def entry() -> int:
+    """The ``faltung`` command: its process is its own, so malloc is tuned for it first
+    (see ``faltung.memory``). :func:`main` itself changes nothing process-wide."""
+    tune_malloc()
+    return main()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    tune_malloc()  # the command owns its process (see faltung.memory)
     parser = build_parser()
     try:
         args = parse_arguments(parser, argv)

@@ -110,6 +110,34 @@ def batch_norm_inference_backward(
     return dx, (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)
 
 
+def fold_into_conv(
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+    eps: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(weight, bias) of one convolution equal to a convolution followed by eval-mode batch
+    norm over its output channels.
+
+    Eval mode is a fixed affine map per channel, y = s * (conv(x) + b - mean) + beta with
+    s = gamma / sqrt(var + eps), and a convolution is linear in its weights:
+    W' = s * W (each output channel's filter scaled), b' = s * (b - mean) + beta.
+    Computed in float64, returned in the weight's dtype.
+    """
+    scale = 1 / np.sqrt(running_var.astype(np.float64) + eps)
+    if gamma is not None:
+        scale = scale * gamma
+    mean = running_mean.astype(np.float64)
+    shift = (-mean if bias is None else bias - mean) * scale
+    if beta is not None:
+        shift = shift + beta
+    folded = weight * scale.reshape(-1, *(1,) * (weight.ndim - 1))
+    return folded.astype(weight.dtype), shift.astype(weight.dtype)
+
+
 class SyncBatchNormCache(NamedTuple):
     x_hat: np.ndarray
     inv_std: np.ndarray

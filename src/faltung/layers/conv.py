@@ -70,11 +70,16 @@ class Conv2D(Layer):
         return output_hw(input_hw, self.kernel_size, self.stride, self._pads, self.dilation)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.convolve(x, self.params["weight"], self.params.get("bias"))
+
+    def convolve(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        """This layer's convolution of ``x`` with the given weight and bias, of its shapes
+        (eval mode runs it with a following batch norm folded in: ``layers.fusion``)."""
         return self._run(
             self.kernels.conv2d_forward,
             x,
-            self.params["weight"],
-            self.params.get("bias"),
+            weight,
+            bias,
             self.stride,
             self._pads,
             self.dilation,

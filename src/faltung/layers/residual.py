@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .base import Layer
+from .fusion import forward_in_order
 
 LayerSpec = Layer | tuple[str, Layer] | Mapping[str, Any]
 
@@ -95,9 +96,7 @@ class Chain(_Container):
             yield name, layer, x
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for layer in self.layers.values():
-            x = layer.forward(x)
-        return x
+        return forward_in_order(list(self.layers.values()), x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         for layer in reversed(self.layers.values()):
