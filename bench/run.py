@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)
     print(
         f"faltung {__version__}, NumPy {np.__version__}, "
-        f"PyTorch {report['torch'] or 'not installed'}; {threads} threads; "
+        f"PyTorch {report['torch'] or ('skipped' if args.no_torch else 'not installed')}; "
+        f"{threads} threads; "
         f"malloc {report['malloc']}; float32 matmul peak {peak:.0f} GFLOP/s"
     )
 
@@ -303,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         memory["ratio"] = round(memory["ours_mib"] / memory["torch_mib"], 2)
     report["peak_rss_lenet_epoch_batch64"] = memory
     print(
-        f"peak RSS of a lenet epoch at batch 64: ours {memory['ours_mib']:.0f} MiB"
+        f"peak RSS of a lenet epoch ({images:,} images) at batch 64: "
+        f"ours {memory['ours_mib']:.0f} MiB"
         + (
             f", PyTorch {memory['torch_mib']:.0f} MiB (ratio {memory['ratio']})"
             if use_torch
