@@ -167,6 +167,36 @@ def test_a_size_keeping_input_gradient_is_a_correlation_and_agrees(
     close(dx, ref.conv2d_backward(dy, ref.conv2d_forward(x, w, None, 1, padding, dilation)[1])[0])
 
 
+@pytest.mark.parametrize("row_windows", [True, False])
+@pytest.mark.parametrize(
+    "kernel,padding,dilation,cin",
+    [((3, 3), 1, 1, 4), ((3, 3), 2, 2, 3), ((4, 2), "same", 1, 2), ((1, 3), "same", 1, 5)],
+)
+def test_the_row_window_forward_is_taken_and_agrees(
+    kernel, padding, dilation, cin, row_windows, monkeypatch
+):
+    """A chunked size-keeping convolution's forward by width windows, or by im2col chunks,
+    in training (the backward pass then gathers im2col chunks) and in inference."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, cin, 7, 6))
+    w = rng.standard_normal((3, cin, *kernel))
+    b = rng.standard_normal(3)
+    calls = []
+    original = conv_fast.row_window_forward
+    monkeypatch.setattr(conv_fast, "row_window_forward", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(conv_fast, "ROW_WINDOW_MAX_K", 10**9 if row_windows else 0)
+    monkeypatch.setattr(conv_fast, "ROW_WINDOW_CHUNK_BYTES", 1)  # one image per chunk
+    monkeypatch.setattr(conv_fast, "CHUNK_ABOVE", 0)
+    monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 1)
+    y_ref, cache_ref = ref.conv2d_forward(x, w, b, 1, padding, dilation)
+    for need_cache in (False, True):
+        y, cache = fast.conv2d_forward(x, w, b, 1, padding, dilation, need_cache=need_cache)
+        close(y, y_ref)
+        assert is_channels_last(y)
+    assert len(calls) == (2 if row_windows else 0)
+    backward_agrees(rng.standard_normal(y.shape), cache, cache_ref)  # dx by row windows too
+
+
 @pytest.mark.parametrize("cin,groups,special", [(1, 1, True), (4, 2, True), (3, 1, False)])
 def test_each_forward_path_is_taken_and_agrees(cin, groups, special):
     """One input channel and groups take their own forward paths; all match the reference."""

@@ -14,6 +14,9 @@ force each path and compare.
 - Stride-1 convolutions whose padding keeps the input's size ("same", as in a ResNet):
   the input gradient as a convolution of dY, padded, with the flipped kernel: a gather and
   one GEMM of the forward pass's size, instead of kh*kw narrow GEMMs and a col2im.
+- Size-keeping stride-1 convolutions over few channels, when chunked (below): "row
+  windows" forward, each output pixel's window gathered along the width only (kw*C
+  values instead of kh*kw*C), one GEMM kh times wider, and kh shifted adds.
 - Large batches, and every batch in inference: the batch in chunks whose im2col matrix
   fits in the cache. Each chunk's matrix is gathered into one reused buffer and
   multiplied while it is still in cache, and the backward pass gathers it again instead
@@ -44,6 +47,14 @@ ROW_WINDOW_MAX_ROWS = 1024
 # less than gathering it twice. The measurements behind both sizes: bench/NOTES.md.
 CHUNK_ABOVE = 16 << 20
 CHUNK_BYTES = 2 << 20
+
+# Row windows pay in the forward pass of a size-keeping convolution while a window row
+# (kw*C values) is short: for 16 and 32 channels of 3x3 (ResNet's first stages), 7-17%
+# faster than im2col chunks; for 128 channels at 7x7 and for valid convolutions, whose
+# padded height adds more multiply-adds, slower. Each chunk's rows and products fill about
+# ROW_WINDOW_CHUNK_BYTES. Measured: bench/NOTES.md.
+ROW_WINDOW_MAX_K = 96
+ROW_WINDOW_CHUNK_BYTES = 1 << 20
 
 
 def _image_bytes(geo: ConvGeometry, itemsize: int) -> int:
@@ -178,6 +189,8 @@ def _gather(xp: np.ndarray, geo: ConvGeometry, buffer: np.ndarray) -> np.ndarray
 
 def _chunked_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, chunk: int) -> np.ndarray:
     """out (N*Ho*Wo, O), one chunk of images at a time through reused buffers."""
+    if _row_windows_pay(geo):
+        return row_window_forward(x, w_mat, geo)
     n, per_image = geo.input_shape[0], geo.out_hw[0] * geo.out_hw[1]
     out = np.empty((geo.rows, w_mat.shape[0]), np.result_type(x, w_mat))
     buffer = np.empty(chunk * per_image * w_mat.shape[1], x.dtype)
@@ -187,6 +200,57 @@ def _chunked_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, chunk:
         cols = _gather(padded(start, stop), geo, buffer)
         np.matmul(cols, w_mat.T, out=out[start * per_image : stop * per_image])
     return out
+
+
+def _row_windows_pay(geo: ConvGeometry) -> bool:
+    """A size-keeping stride-1 convolution, not 1x1, whose window rows are short."""
+    kh, kw = geo.kernel
+    return _same_size(geo) and kh * kw > 1 and kw * geo.input_shape[1] <= ROW_WINDOW_MAX_K
+
+
+def row_window_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+    """out (N*Ho*Wo, O) of a stride-1 convolution from width windows, in chunks.
+
+    y[n, h, w, o] = sum over i of g[n, h + dh*i, w, i, o], where g = rows @ W_rows: a row
+    holds the window of one padded input row under output column w, (kw, C) values, and
+    W_rows[(j, c), (i, o)] = W[o, c, i, j]. The gather copies kw*C values per pixel of
+    the padded height instead of kh*kw*C per output pixel; the GEMM does Hp/Ho times the
+    multiply-adds of im2col's.
+    """
+    n, c = geo.input_shape[:2]
+    out_channels = w_mat.shape[0]
+    (kh, kw), (out_h, out_w), (dh, dw) = geo.kernel, geo.out_hw, geo.dilation
+    padded_h = geo.padded_shape[2]
+    w_rows = w_mat.reshape(out_channels, kh, kw, c).transpose(2, 3, 1, 0)
+    w_rows = w_rows.reshape(kw * c, kh * out_channels)
+    out = np.empty((n, out_h, out_w, out_channels), np.result_type(x, w_mat))
+    row_values, product_values = padded_h * out_w * kw * c, padded_h * out_w * kh * out_channels
+    per_image = row_values * x.itemsize + product_values * out.itemsize
+    chunk = max(1, min(n, ROW_WINDOW_CHUNK_BYTES // per_image))
+    rows_buffer = np.empty(chunk * row_values, x.dtype)
+    products_buffer = np.empty(chunk * product_values, out.dtype)
+    padded = _PaddedChunks(x, geo, chunk)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        m = stop - start
+        xp = padded(start, stop).transpose(0, 2, 3, 1)  # NHWC view
+        s_n, s_h, s_w, s_c = xp.strides
+        windows = as_strided(
+            xp, (m, padded_h, out_w, kw, c), (s_n, s_h, s_w, s_w * dw, s_c), writeable=False
+        )
+        rows = rows_buffer[: m * row_values].reshape(m, padded_h, out_w, kw, c)
+        np.copyto(rows, windows)
+        g = products_buffer[: m * product_values].reshape(m * padded_h * out_w, -1)
+        np.matmul(rows.reshape(-1, kw * c), w_rows, out=g)
+        g = g.reshape(m, padded_h, out_w, kh, out_channels)
+        y = out[start:stop]
+        if kh == 1:
+            np.copyto(y, g[:, :out_h, :, 0])
+        else:  # the first two rows' sum written at once saves a pass
+            np.add(g[:, :out_h, :, 0], g[:, dh : dh + out_h, :, 1], out=y)
+        for i in range(2, kh):
+            y += g[:, i * dh : i * dh + out_h, :, i]
+    return out.reshape(geo.rows, out_channels)
 
 
 def _chunked_backward(
