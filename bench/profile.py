@@ -64,7 +64,9 @@ def profile(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="article", choices=list(PRESETS))
     parser.add_argument("--order", default="preset", choices=ORDERS)
     parser.add_argument("--batch", type=int, default=64)

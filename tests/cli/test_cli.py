@@ -195,6 +195,7 @@ def test_evaluate_prints_accuracy_per_class_and_confusion(tmp_path, synthetic_di
     out = capsys.readouterr().out
     assert "accuracy" in out and "per-class accuracy" in out and "confusion matrix" in out
     assert (tmp_path / "cm.png").stat().st_size > 1000
+    assert f"wrote {tmp_path / 'cm.png'}" in out
 
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", b"\x93NUMPY junk"])

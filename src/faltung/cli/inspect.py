@@ -99,8 +99,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print("      " + "".join(f"{i:>{width}}" for i in range(len(result.confusion))))
     for i, row in enumerate(result.confusion):
         print(f"  {i:>3} " + "".join(f"{v:>{width}}" for v in row) + f"  {classes[i]}")
-    if args.plot and plot_confusion(result.confusion, classes, args.plot) is None:
-        print("note: --plot needs matplotlib (pip install 'faltung[plot]')", file=sys.stderr)
+    if args.plot:
+        written = plot_confusion(result.confusion, classes, args.plot)
+        if written is None:
+            print("note: --plot needs matplotlib (pip install 'faltung[plot]')", file=sys.stderr)
+        else:
+            print(f"wrote {written}: the confusion matrix as a picture")
     if args.misclassified:
         write_mistakes_gallery(
             model, images, labels, data.classes, args.misclassified, args.gallery
