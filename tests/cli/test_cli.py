@@ -196,6 +196,9 @@ def test_evaluate_prints_accuracy_per_class_and_confusion(tmp_path, synthetic_di
     assert "accuracy" in out and "per-class accuracy" in out and "confusion matrix" in out
     assert (tmp_path / "cm.png").stat().st_size > 1000
     assert f"wrote {tmp_path / 'cm.png'}" in out
+    rows = [r for r in out.split("confusion matrix")[1].splitlines()[2:] if r[:5].strip().isdigit()]
+    # Digit classes name themselves: a row is its index and its counts, nothing repeated.
+    assert rows and all(len(row.split()) == len(rows[0].split()) == 1 + len(rows) for row in rows)
 
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", b"\x93NUMPY junk"])

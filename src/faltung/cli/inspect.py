@@ -98,7 +98,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     width = max(4, len(str(result.confusion.max())) + 1)
     print("      " + "".join(f"{i:>{width}}" for i in range(len(result.confusion))))
     for i, row in enumerate(result.confusion):
-        print(f"  {i:>3} " + "".join(f"{v:>{width}}" for v in row) + f"  {classes[i]}")
+        name = "" if str(classes[i]) == str(i) else f"  {classes[i]}"  # digits name themselves
+        print(f"  {i:>3} " + "".join(f"{v:>{width}}" for v in row) + name)
     if args.plot:
         written = plot_confusion(result.confusion, classes, args.plot)
         if written is None:
