@@ -62,10 +62,20 @@ class NumpyRunner:
         self.model.forward(images)
 
 
+def blas_threads() -> int:
+    """The threads our BLAS runs on (its environment variables, else every core): PyTorch
+    gets as many, so that both compute on the same cores."""
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        value = os.environ.get(variable, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
 def torch_runner(preset: str, order: str = "preset"):
     from bench.torch_models import TorchRunner
 
-    return TorchRunner(preset, threads=os.cpu_count() or 1, order=order)
+    return TorchRunner(preset, threads=blas_threads(), order=order)
 
 
 def make_call(
@@ -167,7 +177,7 @@ def epoch_worker(framework: str, preset: str, batch: str, images: str) -> None:
     if framework == "torch":
         from bench.torch_models import TorchRunner
 
-        runner = TorchRunner(preset, threads=os.cpu_count() or 1)
+        runner = TorchRunner(preset, threads=blas_threads())
     else:
         runner = NumpyRunner(preset)
     reset = Path("/proc/self/clear_refs")
@@ -236,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return profile_main()
 
-    threads = os.cpu_count() or 1
+    threads = blas_threads()
     use_torch = not args.no_torch and torch_available()
     presets = args.preset or (["article"] if args.quick else ["article", "lenet", "resnet"])
     orders = ORDERS[:1] if args.quick else ORDERS
@@ -261,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"faltung {__version__}, NumPy {np.__version__}, "
         f"PyTorch {report['torch'] or ('skipped' if args.no_torch else 'not installed')}; "
-        f"{threads} threads; "
+        f"{threads} thread{'s' if threads != 1 else ''}; "
         f"malloc {report['malloc']}; float32 matmul peak {peak:.0f} GFLOP/s"
     )
 
