@@ -169,32 +169,49 @@ def test_a_size_keeping_input_gradient_is_a_correlation_and_agrees(
 
 @pytest.mark.parametrize("row_windows", [True, False])
 @pytest.mark.parametrize(
-    "kernel,padding,dilation,cin",
-    [((3, 3), 1, 1, 4), ((3, 3), 2, 2, 3), ((4, 2), "same", 1, 2), ((1, 3), "same", 1, 5)],
+    "kernel,padding,dilation,cin,dtype",
+    [
+        ((3, 3), 1, 1, 4, np.float64),
+        ((3, 3), 2, 2, 3, np.float64),
+        ((4, 2), "same", 1, 2, np.float64),
+        ((1, 3), "same", 1, 5, np.float64),
+        ((3, 1), "same", (2, 1), 3, np.float64),
+        ((3, 3), 1, 1, 4, np.float32),
+    ],
 )
 def test_the_row_window_forward_is_taken_and_agrees(
-    kernel, padding, dilation, cin, row_windows, monkeypatch
+    kernel, padding, dilation, cin, dtype, row_windows, monkeypatch
 ):
-    """A chunked size-keeping convolution's forward by width windows, or by im2col chunks,
-    in training (the backward pass then gathers im2col chunks) and in inference."""
+    """A chunked size-keeping convolution's forward by width windows (two images per
+    chunk, the last one short), or by im2col chunks, in inference and in training; the
+    backward pass then gathers im2col chunks for dW, and its input gradient, a correlation,
+    runs the same forward path."""
     rng = np.random.default_rng(2)
-    x = rng.standard_normal((5, cin, 7, 6))
-    w = rng.standard_normal((3, cin, *kernel))
-    b = rng.standard_normal(3)
+    x = rng.standard_normal((5, cin, 7, 6)).astype(dtype)
+    w = rng.standard_normal((3, cin, *kernel)).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
     calls = []
     original = conv_fast.row_window_forward
     monkeypatch.setattr(conv_fast, "row_window_forward", lambda *a: calls.append(1) or original(*a))
-    monkeypatch.setattr(conv_fast, "ROW_WINDOW_MAX_K", 10**9 if row_windows else 0)
-    monkeypatch.setattr(conv_fast, "ROW_WINDOW_CHUNK_BYTES", 1)  # one image per chunk
+    monkeypatch.setattr(conv_fast, "ROW_WINDOW_MAX_ROW_VALUES", 10**9 if row_windows else 0)
+    kh, kw = kernel
+    padded_h = 7 + (dilation if isinstance(dilation, int) else dilation[0]) * (kh - 1)
+    per_image = padded_h * 6 * (kw * cin + kh * 3) * x.itemsize
+    monkeypatch.setattr(conv_fast, "ROW_WINDOW_CHUNK_BYTES", 2 * per_image)
     monkeypatch.setattr(conv_fast, "CHUNK_ABOVE", 0)
     monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 1)
     y_ref, cache_ref = ref.conv2d_forward(x, w, b, 1, padding, dilation)
     for need_cache in (False, True):
         y, cache = fast.conv2d_forward(x, w, b, 1, padding, dilation, need_cache=need_cache)
-        close(y, y_ref)
-        assert is_channels_last(y)
+        assert y.dtype == dtype and is_channels_last(y)
+        if dtype == np.float64:
+            close(y, y_ref)
+        else:
+            np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-4)
     assert len(calls) == (2 if row_windows else 0)
-    backward_agrees(rng.standard_normal(y.shape), cache, cache_ref)  # dx by row windows too
+    if dtype == np.float64:
+        backward_agrees(rng.standard_normal(y.shape), cache, cache_ref)
+        assert len(calls) == (3 if row_windows else 0)  # and once for the input gradient
 
 
 @pytest.mark.parametrize("cin,groups,special", [(1, 1, True), (4, 2, True), (3, 1, False)])

@@ -9,7 +9,16 @@ import pytest
 import faltung as fl
 from faltung.functional import conv2d_forward
 from faltung.functional.norm import batch_norm_inference_forward, fold_into_conv
-from faltung.layers import BatchNorm2D, Conv2D, Dense, Flatten, ReLU, Residual, fusion
+from faltung.layers import (
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    ReLU,
+    Residual,
+    SyncBatchNorm2D,
+    fusion,
+)
 
 
 def _statistics(rng, channels, affine=True):
@@ -74,17 +83,17 @@ def _network(rng):
 
 
 def _norm_calls(model, monkeypatch) -> list[str]:
-    """Names of the batch norms whose own forward runs, recorded per call."""
+    """Names of the batch norms whose own forward runs, recorded per call. The spy sits on
+    the class: a forward set on an instance would itself keep the pair from folding."""
+    names = {id(layer): name for name, layer in model.named_layers()}
     calls = []
-    for name, layer in model.named_layers():
-        if isinstance(layer, BatchNorm2D):
-            original = layer.forward
+    original = BatchNorm2D.forward
 
-            def spy(x, name=name, original=original):
-                calls.append(name)
-                return original(x)
+    def spy(self, x):
+        calls.append(names[id(self)])
+        return original(self, x)
 
-            monkeypatch.setattr(layer, "forward", spy)
+    monkeypatch.setattr(BatchNorm2D, "forward", spy)
     return calls
 
 
@@ -112,18 +121,51 @@ def test_no_folding_where_each_layer_must_run(monkeypatch, setting):
     assert calls == ["bn", "block.body.bn1", "block.body.bn2"]
 
 
+X32 = np.zeros((1, 2, 5, 5), np.float32)
+
+
 def test_only_a_batch_norm_directly_after_a_convolution_folds():
     conv, relu, norm = Conv2D(2, 3, 3), ReLU(), BatchNorm2D(3)
     for layer in (conv, relu, norm):
         layer.eval()
-    assert fusion.folds(conv, norm)
-    assert not fusion.folds(relu, norm)
-    assert not fusion.folds(conv, relu)
-    assert not fusion.folds(conv, BatchNorm2D(4).eval())  # its own error is the one to see
+    assert fusion.folds(conv, norm, X32)
+    assert fusion.folds(conv, SyncBatchNorm2D(3).eval(), X32)
+    assert not fusion.folds(relu, norm, X32)
+    assert not fusion.folds(conv, relu, X32)
+    assert not fusion.folds(conv, BatchNorm2D(4).eval(), X32)  # its own error is the one to see
 
 
-def test_forward_each_still_shows_every_layers_output():
+class _OwnNorm(BatchNorm2D):
+    def forward(self, x):
+        return super().forward(x) + 1
+
+
+def test_subclasses_replaced_forwards_and_mixed_dtypes_run_as_written():
+    conv, norm = Conv2D(2, 3, 3).eval(), BatchNorm2D(3).eval()
+    assert not fusion.folds(conv, _OwnNorm(3).eval(), X32)
+    hooked = BatchNorm2D(3).eval()
+    hooked.forward = lambda x: x  # an instance's own forward, as a hook sets it
+    assert not fusion.folds(conv, hooked, X32)
+    assert not fusion.folds(conv, norm, X32.astype(np.float64))  # float64 into float32 weights
+    assert not fusion.folds(conv, BatchNorm2D(3, dtype=np.float64).eval(), X32)
+
+
+def test_a_folded_batch_norm_keeps_no_stale_training_cache():
+    model = _network(np.random.default_rng(8))
+    x = np.random.default_rng(9).standard_normal((4, 1, 6, 6)).astype(np.float32)
+    model.train().forward(x)  # every batch norm caches its batch
+    model.eval().forward(x)
+    norms = [layer for _, layer in model.named_layers() if isinstance(layer, BatchNorm2D)]
+    assert len(norms) == 3 and all(norm._cache is None for norm in norms)
+    with pytest.raises(ValueError, match="without a forward pass"):
+        model["block"].body.backward(np.ones((4, 4, 6, 6), np.float32))
+
+
+def test_forward_each_and_trace_run_each_layer_on_its_own(monkeypatch):
     model = _network(np.random.default_rng(6)).eval()
     x = np.random.default_rng(7).standard_normal((2, 1, 6, 6)).astype(np.float32)
+    calls = _norm_calls(model, monkeypatch)
     names = [name for name, _ in model.forward_each(x)]
-    assert names[:2] == ["conv", "bn"]
+    assert names[:2] == ["conv", "bn"] and calls == ["bn"]  # the model's own layers
+    inside = [name for name, _, _ in model["block"].body.trace(np.ones((2, 4, 6, 6), np.float32))]
+    assert inside[:2] == ["conv1", "bn1"] and calls[1:] == ["block.body.bn1", "block.body.bn2"]

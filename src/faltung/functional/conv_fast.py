@@ -48,12 +48,12 @@ ROW_WINDOW_MAX_ROWS = 1024
 CHUNK_ABOVE = 16 << 20
 CHUNK_BYTES = 2 << 20
 
-# Row windows pay in the forward pass of a size-keeping convolution while a window row
-# (kw*C values) is short: for 16 and 32 channels of 3x3 (ResNet's first stages), 7-17%
-# faster than im2col chunks; for 128 channels at 7x7 and for valid convolutions, whose
-# padded height adds more multiply-adds, slower. Each chunk's rows and products fill about
-# ROW_WINDOW_CHUNK_BYTES. Measured: bench/NOTES.md.
-ROW_WINDOW_MAX_K = 96
+# Row windows trade a gather kh times smaller for (Ho + dh*(kh - 1))/Ho times the
+# multiply-adds. That pays in the forward pass of a size-keeping convolution whose window
+# rows (kw*C values) are short, as in ResNet's 16- and 32-channel 3x3 stages; with 128
+# channels at 7x7 (9/7 the work) or in LeNet's valid 5x5 conv2 (12/8) im2col wins. Each
+# chunk's rows and products fill about ROW_WINDOW_CHUNK_BYTES. Measured: bench/NOTES.md.
+ROW_WINDOW_MAX_ROW_VALUES = 96
 ROW_WINDOW_CHUNK_BYTES = 1 << 20
 
 
@@ -86,7 +86,7 @@ def forward(
         return _grouped_forward(pad_nchw(x, geo.padding), w_mat, geo)
     chunk = images_per_chunk(geo, x.itemsize, need_cache)
     if chunk < geo.input_shape[0]:
-        return None, _chunked_forward(x, w_mat[0], geo, chunk)
+        return None, _forward_in_chunks(x, w_mat[0], geo, chunk)
     if geo.input_shape[1] == 1:
         cols = _im2col_single_channel(pad_nchw(x, geo.padding), geo)
         return cols, cols[0] @ w_mat[0].T
@@ -187,10 +187,18 @@ def _gather(xp: np.ndarray, geo: ConvGeometry, buffer: np.ndarray) -> np.ndarray
     return block.reshape(n * out_h * out_w, -1)
 
 
-def _chunked_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, chunk: int) -> np.ndarray:
-    """out (N*Ho*Wo, O), one chunk of images at a time through reused buffers."""
+def _forward_in_chunks(
+    x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, chunk: int
+) -> np.ndarray:
+    """out (N*Ho*Wo, O) in chunks: by row windows where they pay (their own chunk size),
+    else by im2col chunks of ``chunk`` images."""
     if _row_windows_pay(geo):
         return row_window_forward(x, w_mat, geo)
+    return _chunked_forward(x, w_mat, geo, chunk)
+
+
+def _chunked_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, chunk: int) -> np.ndarray:
+    """out (N*Ho*Wo, O), one chunk of images at a time through reused buffers."""
     n, per_image = geo.input_shape[0], geo.out_hw[0] * geo.out_hw[1]
     out = np.empty((geo.rows, w_mat.shape[0]), np.result_type(x, w_mat))
     buffer = np.empty(chunk * per_image * w_mat.shape[1], x.dtype)
@@ -205,7 +213,7 @@ def _chunked_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, chunk:
 def _row_windows_pay(geo: ConvGeometry) -> bool:
     """A size-keeping stride-1 convolution, not 1x1, whose window rows are short."""
     kh, kw = geo.kernel
-    return _same_size(geo) and kh * kw > 1 and kw * geo.input_shape[1] <= ROW_WINDOW_MAX_K
+    return _same_size(geo) and kh * kw > 1 and kw * geo.input_shape[1] <= ROW_WINDOW_MAX_ROW_VALUES
 
 
 def row_window_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry) -> np.ndarray:
@@ -308,7 +316,7 @@ def input_grad_correlation(dy: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry)
     flipped = w_mat.reshape(out_channels, kh, kw, c)[:, ::-1, ::-1, :].transpose(3, 1, 2, 0)
     back = conv_geometry(dy.shape, (c, out_channels, kh, kw), 1, margin, geo.dilation)
     chunk = images_per_chunk(back, dy.itemsize, need_cache=False)
-    out = _chunked_forward(dy, flipped.reshape(c, -1), back, chunk)
+    out = _forward_in_chunks(dy, flipped.reshape(c, -1), back, chunk)
     return out.reshape(n, *geo.input_shape[2:], c).transpose(0, 3, 1, 2)
 
 

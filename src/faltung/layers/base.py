@@ -119,6 +119,11 @@ class Layer:
         """Keep a kernel's cache for backward: when training, or when asked in eval mode."""
         self._cache = cache if self.caching else None
 
+    def clear_cache(self) -> None:
+        """Forget the last forward pass's cache, for a layer whose forward pass another
+        layer ran for it (``layers.fusion``): a backward pass must not use a stale one."""
+        self._cache = None
+
     def _cached(self) -> Any:
         if self._cache is None:
             raise self._fail(

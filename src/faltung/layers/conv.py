@@ -70,11 +70,13 @@ class Conv2D(Layer):
         return output_hw(input_hw, self.kernel_size, self.stride, self._pads, self.dilation)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self.convolve(x, self.params["weight"], self.params.get("bias"))
+        return self._conv_forward(x, self.params["weight"], self.params.get("bias"))
 
-    def convolve(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-        """This layer's convolution of ``x`` with the given weight and bias, of its shapes
-        (eval mode runs it with a following batch norm folded in: ``layers.fusion``)."""
+    def _conv_forward(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None
+    ) -> np.ndarray:
+        """This layer's convolution (stride, padding, ...) with a weight and bias of its
+        parameters' shapes; ``layers.fusion`` passes ones with a batch norm folded in."""
         return self._run(
             self.kernels.conv2d_forward,
             x,
