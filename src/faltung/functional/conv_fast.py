@@ -216,6 +216,14 @@ def _row_windows_pay(geo: ConvGeometry) -> bool:
     return _same_size(geo) and kh * kw > 1 and kw * geo.input_shape[1] <= ROW_WINDOW_MAX_ROW_VALUES
 
 
+def _width_windows(nhwc: np.ndarray, width: int, kw: int, dw: int) -> np.ndarray:
+    """Read-only view (N, H, width, kw, C) of an NHWC array: under each of ``width``
+    columns, the kw pixels dw apart that one kernel row reads, with their channels."""
+    n, h, _, c = nhwc.shape
+    s_n, s_h, s_w, s_c = nhwc.strides
+    return as_strided(nhwc, (n, h, width, kw, c), (s_n, s_h, s_w, s_w * dw, s_c), writeable=False)
+
+
 def row_window_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """out (N*Ho*Wo, O) of a stride-1 convolution from width windows, in chunks.
 
@@ -242,12 +250,8 @@ def row_window_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry) -> n
         stop = min(n, start + chunk)
         m = stop - start
         xp = padded(start, stop).transpose(0, 2, 3, 1)  # NHWC view
-        s_n, s_h, s_w, s_c = xp.strides
-        windows = as_strided(
-            xp, (m, padded_h, out_w, kw, c), (s_n, s_h, s_w, s_w * dw, s_c), writeable=False
-        )
         rows = rows_buffer[: m * row_values].reshape(m, padded_h, out_w, kw, c)
-        np.copyto(rows, windows)
+        np.copyto(rows, _width_windows(xp, out_w, kw, dw))
         g = products_buffer[: m * product_values].reshape(m * padded_h * out_w, -1)
         np.matmul(rows.reshape(-1, kw * c), w_rows, out=g)
         g = g.reshape(m, padded_h, out_w, kh, out_channels)
@@ -385,13 +389,7 @@ def input_grad_row_windows(dy: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry)
     padded_h, padded_w = out_h + dh * (kh - 1), out_w + dw * (kw - 1)
     margin = dw * (kw - 1)
     dy_padded = pad_nchw(dy, ((0, 0), (margin, margin))).transpose(0, 2, 3, 1)  # NHWC view
-    s_n, s_h, s_w, s_o = dy_padded.strides
-    windows = as_strided(
-        dy_padded,
-        shape=(n, out_h, padded_w, kw, out_channels),
-        strides=(s_n, s_h, s_w, s_w * dw, s_o),
-        writeable=False,
-    )
+    windows = _width_windows(dy_padded, padded_w, kw, dw)
     rows = windows.reshape(n * out_h * padded_w, kw * out_channels)
     # w_mat is (O, (i, j, c)); flip j and order as ((t, o), (i, c)).
     w_rows = w_mat.reshape(out_channels, kh, kw, c)[:, :, ::-1, :].transpose(2, 0, 1, 3)
