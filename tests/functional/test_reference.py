@@ -338,6 +338,32 @@ def test_activations_match_the_reference(op, shape, scale, seed):
     close(getattr(fast, f"{op}_backward")(dy, cache), getattr(ref, f"{op}_backward")(dy, cache_ref))
 
 
+@pytest.mark.parametrize("zero_row", [7, 4096])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x: x,
+        channels_last,
+        lambda x: x[:, :, ::2],  # not contiguous in any order
+        lambda x: x[::-1],  # a negative stride
+        lambda x: x.reshape(-1),
+    ],
+    ids=["nchw", "nhwc", "strided", "reversed", "flat"],
+)
+def test_relu_by_rows_of_zeros_matches_the_reference_in_every_layout(
+    rng, monkeypatch, make, zero_row
+):
+    from faltung.functional import activations
+
+    monkeypatch.setattr(activations, "ZERO_ROW", zero_row)
+    x = make(np.round(rng.standard_normal((3, 4, 5, 6)), 1).astype(np.float32))
+    y, cache = fast.relu_forward(x)
+    np.testing.assert_array_equal(y, ref.relu_forward(x)[0])
+    assert y.dtype == x.dtype and cache is y
+    if x.ndim == 4 and is_channels_last(x) and x.shape[1] > 1:
+        assert is_channels_last(y)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     st.integers(1, 6),

@@ -11,10 +11,28 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .layout import memory_runs
+
+# NumPy's maximum against a scalar runs without SIMD, about 2.7x slower than against an
+# array (bench/NOTES.md), so ReLU compares rows of this many values with a row of zeros.
+ZERO_ROW = 4096
+
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """y = max(x, 0). Cache: y (same shape), whose positive entries are the mask."""
-    y = np.maximum(x, 0)
+    y = np.empty_like(x)  # x's memory order
+    runs = memory_runs(x, y)
+    if runs is None:
+        np.maximum(x, 0, out=y)
+        return y, y
+    values, out = runs
+    whole = values.size - values.size % ZERO_ROW
+    zeros = np.zeros(min(ZERO_ROW, values.size), x.dtype)
+    if whole:
+        rows = (whole // ZERO_ROW, ZERO_ROW)
+        np.maximum(values[:whole].reshape(rows), zeros, out=out[:whole].reshape(rows))
+    tail = values.size - whole
+    np.maximum(values[whole:], zeros[:tail], out=out[whole:])
     return y, y
 
 

@@ -52,3 +52,20 @@ def crop_padding(x: np.ndarray, padding: Padding2D) -> np.ndarray:
     (top, bottom), (left, right) = padding
     h, w = x.shape[2:]
     return x[:, :, top : h - bottom, left : w - right]
+
+
+def memory_runs(*arrays: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """1-D views of arrays of one shape and one memory order, each in that order: the
+    element at position k of every view is the same (n, c, h, w) element. None when the
+    arrays are not each contiguous in one common order."""
+    first = arrays[0]
+    order = np.argsort([-abs(s) for s in first.strides], kind="stable")
+    views = []
+    for array in arrays:
+        if array.shape != first.shape:
+            return None
+        permuted = array.transpose(order)
+        if not permuted.flags.c_contiguous:
+            return None
+        views.append(permuted.reshape(-1))
+    return tuple(views)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .layout import is_channels_last
 from .shapes import NO_PADDING, PoolGeometry
@@ -61,7 +62,14 @@ def _row_pairs(x: np.ndarray, geo: PoolGeometry) -> np.ndarray:
 
 def _max_pool_2x2(x: np.ndarray, geo: PoolGeometry) -> tuple[np.ndarray, MaxPool2x2Cache]:
     """Ties go to the first maximum in row-major order, as in PyTorch: the right column
-    wins a tie only when its winner is in the top row and the left one's is not."""
+    wins a tie only when its winner is in the top row and the left one's is not.
+
+    The column stage compares runs of C values that lie side by side, and NumPy runs an
+    operation on such short strided runs several times slower than on one contiguous run
+    (bench/NOTES.md). So each chunk's row maxima are compared as one flat run against
+    itself shifted by C: twice the comparisons, all contiguous, and the left columns'
+    results (the even runs of C) are copied out once.
+    """
     n, c = x.shape[:2]
     out_h, out_w = geo.out_hw
     pairs = _row_pairs(x, geo)
@@ -69,16 +77,26 @@ def _max_pool_2x2(x: np.ndarray, geo: PoolGeometry) -> tuple[np.ndarray, MaxPool
     bottom_wins = np.empty((n, out_h, 2 * out_w * c), bool)
     right_wins = np.empty((n, out_h, out_w, c), bool)
     for part in _chunks(n, pairs[0].nbytes):
+        windows = (part.stop - part.start) * out_h * out_w
         top, bottom = pairs[part, :, 0], pairs[part, :, 1]
-        wins = np.greater(bottom, top, out=bottom_wins[part]).reshape(-1, out_h, out_w, 2, c)
-        column_max = np.maximum(top, bottom).reshape(-1, out_h, out_w, 2, c)
-        left, right = column_max[..., 0, :], column_max[..., 1, :]
-        right_won = right_wins[part]
-        np.equal(right, left, out=right_won)
-        right_won &= wins[..., 0, :] & ~wins[..., 1, :]  # a tie: a top left, a bottom right
-        right_won |= right > left
-        np.maximum(left, right, out=y[part])
+        wins = np.greater(bottom, top, out=bottom_wins[part]).reshape(-1)
+        row_max = np.maximum(top, bottom).reshape(-1)
+        left, right = row_max[:-c], row_max[c:]
+        np.copyto(y[part].reshape(windows, c), _left_columns(np.maximum(left, right), c))
+        right_won = np.greater(right, left)
+        tie = np.equal(right, left)
+        tie &= np.greater(wins[:-c], wins[c:])  # bottom won on the left, top on the right
+        right_won |= tie
+        np.copyto(right_wins[part].reshape(windows, c), _left_columns(right_won, c))
     return y.transpose(0, 3, 1, 2), MaxPool2x2Cache(bottom_wins, right_wins, geo)
+
+
+def _left_columns(shifted: np.ndarray, c: int) -> np.ndarray:
+    """(windows, C) view of a comparison of a flat run of row maxima with itself shifted by
+    C: the even runs of C, where each window's left column met its right one."""
+    step = shifted.strides[0]
+    windows = (shifted.size + c) // (2 * c)
+    return as_strided(shifted, (windows, c), (2 * c * step, step), writeable=False)
 
 
 def _max_pool_2x2_values(x: np.ndarray, geo: PoolGeometry) -> np.ndarray:
