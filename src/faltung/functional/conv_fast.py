@@ -16,7 +16,8 @@ force each path and compare.
   one GEMM of the forward pass's size, instead of kh*kw narrow GEMMs and a col2im.
 - Size-keeping stride-1 convolutions over few channels, when chunked (below): "row
   windows" forward, each output pixel's window gathered along the width only (kw*C
-  values instead of kh*kw*C), one GEMM kh times wider, and kh shifted adds.
+  values instead of kh*kw*C), one GEMM per kernel row (in one batched call), and kh
+  shifted adds over whole image rows.
 - Large batches, and every batch in inference: the batch in chunks whose im2col matrix
   fits in the cache. Each chunk's matrix is gathered into one reused buffer and
   multiplied while it is still in cache, and the backward pass gathers it again instead
@@ -227,18 +228,18 @@ def _width_windows(nhwc: np.ndarray, width: int, kw: int, dw: int) -> np.ndarray
 def row_window_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """out (N*Ho*Wo, O) of a stride-1 convolution from width windows, in chunks.
 
-    y[n, h, w, o] = sum over i of g[n, h + dh*i, w, i, o], where g = rows @ W_rows: a row
+    y[n, h, w, o] = sum over i of g[i, n, h + dh*i, w, o], where g[i] = rows @ W_i: a row
     holds the window of one padded input row under output column w, (kw, C) values, and
-    W_rows[(j, c), (i, o)] = W[o, c, i, j]. The gather copies kw*C values per pixel of
-    the padded height instead of kh*kw*C per output pixel; the GEMM does Hp/Ho times the
-    multiply-adds of im2col's.
+    W_i[(j, c), o] = W[o, c, i, j]. The gather copies kw*C values per pixel of the padded
+    height instead of kh*kw*C per output pixel; the GEMMs do Hp/Ho times the multiply-adds
+    of im2col's. Each kernel row's products are a block of their own, so the kh shifted
+    adds run over whole image rows (Wo*O values) rather than runs of O.
     """
     n, c = geo.input_shape[:2]
     out_channels = w_mat.shape[0]
     (kh, kw), (out_h, out_w), (dh, dw) = geo.kernel, geo.out_hw, geo.dilation
     padded_h = geo.padded_shape[2]
-    w_rows = w_mat.reshape(out_channels, kh, kw, c).transpose(2, 3, 1, 0)
-    w_rows = w_rows.reshape(kw * c, kh * out_channels)
+    w_rows = w_mat.reshape(out_channels, kh, kw * c).transpose(1, 2, 0)  # (kh, (j, c), O)
     out = np.empty((n, out_h, out_w, out_channels), np.result_type(x, w_mat))
     row_values, product_values = padded_h * out_w * kw * c, padded_h * out_w * kh * out_channels
     per_image = row_values * x.itemsize + product_values * out.itemsize
@@ -252,16 +253,16 @@ def row_window_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry) -> n
         xp = padded(start, stop).transpose(0, 2, 3, 1)  # NHWC view
         rows = rows_buffer[: m * row_values].reshape(m, padded_h, out_w, kw, c)
         np.copyto(rows, _width_windows(xp, out_w, kw, dw))
-        g = products_buffer[: m * product_values].reshape(m * padded_h * out_w, -1)
-        np.matmul(rows.reshape(-1, kw * c), w_rows, out=g)
-        g = g.reshape(m, padded_h, out_w, kh, out_channels)
         y = out[start:stop]
+        g = products_buffer[: m * product_values].reshape(kh, m * padded_h * out_w, -1)
+        np.matmul(rows.reshape(-1, kw * c), w_rows, out=g)
+        g = g.reshape(kh, m, padded_h, out_w, out_channels)
         if kh == 1:
-            np.copyto(y, g[:, :out_h, :, 0])
+            np.copyto(y, g[0, :, :out_h])
         else:  # the first two rows' sum written at once saves a pass
-            np.add(g[:, :out_h, :, 0], g[:, dh : dh + out_h, :, 1], out=y)
+            np.add(g[0, :, :out_h], g[1, :, dh : dh + out_h], out=y)
         for i in range(2, kh):
-            y += g[:, i * dh : i * dh + out_h, :, i]
+            y += g[i, :, i * dh : i * dh + out_h]
     return out.reshape(geo.rows, out_channels)
 
 
