@@ -338,28 +338,57 @@ def test_activations_match_the_reference(op, shape, scale, seed):
     close(getattr(fast, f"{op}_backward")(dy, cache), getattr(ref, f"{op}_backward")(dy, cache_ref))
 
 
+LAYOUTS = {
+    "nchw": lambda x: x,
+    "nhwc": channels_last,
+    "fortran": np.asfortranarray,
+    "flat": lambda x: x.reshape(-1),
+    "strided": lambda x: x[:, :, ::2],  # not contiguous in any order
+    "reversed": lambda x: x[::-1],  # a negative stride
+}
+CONTIGUOUS = {"nchw", "nhwc", "fortran", "flat"}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_memory_runs_pair_the_same_elements_or_refuse(rng, layout):
+    from faltung.functional.layout import memory_runs
+
+    x = LAYOUTS[layout](rng.standard_normal((3, 4, 5, 6)))
+    y = np.empty_like(x)
+    runs = memory_runs(x, y)
+    if layout not in CONTIGUOUS:
+        assert runs is None
+        return
+    values, out = runs
+    assert np.shares_memory(values, x) and np.shares_memory(out, y)
+    out[...] = values * 2  # written through the views, element by element
+    np.testing.assert_array_equal(y, x * 2)
+    assert memory_runs(x, np.empty((*x.shape, 1))) is None  # another shape
+
+
 @pytest.mark.parametrize("zero_row", [7, 4096])
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda x: x,
-        channels_last,
-        lambda x: x[:, :, ::2],  # not contiguous in any order
-        lambda x: x[::-1],  # a negative stride
-        lambda x: x.reshape(-1),
-    ],
-    ids=["nchw", "nhwc", "strided", "reversed", "flat"],
-)
-def test_relu_by_rows_of_zeros_matches_the_reference_in_every_layout(
-    rng, monkeypatch, make, zero_row
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_relu_by_rows_of_zeros_is_max_with_zero_in_every_layout(
+    rng, monkeypatch, layout, dtype, zero_row
 ):
     from faltung.functional import activations
 
     monkeypatch.setattr(activations, "ZERO_ROW", zero_row)
-    x = make(np.round(rng.standard_normal((3, 4, 5, 6)), 1).astype(np.float32))
+    taken = []
+    spy = activations.memory_runs
+    monkeypatch.setattr(activations, "memory_runs", lambda *a: taken.append(spy(*a)) or taken[-1])
+    values = np.round(rng.standard_normal((3, 4, 5, 6)) * 3, 1)
+    if np.issubdtype(dtype, np.floating):
+        values.flat[:5] = [np.nan, np.inf, -np.inf, -0.0, 0.0]
+    x = LAYOUTS[layout](values.astype(dtype))
     y, cache = fast.relu_forward(x)
+    expected = np.maximum(x, 0)
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(expected))  # -0.0 becomes +0.0
     np.testing.assert_array_equal(y, ref.relu_forward(x)[0])
     assert y.dtype == x.dtype and cache is y
+    assert (taken[0] is not None) == (layout in CONTIGUOUS)  # the rows of zeros were used
     if x.ndim == 4 and is_channels_last(x) and x.shape[1] > 1:
         assert is_channels_last(y)
 

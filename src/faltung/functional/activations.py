@@ -13,18 +13,26 @@ import numpy as np
 
 from .layout import memory_runs
 
-# NumPy's maximum against a scalar runs without SIMD, about 2.7x slower than against an
-# array (bench/NOTES.md), so ReLU compares rows of this many values with a row of zeros.
+
+def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """y = max(x, 0), in x's dtype. Cache: y (same shape), whose positive entries are the
+    mask."""
+    y = _maximum_with_zero(np.asarray(x))
+    return y, y
+
+
+# NumPy's maximum against a scalar has no SIMD loop, against an array it has one
+# (bench/NOTES.md), so ReLU compares rows of this many values with a row of zeros.
 ZERO_ROW = 4096
 
 
-def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """y = max(x, 0). Cache: y (same shape), whose positive entries are the mask."""
-    y = np.empty_like(x)  # x's memory order
+def _maximum_with_zero(x: np.ndarray) -> np.ndarray:
+    """max(x, 0) in x's memory order: rows of ZERO_ROW values against a row of zeros."""
+    y = np.empty_like(x)
     runs = memory_runs(x, y)
-    if runs is None:
-        np.maximum(x, 0, out=y)
-        return y, y
+    if runs is None:  # not contiguous in any order
+        np.maximum(x, x.dtype.type(0), out=y)
+        return y
     values, out = runs
     whole = values.size - values.size % ZERO_ROW
     zeros = np.zeros(min(ZERO_ROW, values.size), x.dtype)
@@ -33,7 +41,7 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         np.maximum(values[:whole].reshape(rows), zeros, out=out[:whole].reshape(rows))
     tail = values.size - whole
     np.maximum(values[whole:], zeros[:tail], out=out[whole:])
-    return y, y
+    return y
 
 
 def relu_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:

@@ -54,14 +54,13 @@ def crop_padding(x: np.ndarray, padding: Padding2D) -> np.ndarray:
     return x[:, :, top : h - bottom, left : w - right]
 
 
-def memory_runs(*arrays: np.ndarray) -> tuple[np.ndarray, ...] | None:
-    """1-D views of arrays of one shape and one memory order, each in that order: the
-    element at position k of every view is the same (n, c, h, w) element. None when the
-    arrays are not each contiguous in one common order."""
-    first = arrays[0]
+def memory_runs(first: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """1-D views of arrays of one shape, each in the memory order of ``first``, so that
+    position k of every view holds the same element; None unless every array is
+    contiguous in that order (any number of dimensions)."""
     order = np.argsort([-abs(s) for s in first.strides], kind="stable")
     views = []
-    for array in arrays:
+    for array in (first, *others):
         if array.shape != first.shape:
             return None
         permuted = array.transpose(order)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from .layout import is_channels_last
 from .shapes import NO_PADDING, PoolGeometry
@@ -67,8 +66,8 @@ def _max_pool_2x2(x: np.ndarray, geo: PoolGeometry) -> tuple[np.ndarray, MaxPool
     The column stage compares runs of C values that lie side by side, and NumPy runs an
     operation on such short strided runs several times slower than on one contiguous run
     (bench/NOTES.md). So each chunk's row maxima are compared as one flat run against
-    itself shifted by C: twice the comparisons, all contiguous, and the left columns'
-    results (the even runs of C) are copied out once.
+    itself shifted by C: twice the comparisons, all contiguous, into buffers whose even
+    runs of C (each window's left column meeting its right one) are then copied out.
     """
     n, c = x.shape[:2]
     out_h, out_w = geo.out_hw
@@ -82,25 +81,28 @@ def _max_pool_2x2(x: np.ndarray, geo: PoolGeometry) -> tuple[np.ndarray, MaxPool
         wins = np.greater(bottom, top, out=bottom_wins[part]).reshape(-1)
         row_max = np.maximum(top, bottom).reshape(-1)
         left, right = row_max[:-c], row_max[c:]
-        np.copyto(y[part].reshape(windows, c), _left_columns(np.maximum(left, right), c))
-        right_won = np.greater(right, left)
+        # The last C entries of each buffer stay unwritten: they belong to no left column.
+        maxima = np.empty_like(row_max)
+        np.maximum(left, right, out=maxima[:-c])
+        np.copyto(y[part].reshape(windows, c), _left_columns(maxima, windows, c))
+        right_won = np.empty(row_max.shape, bool)
+        np.greater(right, left, out=right_won[:-c])
         tie = np.equal(right, left)
-        tie &= np.greater(wins[:-c], wins[c:])  # bottom won on the left, top on the right
-        right_won |= tie
-        np.copyto(right_wins[part].reshape(windows, c), _left_columns(right_won, c))
+        tie &= wins[:-c] & ~wins[c:]  # the bottom won on the left, the top on the right
+        right_won[:-c] |= tie
+        np.copyto(right_wins[part].reshape(windows, c), _left_columns(right_won, windows, c))
     return y.transpose(0, 3, 1, 2), MaxPool2x2Cache(bottom_wins, right_wins, geo)
 
 
-def _left_columns(shifted: np.ndarray, c: int) -> np.ndarray:
-    """(windows, C) view of a comparison of a flat run of row maxima with itself shifted by
-    C: the even runs of C, where each window's left column met its right one."""
-    step = shifted.strides[0]
-    windows = (shifted.size + c) // (2 * c)
-    return as_strided(shifted, (windows, c), (2 * c * step, step), writeable=False)
+def _left_columns(flat: np.ndarray, windows: int, c: int) -> np.ndarray:
+    """(windows, C) view of the even runs of C in a flat run of 2*windows*C values."""
+    return flat.reshape(windows, 2, c)[:, 0]
 
 
 def _max_pool_2x2_values(x: np.ndarray, geo: PoolGeometry) -> np.ndarray:
-    """The maxima alone (inference): rows pairwise, then columns, chunk by chunk."""
+    """The maxima alone (inference): rows pairwise, then columns, chunk by chunk. With no
+    masks to compute, the column stage is one operation, and the flat run of the training
+    pass did not make it faster (bench/NOTES.md)."""
     n, c = x.shape[:2]
     out_h, out_w = geo.out_hw
     pairs = _row_pairs(x, geo)
