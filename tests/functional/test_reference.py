@@ -375,6 +375,7 @@ def test_relu_by_rows_of_zeros_is_max_with_zero_in_every_layout(
     from faltung.functional import activations
 
     monkeypatch.setattr(activations, "ZERO_ROW", zero_row)
+    monkeypatch.setattr(activations, "ZERO_ROWS_FROM", 0)
     taken = []
     spy = activations.memory_runs
     monkeypatch.setattr(activations, "memory_runs", lambda *a: taken.append(spy(*a)) or taken[-1])
@@ -391,6 +392,14 @@ def test_relu_by_rows_of_zeros_is_max_with_zero_in_every_layout(
     assert (taken[0] is not None) == (layout in CONTIGUOUS)  # the rows of zeros were used
     if x.ndim == 4 and is_channels_last(x) and x.shape[1] > 1:
         assert is_channels_last(y)
+
+
+def test_relu_of_a_small_array_compares_with_the_scalar(rng, monkeypatch):
+    from faltung.functional import activations
+
+    monkeypatch.setattr(activations, "memory_runs", lambda *a: pytest.fail("rows set up"))
+    x = rng.standard_normal((5, 500)).astype(np.float32)  # a batch-5 dense layer's output
+    np.testing.assert_array_equal(fast.relu_forward(x)[0], np.maximum(x, 0))
 
 
 @settings(max_examples=40, deadline=None)

@@ -22,15 +22,21 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # NumPy's maximum against a scalar has no SIMD loop, against an array it has one
-# (bench/NOTES.md), so ReLU compares rows of this many values with a row of zeros.
+# (bench/NOTES.md), so ReLU compares rows of ZERO_ROW values with a row of zeros. Setting
+# that up costs about 10 us, which arrays of fewer than ZERO_ROWS_FROM values do not win
+# back.
 ZERO_ROW = 4096
+ZERO_ROWS_FROM = 1 << 16
 
 
 def _maximum_with_zero(x: np.ndarray) -> np.ndarray:
-    """max(x, 0) in x's memory order: rows of ZERO_ROW values against a row of zeros."""
+    """max(x, 0) in x's memory order: rows of ZERO_ROW values against a row of zeros, or
+    against the scalar for a small array or one not contiguous in any order."""
+    if x.size < ZERO_ROWS_FROM:
+        return np.maximum(x, x.dtype.type(0))
     y = np.empty_like(x)
     runs = memory_runs(x, y)
-    if runs is None:  # not contiguous in any order
+    if runs is None:
         np.maximum(x, x.dtype.type(0), out=y)
         return y
     values, out = runs

@@ -58,7 +58,7 @@ def memory_runs(first: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...
     """1-D views of arrays of one shape, each in the memory order of ``first``, so that
     position k of every view holds the same element; None unless every array is
     contiguous in that order (any number of dimensions)."""
-    order = np.argsort([-abs(s) for s in first.strides], kind="stable")
+    order = sorted(range(first.ndim), key=lambda axis: -abs(first.strides[axis]))
     views = []
     for array in (first, *others):
         if array.shape != first.shape:
