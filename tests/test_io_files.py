@@ -135,6 +135,17 @@ def test_mutated_model_files_raise_only_model_file_errors(tmp_path, valid_bytes,
     assert loaded(np.zeros((1, 1, 6, 6), np.float32)).shape == (1, 3)
 
 
+def test_a_member_flagged_as_encrypted_is_a_corrupt_file(tmp_path, valid_bytes):
+    # Found by the mutation test above: one flipped bit made zipfile ask for a password.
+    blob = bytearray(valid_bytes)
+    entry = blob.index(b"PK\x01\x02")  # the first central directory entry
+    blob[entry + 8] |= 1  # general purpose flag bit 0: encrypted
+    path = tmp_path / "encrypted.npz"
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ModelFileError, match="not a readable faltung file"):
+        load_model(path)
+
+
 def test_zip_with_a_directory_traversal_name_is_just_refused(tmp_path):
     path = tmp_path / "m.npz"
     with zipfile.ZipFile(path, "w") as archive:

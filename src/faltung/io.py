@@ -68,7 +68,8 @@ def read_archive(
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     # zipfile raises NotImplementedError for archive features it lacks (a version byte of
-    # 6.4 in a damaged header, say): the file is as unusable as a corrupt one.
+    # 6.4 in a damaged header, say), and RuntimeError for a member flagged as encrypted:
+    # the file is as unusable as a corrupt one.
     except (
         zipfile.BadZipFile,
         EOFError,
@@ -76,6 +77,7 @@ def read_archive(
         KeyError,
         ValueError,
         NotImplementedError,
+        RuntimeError,
     ) as error:
         reason = (
             "it holds pickled Python objects, which faltung never loads"
