@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = profile(args.preset, args.batch, args.steps, args.floor, args.order)
     step = rows[-1][1]
     print(
-        f"{args.preset}, batch {args.batch}: {'fastest' if args.floor else 'median'} step "
+        f"{args.preset} ({args.order} order), batch {args.batch}: "
+        f"{'fastest' if args.floor else 'median'} step "
         f"{step * 1e3:.2f} ms "
         f"= {args.batch / step:.0f} images/s"
     )

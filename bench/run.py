@@ -62,6 +62,24 @@ class NumpyRunner:
         self.model.forward(images)
 
 
+def revision() -> str | None:
+    """The git revision measured, with "+changes" when the tree differs from it; None
+    outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        )
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, cwd=ROOT,
+        )  # fmt: skip
+    except OSError:  # no git
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+changes" if changes.stdout.strip() else "")
+
+
 def blas_threads() -> int:
     """The threads our BLAS runs on (its environment variables, else every core): PyTorch
     gets as many, so that both compute on the same cores."""
@@ -244,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         from bench.profile import main as profile_main
 
-        return profile_main()
+        # Its own arguments, not this command line's (which holds --profile).
+        return profile_main(["--preset", args.preset[0]] if args.preset else [])
 
     threads = blas_threads()
     use_torch = not args.no_torch and torch_available()
@@ -255,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_peak()
     report: dict = {
         "faltung": __version__,
+        "revision": revision(),
         "numpy": np.__version__,
         "python": platform.python_version(),
         "threads": threads,
@@ -269,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         report["torch"] = torch.__version__
         torch.set_num_threads(threads)
     print(
-        f"faltung {__version__}, NumPy {np.__version__}, "
+        f"faltung {__version__} ({report['revision'] or 'no git revision'}), "
+        f"NumPy {np.__version__}, "
         f"PyTorch {report['torch'] or ('skipped' if args.no_torch else 'not installed')}; "
         f"{threads} thread{'s' if threads != 1 else ''}; "
         f"malloc {report['malloc']}; float32 matmul peak {peak:.0f} GFLOP/s"
