@@ -217,12 +217,12 @@ def _row_windows_pay(geo: ConvGeometry) -> bool:
     return _same_size(geo) and kh * kw > 1 and kw * geo.input_shape[1] <= ROW_WINDOW_MAX_ROW_VALUES
 
 
-def _width_windows(nhwc: np.ndarray, width: int, kw: int, dw: int) -> np.ndarray:
-    """Read-only view (N, H, width, kw, C) of an NHWC array: under each of ``width``
-    columns, the kw pixels dw apart that one kernel row reads, with their channels."""
-    n, h, _, c = nhwc.shape
-    s_n, s_h, s_w, s_c = nhwc.strides
-    return as_strided(nhwc, (n, h, width, kw, c), (s_n, s_h, s_w, s_w * dw, s_c), writeable=False)
+def _width_windows(x: np.ndarray, width: int, kw: int, dw: int) -> np.ndarray:
+    """Read-only view (N, H, width, kw, C) of an (N, C, H, W) array: under each of
+    ``width`` columns, the kw pixels dw apart that one kernel row reads, with their
+    channels (the sliding windows of a 1 x kw kernel)."""
+    h = x.shape[2]
+    return sliding_windows(x, (1, kw), (h, width), (1, 1), (1, dw))[:, :, :, 0]
 
 
 def row_window_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry) -> np.ndarray:
@@ -250,9 +250,8 @@ def row_window_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry) -> n
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         m = stop - start
-        xp = padded(start, stop).transpose(0, 2, 3, 1)  # NHWC view
         rows = rows_buffer[: m * row_values].reshape(m, padded_h, out_w, kw, c)
-        np.copyto(rows, _width_windows(xp, out_w, kw, dw))
+        np.copyto(rows, _width_windows(padded(start, stop), out_w, kw, dw))
         y = out[start:stop]
         g = products_buffer[: m * product_values].reshape(kh, m * padded_h * out_w, -1)
         np.matmul(rows.reshape(-1, kw * c), w_rows, out=g)
@@ -389,7 +388,7 @@ def input_grad_row_windows(dy: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry)
     dh, dw = geo.dilation
     padded_h, padded_w = out_h + dh * (kh - 1), out_w + dw * (kw - 1)
     margin = dw * (kw - 1)
-    dy_padded = pad_nchw(dy, ((0, 0), (margin, margin))).transpose(0, 2, 3, 1)  # NHWC view
+    dy_padded = pad_nchw(dy, ((0, 0), (margin, margin)))
     windows = _width_windows(dy_padded, padded_w, kw, dw)
     rows = windows.reshape(n * out_h * padded_w, kw * out_channels)
     # w_mat is (O, (i, j, c)); flip j and order as ((t, o), (i, c)).
