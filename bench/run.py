@@ -34,6 +34,7 @@ import numpy as np
 
 from bench.networks import ORDERS, numpy_network
 from faltung import __version__
+from faltung._threads import THREAD_VARIABLES
 from faltung.losses import SoftmaxCrossEntropy
 from faltung.memory import tune_malloc
 from faltung.optim import SGD
@@ -83,7 +84,7 @@ def revision() -> str | None:
 def blas_threads() -> int:
     """The threads our BLAS runs on (its environment variables, else every core): PyTorch
     gets as many, so that both compute on the same cores."""
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for variable in THREAD_VARIABLES:
         value = os.environ.get(variable, "")
         if value.isdigit() and int(value) > 0:
             return int(value)

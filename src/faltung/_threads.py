@@ -8,7 +8,8 @@ import os
 LOCAL_SIZE_VARIABLES = (
     "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE"
 )  # fmt: skip
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# In OpenBLAS's order of precedence: the first one set is the count it uses.
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def share_cores_under_mpi() -> None:
