@@ -1,8 +1,14 @@
-"""BLAS threads under mpiexec: each process gets its share of the machine's cores."""
+"""BLAS threads: each process's share of the cores under mpiexec, and OpenBLAS's thread
+count changed at run time for batches that faltung splits over threads of its own."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import os
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 # Processes that a launcher started on this machine: MPICH/Intel MPI (Hydra), Open MPI, MVAPICH.
 LOCAL_SIZE_VARIABLES = (
@@ -28,3 +34,60 @@ def share_cores_under_mpi() -> None:
     threads = str(max(1, (cores or 1) // local))
     for variable in THREAD_VARIABLES:
         os.environ[variable] = threads
+
+
+# -- OpenBLAS's thread count, changed while the process runs ------------------------------
+# Where faltung runs a batch in threads of its own (``faltung.parallel``), each thread must
+# call a one-thread BLAS: two threads that each start a second BLAS thread fight over the
+# cores. OpenBLAS exports its setter and getter under a prefix that depends on the build:
+# NumPy's wheels bundle scipy-openblas (``scipy_openblas_*64_``), older wheels
+# ``openblas_*64_``, distributions plain ``openblas_*``.
+_OPENBLAS_PREFIXES = ("scipy_openblas_", "openblas_")
+_OPENBLAS_SUFFIXES = ("64_", "")
+
+
+class BlasThreads(NamedTuple):
+    get: Callable[[], int]
+    set: Callable[[int], None]
+
+
+@functools.cache
+def openblas_threads() -> BlasThreads | None:
+    """Getter and setter of the thread count of the OpenBLAS that NumPy loaded, or None
+    where NumPy uses another BLAS or the library cannot be found (only Linux's
+    /proc/self/maps is searched)."""
+    import numpy  # noqa: F401  (its BLAS must be loaded to be found)
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in _OPENBLAS_PREFIXES:
+            for suffix in _OPENBLAS_SUFFIXES:
+                getter = getattr(library, f"{prefix}get_num_threads{suffix}", None)
+                setter = getattr(library, f"{prefix}set_num_threads{suffix}", None)
+                if getter is not None and setter is not None:
+                    getter.restype, getter.argtypes = ctypes.c_int, []
+                    setter.restype, setter.argtypes = None, [ctypes.c_int]
+                    return BlasThreads(getter, setter)
+    return None
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """OpenBLAS at one thread inside the block, its previous count restored after."""
+    blas = openblas_threads()
+    before = blas.get() if blas is not None else 1
+    if before > 1:
+        blas.set(1)
+    try:
+        yield
+    finally:
+        if before > 1:
+            blas.set(before)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from . import parallel
 from .functional import softmax
 from .init import as_generator
 from .layers import Layer, MaxPool2D, Parameter, ReLU, layer_from_config
@@ -52,6 +54,7 @@ class Sequential:
         first.needs_input_grad = False
         self.training, self.keep_cache = True, False
         self._order: list[Layer] = []  # the order of the last forward pass, for backward
+        self._replicas: list[list[Layer]] = []  # its shards' layers, if it was split
         self.use_kernels(kernels)
         if seed is not None:
             self.initialize(seed)
@@ -64,8 +67,14 @@ class Sequential:
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Training mode: the whole batch at once, keeping what backward needs.
 
-        Eval mode: chunks of ``inference_chunk`` images, concatenated.
+        Eval mode: chunks of ``inference_chunk`` images, concatenated. In either mode a
+        large batch is split over threads (``faltung.parallel``), where every layer
+        treats each image on its own; the result is the same up to rounding.
         """
+        count = self._shard_count(len(x))
+        if count > 1:
+            return self._forward_sharded(x, count)
+        self._replicas = []
         if self.training or self.keep_cache or len(x) <= self.inference_chunk:
             return self._forward(x)
         return np.concatenate(list(self._chunks(x, self.inference_chunk)))
@@ -79,6 +88,28 @@ class Sequential:
     def _chunks(self, x: np.ndarray, size: int) -> Iterator[np.ndarray]:
         for start in range(0, len(x), size):
             yield self._forward(x[start : start + size])
+
+    def _shard_count(self, batch: int) -> int:
+        if self.keep_cache or not all(layer.per_sample for layer in self.layers.values()):
+            return 1
+        return parallel.shard_count(batch)
+
+    def _forward_sharded(self, x: np.ndarray, count: int) -> np.ndarray:
+        """Each shard of ``x`` through replicas of the layers, on threads of its own; in
+        training the replicas keep their caches for ``backward``."""
+        self._order = self.run_order()
+        replicas = [[layer.replica() for layer in self._order] for _ in range(count)]
+        chunk = len(x) if self.training else self.inference_chunk
+
+        def run(layers: list[Layer], part: np.ndarray) -> np.ndarray:
+            starts = range(0, len(part), chunk)
+            outs = [forward_in_order(layers, part[i : i + chunk]) for i in starts]
+            return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+        parts = parallel.shards(x, count)
+        tasks = [partial(run, layers, part) for layers, part in zip(replicas, parts)]
+        self._replicas = replicas if self.training else []
+        return np.concatenate(parallel.run(tasks))
 
     def run_order(self) -> list[Layer]:
         """The order ``forward`` runs the layers in: as written, except that a ReLU directly
@@ -106,7 +137,7 @@ class Sequential:
     def forward_each(self, x: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
         """(name, output) of every layer in turn, in the order written and in the current
         mode; ``backward`` afterwards follows the same order."""
-        self._order = list(self.layers.values())
+        self._order, self._replicas = list(self.layers.values()), []
         for name, layer in self.layers.items():
             x = layer.forward(x)
             yield name, x
@@ -116,9 +147,36 @@ class Sequential:
         reverse of the order the last ``forward`` or ``forward_each`` ran them (the written
         order when the layers were run by hand)."""
         order, self._order = self._order or list(self.layers.values()), []
+        replicas, self._replicas = self._replicas, []
+        if replicas:
+            return self._backward_sharded(dy, order, replicas)
         for layer in reversed(order):
             dy = layer.backward(dy)
         return dy
+
+    def _backward_sharded(
+        self, dy: np.ndarray, order: list[Layer], replicas: list[list[Layer]]
+    ) -> np.ndarray | None:
+        """Each shard's gradient through its replicas, then every parameter's gradient
+        summed over the shards into the model's own layers."""
+
+        def run(layers: list[Layer], part: np.ndarray) -> np.ndarray | None:
+            for layer in reversed(layers):
+                part = layer.backward(part)
+            return part
+
+        parts = parallel.shards(dy, len(replicas))
+        dxs = parallel.run([partial(run, layers, part) for layers, part in zip(replicas, parts)])
+        for i, layer in enumerate(order):
+            twins = [shard[i] for shard in replicas]
+            for own, *copies in zip(_with_inner(layer), *map(_with_inner, twins)):
+                for key in copies[0].grads:
+                    first, second, *more = (twin.grads[key] for twin in copies)
+                    total = first + second
+                    for grad in more:
+                        total += grad
+                    own.grads[key] = total
+        return None if dxs[0] is None else np.concatenate(dxs)
 
     def iter_logits(self, x: np.ndarray, batch_size: int | None = None) -> Iterator[np.ndarray]:
         """The outputs for ``x`` in eval mode, ``batch_size`` images at a time (default:
@@ -129,7 +187,8 @@ class Sequential:
         was_training = self.training
         self.eval()
         try:
-            yield from self._chunks(x, size)
+            for start in range(0, len(x), size):
+                yield self.forward(x[start : start + size])
         finally:
             self.train(was_training)
 
@@ -286,3 +345,8 @@ class Sequential:
         if isinstance(name, int):
             return list(self.layers.values())[name]
         return self.layers[name]
+
+
+def _with_inner(layer: Layer) -> list[Layer]:
+    """``layer`` and every layer inside it, in one fixed order."""
+    return [layer, *(inner for _, inner in layer.named_layers())]

@@ -8,6 +8,7 @@ writing ``grads`` but never touching ``params``: optimisers do that.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,21 @@ class Layer:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
+
+    # -- a batch split over threads (faltung.parallel) ------------------------------------
+    @property
+    def per_sample(self) -> bool:
+        """Whether each image's output depends on that image alone, in the current mode,
+        so that a batch may be split into shards (a batch norm in training: no)."""
+        return all(child.per_sample for child in self.children().values())
+
+    def replica(self) -> Layer:
+        """A twin that runs one shard of a batch: the same parameters and buffers (shared,
+        not copied), a cache and gradients of its own."""
+        twin = copy.copy(self)
+        twin.grads = {}
+        twin._cache = None
+        return twin
 
     def children(self) -> dict[str, Layer]:
         """The layers inside this one, by name (containers such as ``Residual``; else none).

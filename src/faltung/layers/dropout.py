@@ -28,6 +28,13 @@ class Dropout(Layer):
         # Derive our own stream from the model's seed so that layer order fixes the masks.
         self.rng = np.random.default_rng(rng.integers(2**63))
 
+    def replica(self) -> Dropout:
+        # Each shard draws its masks from a stream of its own, seeded from ours in the
+        # order the shards are made: the same seed and thread count drop the same units.
+        twin = super().replica()
+        twin.rng = np.random.default_rng(self.rng.integers(2**63))
+        return twin
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         if not self.training:
             self._cache = None  # the identity: backward passes dy through

@@ -73,6 +73,10 @@ class _BatchNorm(Layer):
         self.buffers["num_batches_tracked"] += 1
         return y
 
+    @property
+    def per_sample(self) -> bool:
+        return not self.training  # training normalises with the whole batch's statistics
+
     def _normalise(self, x: np.ndarray, gamma, beta) -> tuple[np.ndarray, int]:
         """Training mode: the output, and how many values per channel the statistics saw."""
         count = x.size // x.shape[1]

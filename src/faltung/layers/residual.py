@@ -85,6 +85,11 @@ class Chain(_Container):
     def children(self) -> dict[str, Layer]:
         return self.layers
 
+    def replica(self) -> Chain:
+        twin = super().replica()
+        twin.layers = {name: layer.replica() for name, layer in self.layers.items()}
+        return twin
+
     def reset_parameters(self, rng: np.random.Generator) -> None:
         for layer in self.layers.values():
             layer.reset_parameters(rng)
@@ -157,6 +162,12 @@ class Residual(_Container):
     def reset_parameters(self, rng: np.random.Generator) -> None:
         for child in self.children().values():
             child.reset_parameters(rng)
+
+    def replica(self) -> Residual:
+        twin = super().replica()
+        twin.body = self.body.replica()
+        twin.shortcut = None if self.shortcut is None else self.shortcut.replica()
+        return twin
 
     def trace(self, x: np.ndarray) -> Iterator[tuple[str, Layer, np.ndarray]]:
         """(dotted name, layer, output) of every layer inside, then the sum."""

@@ -1,0 +1,203 @@
+"""A batch split over threads (faltung.parallel, Sequential's sharded passes): the same
+numbers as one pass over the whole batch, for every kind of layer that may be split."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from faltung import Sequential, parallel
+from faltung._threads import one_blas_thread, openblas_threads
+from faltung.layers import (
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+    ReLU,
+    Residual,
+    Sigmoid,
+)
+from faltung.losses import SoftmaxCrossEntropy
+from faltung.optim import SGD
+
+BATCH = 2 * parallel.MIN_SHARD + 5  # two shards, of unequal size
+
+
+@pytest.fixture
+def threads():
+    """Run with ``count`` threads whatever the machine, and restore its setting after."""
+    before = parallel.get_num_threads()
+    yield parallel.set_num_threads
+    parallel.set_num_threads(before)
+
+
+def network(dropout: float = 0.0) -> Sequential:
+    block = Residual(
+        [
+            ("conv1", Conv2D(4, 4, 3, padding=1)),
+            ("relu", ReLU()),
+            ("conv2", Conv2D(4, 4, 3, padding=1)),
+        ]
+    )
+    return Sequential(
+        [
+            ("conv1", Conv2D(1, 4, 3)),
+            ("relu1", ReLU()),
+            ("pool1", MaxPool2D(2)),
+            ("block", block),
+            ("flatten", Flatten()),
+            ("fc1", Dense(4 * 5 * 5, 16)),
+            ("sigmoid", Sigmoid()),
+            ("drop", Dropout(dropout)),
+            ("fc2", Dense(16, 10)),
+        ],
+        seed=0,
+    )
+
+
+def one_step(model: Sequential, x: np.ndarray, y: np.ndarray):
+    loss = SoftmaxCrossEntropy()
+    logits = model.forward(x)
+    value = loss.forward(logits, y)
+    dx = model.backward(loss.backward())
+    return logits, value, dx, {p.name: p.grad.copy() for p in model.parameters()}
+
+
+def batch(n: int = BATCH, dtype=np.float32):
+    rng = np.random.default_rng(3)
+    return rng.standard_normal((n, 1, 12, 12)).astype(dtype), rng.integers(0, 10, n)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_training_step_gives_the_whole_batch_outputs_and_gradients(threads, dtype):
+    x, y = batch(dtype=dtype)
+    results = []
+    for count in (1, 2, 3):
+        threads(count)
+        model = network().astype(dtype)
+        assert model._shard_count(len(x)) == min(count, len(x) // parallel.MIN_SHARD)
+        results.append(one_step(model, x, y))
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-13}
+    whole_logits, whole_loss, _, whole_grads = results[0]
+    for logits, value, dx, grads in results[1:]:
+        np.testing.assert_allclose(logits, whole_logits, **tol)
+        np.testing.assert_allclose(value, whole_loss, **tol)
+        assert dx is None  # the first layer computes no input gradient
+        assert grads.keys() == whole_grads.keys()
+        for name, grad in grads.items():
+            assert grad.dtype == dtype
+            np.testing.assert_allclose(grad, whole_grads[name], err_msg=name, **tol)
+
+
+def test_split_input_gradient_when_the_first_layer_needs_one(threads):
+    x, y = batch()
+    dxs = []
+    for count in (1, 2):
+        threads(count)
+        model = network()
+        model["conv1"].needs_input_grad = True
+        dxs.append(one_step(model, x, y)[2])
+    assert dxs[1].shape == x.shape
+    np.testing.assert_allclose(dxs[1], dxs[0], rtol=1e-5, atol=1e-6)
+
+
+def test_replicas_share_parameters_and_keep_their_own_caches_and_gradients():
+    model = network(dropout=0.5)
+    block = model["block"]
+    twin = block.replica()
+    assert twin.body.layers["conv1"].params is block.body.layers["conv1"].params
+    assert twin.body.layers["conv1"] is not block.body.layers["conv1"]
+    assert twin.body.layers["conv1"].grads is not block.body.layers["conv1"].grads
+    drop = model["drop"]
+    assert drop.replica().rng is not drop.rng
+
+
+def test_split_training_with_dropout_is_repeatable(threads):
+    threads(2)
+    x, y = batch()
+    runs = []
+    for _ in range(2):
+        model = network(dropout=0.5)
+        optimizer = SGD(model.parameters(), lr=0.1)
+        for _ in range(3):
+            one_step(model, x, y)
+            optimizer.step()
+        runs.append(model.state_dict())
+    for name, value in runs[0].items():
+        np.testing.assert_array_equal(runs[1][name], value, err_msg=name)
+
+
+def test_eval_mode_splits_and_matches_one_pass(threads):
+    x, _ = batch(300)
+    model = network().eval()
+    threads(1)
+    whole = model(x)
+    threads(2)
+    np.testing.assert_allclose(model(x), whole, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict_proba(x, batch_size=100).sum(axis=1), 1, rtol=1e-5)
+    assert model._replicas == []  # inference keeps nothing
+
+
+def test_batch_norm_in_training_is_not_split_but_is_in_eval(threads):
+    threads(2)
+    model = Sequential(
+        [Conv2D(1, 4, 3), BatchNorm2D(4), ReLU(), Flatten(), Dense(4 * 10 * 10, 10)], seed=0
+    )
+    assert model._shard_count(BATCH) == 1
+    x, y = batch()
+    one_step(model, x, y)
+    assert model["1"].buffers["num_batches_tracked"] == 1  # one pass saw the whole batch
+    model.eval()
+    assert model._shard_count(BATCH) == 2
+
+
+def test_small_batches_and_one_thread_are_not_split(threads):
+    model = network()
+    threads(2)
+    assert model._shard_count(2 * parallel.MIN_SHARD - 1) == 1
+    threads(1)
+    assert model._shard_count(10_000) == 1
+    model.eval(keep_cache=True)  # attributions back-propagate through one pass
+    threads(2)
+    assert model._shard_count(10_000) == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        parallel.set_num_threads(0)
+
+
+def test_shards_cover_the_batch_in_order():
+    x = np.arange(70)
+    parts = parallel.shards(x, 3)
+    assert [len(p) for p in parts] == [23, 24, 23]
+    np.testing.assert_array_equal(np.concatenate(parts), x)
+
+
+def test_run_waits_for_every_task_and_raises_the_first_error(threads):
+    threads(3)
+    done = []
+
+    def slow():
+        threading.Event().wait(0.05)
+        done.append(True)
+        return 1
+
+    def fail():
+        raise RuntimeError("shard failed")
+
+    with pytest.raises(RuntimeError, match="shard failed"):
+        parallel.run([fail, slow, slow])
+    assert len(done) == 2
+    assert parallel.run([lambda: 1, lambda: 2, lambda: 3]) == [1, 2, 3]
+
+
+def test_one_blas_thread_inside_and_restored_after():
+    blas = openblas_threads()
+    if blas is None:
+        pytest.skip("NumPy's BLAS is not OpenBLAS")
+    before = blas.get()
+    with one_blas_thread():
+        assert blas.get() == 1
+    assert blas.get() == before
