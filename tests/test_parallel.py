@@ -16,6 +16,7 @@ from faltung.layers import (
     Dense,
     Dropout,
     Flatten,
+    Layer,
     MaxPool2D,
     ReLU,
     Residual,
@@ -142,17 +143,59 @@ def test_eval_mode_splits_and_matches_one_pass(threads):
     assert model._replicas == []  # inference keeps nothing
 
 
-def test_batch_norm_in_training_is_not_split_but_is_in_eval(threads):
+def norm_network() -> Sequential:
+    block = Residual(
+        [("conv1", Conv2D(4, 4, 3, padding=1)), ("bn1", BatchNorm2D(4)), ("relu", ReLU())],
+        shortcut=[("conv", Conv2D(4, 4, 1)), ("bn", BatchNorm2D(4))],
+    )
+    layers = [("conv1", Conv2D(1, 4, 3)), ("bn1", BatchNorm2D(4)), ("relu1", ReLU())]
+    layers += [("block", block), ("flatten", Flatten()), ("fc", Dense(4 * 10 * 10, 10))]
+    return Sequential(layers, seed=0)
+
+
+@pytest.mark.parametrize(
+    "dtype, kernels", [(np.float32, "fast"), (np.float64, "fast"), (np.float64, "reference")]
+)
+def test_batch_norm_takes_its_statistics_over_every_shard(threads, dtype, kernels):
+    x, y = batch(dtype=dtype)
+    results, states = [], []
+    for count in (1, 2, 3):
+        threads(count)
+        model = norm_network().astype(dtype).use_kernels(kernels)
+        assert model._shard_count(len(x)) == min(count, 2)
+        results.append(one_step(model, x, y))
+        states.append(model.state_dict())
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-12}
+    for (logits, value, _, grads), state in zip(results[1:], states[1:]):
+        np.testing.assert_allclose(logits, results[0][0], **tol)
+        for name, grad in grads.items():
+            np.testing.assert_allclose(grad, results[0][3][name], err_msg=name, **tol)
+        for name, value in state.items():  # running statistics moved once, by the whole batch
+            np.testing.assert_allclose(value, states[0][name], err_msg=name, **tol)
+    assert states[1]["bn1.num_batches_tracked"] == 1
+
+
+class RefusesNaN(Layer):
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if np.isnan(x).any():
+            raise ValueError("NaN in this shard")
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy
+
+
+def test_a_failing_shard_releases_the_others_and_its_error_is_raised(threads):
     threads(2)
     model = Sequential(
-        [Conv2D(1, 4, 3), BatchNorm2D(4), ReLU(), Flatten(), Dense(4 * 10 * 10, 10)], seed=0
+        [Conv2D(1, 4, 3), RefusesNaN(), BatchNorm2D(4), Flatten(), Dense(4 * 10 * 10, 10)], seed=0
     )
-    assert model._shard_count(BATCH) == 1
-    x, y = batch()
-    one_step(model, x, y)
-    assert model["1"].buffers["num_batches_tracked"] == 1  # one pass saw the whole batch
-    model.eval()
-    assert model._shard_count(BATCH) == 2
+    x, _ = batch()
+    x[-1, 0, 0, 0] = np.nan  # the second shard fails while the first waits in batch norm
+    with pytest.raises(ValueError, match="NaN in this shard"):
+        model.forward(x)
+    x[-1, 0, 0, 0] = 0  # and the next step runs
+    assert model.forward(x).shape == (BATCH, 10)
 
 
 def test_small_batches_and_one_thread_are_not_split(threads):

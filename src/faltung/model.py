@@ -55,6 +55,7 @@ class Sequential:
         self.training, self.keep_cache = True, False
         self._order: list[Layer] = []  # the order of the last forward pass, for backward
         self._replicas: list[list[Layer]] = []  # its shards' layers, if it was split
+        self._group = parallel.ShardGroup(1)  # and the group they belong to
         self.use_kernels(kernels)
         if seed is not None:
             self.initialize(seed)
@@ -90,7 +91,7 @@ class Sequential:
             yield self._forward(x[start : start + size])
 
     def _shard_count(self, batch: int) -> int:
-        if self.keep_cache or not all(layer.per_sample for layer in self.layers.values()):
+        if self.keep_cache or not all(layer.shardable for layer in self.layers.values()):
             return 1
         return parallel.shard_count(batch)
 
@@ -100,6 +101,11 @@ class Sequential:
         self._order = self.run_order()
         replicas = [[layer.replica() for layer in self._order] for _ in range(count)]
         chunk = len(x) if self.training else self.inference_chunk
+        group = parallel.ShardGroup(count)
+        if self.training:
+            for index, layers in enumerate(replicas):
+                for layer in layers:
+                    layer.join_shards(group, index)
 
         def run(layers: list[Layer], part: np.ndarray) -> np.ndarray:
             starts = range(0, len(part), chunk)
@@ -108,8 +114,10 @@ class Sequential:
 
         parts = parallel.shards(x, count)
         tasks = [partial(run, layers, part) for layers, part in zip(replicas, parts)]
+        outs = parallel.run(tasks, group)
         self._replicas = replicas if self.training else []
-        return np.concatenate(parallel.run(tasks))
+        self._group = group
+        return np.concatenate(outs)
 
     def run_order(self) -> list[Layer]:
         """The order ``forward`` runs the layers in: as written, except that a ReLU directly
@@ -166,7 +174,8 @@ class Sequential:
             return part
 
         parts = parallel.shards(dy, len(replicas))
-        dxs = parallel.run([partial(run, layers, part) for layers, part in zip(replicas, parts)])
+        tasks = [partial(run, layers, part) for layers, part in zip(replicas, parts)]
+        dxs = parallel.run(tasks, self._group)
         for i, layer in enumerate(order):
             twins = [shard[i] for shard in replicas]
             for own, *copies in zip(_with_inner(layer), *map(_with_inner, twins)):

@@ -6,9 +6,9 @@ batch of at least ``2 * MIN_SHARD`` images is cut into equal shards, one per thr
 shard runs through its own replicas of the layers (``Layer.replica``): the parameters
 are shared, each replica has its own cache and gradients, and a shard's gradients are
 summed into the model's layers afterwards. The sum over the shards is the gradient of
-the whole batch. Only a network whose layers treat each image on its own
-(``Layer.per_sample``) is split: a batch norm in training mode needs the whole batch's
-statistics.
+the whole batch. A batch norm in training mode takes its statistics over every shard
+(``ShardGroup``), so the split computes what one pass over the batch does; a layer that
+cannot be split (``Layer.shardable``) keeps the batch whole.
 
 NumPy releases the GIL inside its loops and BLAS calls, so the threads run at the same
 time. Inside a split, OpenBLAS is held at one thread per caller. Otherwise two
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
@@ -41,6 +42,7 @@ MIN_SHARD = 32
 
 _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
+_workers = 0
 
 
 def get_num_threads() -> int:
@@ -81,16 +83,66 @@ def shards(x: np.ndarray, count: int) -> list[np.ndarray]:
     return [x[start:stop] for start, stop in itertools.pairwise(bounds)]
 
 
-def run(tasks: Sequence[Callable[[], T]]) -> list[T]:
+class ShardGroup:
+    """The shards of one batch, for layers whose statistics span the whole batch: each
+    shard's thread calls ``allreduce(index, buffer)`` in turn, and every buffer ends as the
+    sum over the shards (in shard order, so every shard gets the same bits)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._barrier = threading.Barrier(size)
+        self._buffers: list[np.ndarray | None] = [None] * size
+
+    def allreduce(self, index: int, buffer: np.ndarray) -> np.ndarray:
+        self._buffers[index] = buffer
+        self._barrier.wait()
+        total = self._buffers[0].copy()
+        for other in self._buffers[1:]:
+            total += other
+        self._barrier.wait()  # every shard has read every buffer before any is changed
+        buffer[...] = total
+        return buffer
+
+    def abort(self) -> None:
+        """Release shards waiting for one that failed: they raise BrokenBarrierError."""
+        self._barrier.abort()
+
+
+def run(tasks: Sequence[Callable[[], T]], group: ShardGroup | None = None) -> list[T]:
     """Each task's result, the first task run on this thread, the others on the pool,
-    with OpenBLAS held at one thread. Waits for every task before returning or raising."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max(1, get_num_threads() - 1), "faltung")
-    with one_blas_thread():
-        futures: list[Future[T]] = [_pool.submit(task) for task in tasks[1:]]
+    with OpenBLAS held at one thread. Waits for every task before returning or raising;
+    a task that fails releases the others of its ``group`` from waiting for it."""
+    global _pool, _workers
+    if _pool is None or _workers < len(tasks) - 1:
+        # Every task must start at once: the shards of a group wait for each other.
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _workers = max(1, get_num_threads() - 1, len(tasks) - 1)
+        _pool = ThreadPoolExecutor(_workers, "faltung")
+
+    def guarded(task: Callable[[], T]) -> T:
         try:
-            first = tasks[0]()
-        finally:
+            return task()
+        except BaseException:
+            if group is not None:
+                group.abort()
+            raise
+
+    with one_blas_thread():
+        futures: list[Future[T]] = [_pool.submit(guarded, task) for task in tasks[1:]]
+        try:
+            first = guarded(tasks[0])
+        except BaseException as error:
             wait(futures)
+            raise _root_error(error, futures) from None
+        wait(futures)
+    for future in futures:
+        if future.exception() is not None:
+            raise _root_error(future.exception(), futures) from None
     return [first, *(future.result() for future in futures)]
+
+
+def _root_error(error: BaseException, futures: list[Future]) -> BaseException:
+    """The error that failed a split: not a shard's BrokenBarrierError from waiting for it."""
+    errors = [error, *(f.exception() for f in futures if f.exception() is not None)]
+    return next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), error)

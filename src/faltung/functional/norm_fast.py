@@ -21,6 +21,7 @@ the explainer's gradients) is the input itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -108,18 +109,33 @@ class FastBatchNormCache(NamedTuple):
     layout: ImageRows
     mean: np.ndarray  # (C,) batch mean, for the running statistics
     var: np.ndarray  # (C,) biased batch variance, for the running statistics
+    count: int  # values per channel the statistics saw (over every shard)
+    allreduce: Allreduce | None
+
+
+# Sums a float64 buffer, in place, over the shards of a batch split over threads
+# (``faltung.parallel.ShardGroup``), so that the statistics are the whole batch's.
+Allreduce = Callable[[np.ndarray], np.ndarray]
 
 
 def batch_norm_forward(
-    x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None, eps: float
+    x: np.ndarray,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+    eps: float,
+    allreduce: Allreduce | None = None,
 ) -> tuple[np.ndarray, FastBatchNormCache]:
-    """y = gamma * (x - mu) / sqrt(var + eps) + beta with the batch's mean and variance."""
+    """y = gamma * (x - mu) / sqrt(var + eps) + beta with the batch's mean and variance
+    (with ``allreduce``: of the whole batch that ``x`` is one shard of)."""
     layout = image_rows(x)
     rows, dtype = layout.rows(x), x.dtype
-    count = x.size // layout.channels
     column = np.zeros(rows.shape[1], dtype)
     _column_sums(rows, column)
-    mean64 = layout.channel_sums(column) / count
+    sums = np.concatenate([[x.size // layout.channels], layout.channel_sums(column)])
+    if allreduce is not None:
+        allreduce(sums)
+    count = int(sums[0])
+    mean64 = sums[1:] / count
     mean_row = layout.per_position(mean64, dtype)
 
     # The variance from the centred values (two passes, as norm does): sum of squares of
@@ -131,7 +147,10 @@ def batch_norm_forward(
     for chunk in chunks:
         c = np.subtract(rows[chunk], mean_row, out=centred[chunk])
         _column_sums(np.multiply(c, c, out=square[: len(c)]), column)
-    var64 = layout.channel_sums(column) / count
+    squares = layout.channel_sums(column)
+    if allreduce is not None:
+        allreduce(squares)
+    var64 = squares / count
     inv_std64 = 1 / np.sqrt(var64 + eps)
 
     out_dtype = _promoted(x, gamma, beta)  # as norm's x_hat * gamma + beta
@@ -143,18 +162,20 @@ def batch_norm_forward(
         if shift is not None:
             out += shift
     mean, var, inv_std = (v.astype(dtype) for v in (mean64, var64, inv_std64))
-    return layout.array(y), FastBatchNormCache(centred, inv_std, gamma, layout, mean, var)
+    cache = FastBatchNormCache(centred, inv_std, gamma, layout, mean, var, count, allreduce)
+    return layout.array(y), cache
 
 
 def batch_norm_backward(
     dy: np.ndarray, cache: FastBatchNormCache
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """norm's dx = inv_std/M * (M*g - sum(g) - x_hat*sum(g*x_hat)), g = dy*gamma, written as
-    dx = a*dy - b*centred - k with per-channel a, b and k."""
+    dx = a*dy - b*centred - k with per-channel a, b and k. A shard's sums go over every
+    shard (the cache's ``allreduce``); dgamma and dbeta stay the shard's own parts."""
     centred, inv_std, gamma, layout = cache[:4]
     dtype = _promoted(dy, centred, gamma)
     rows = layout.rows(dy)
-    count = dy.size // layout.channels
+    count = cache.count
     dy_column = np.zeros(rows.shape[1], dtype)
     dyc_column = np.zeros(rows.shape[1], dtype)
     chunks = layout.chunks(dy.itemsize)
@@ -166,11 +187,15 @@ def batch_norm_backward(
     inv_std64 = inv_std.astype(np.float64)
     dbeta64 = layout.channel_sums(dy_column)
     dgamma64 = layout.channel_sums(dyc_column) * inv_std64  # sum(dy * x_hat)
+    sums = np.concatenate([dbeta64, dgamma64])
+    if cache.allreduce is not None:
+        cache.allreduce(sums)
+    g_sum, gx_sum = sums[: layout.channels], sums[layout.channels :]
 
     a = _scale(inv_std64, gamma)
     a_row = layout.per_position(a, dtype)
-    b_row = layout.per_position(a * inv_std64 * dgamma64 / count, dtype)
-    k_row = layout.per_position(a * dbeta64 / count, dtype)
+    b_row = layout.per_position(a * inv_std64 * gx_sum / count, dtype)
+    k_row = layout.per_position(a * g_sum / count, dtype)
     dx = np.empty(rows.shape, dtype)
     for chunk in chunks:
         d = np.multiply(rows[chunk], a_row, out=dx[chunk])

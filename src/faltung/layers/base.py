@@ -54,10 +54,17 @@ class Layer:
 
     # -- a batch split over threads (faltung.parallel) ------------------------------------
     @property
-    def per_sample(self) -> bool:
-        """Whether each image's output depends on that image alone, in the current mode,
-        so that a batch may be split into shards (a batch norm in training: no)."""
-        return all(child.per_sample for child in self.children().values())
+    def shardable(self) -> bool:
+        """Whether a batch may be split into shards that run this layer apart: true of
+        every layer that treats each image on its own. A layer whose output depends on
+        the whole batch says no, or takes what it needs from every shard (``join_shards``)."""
+        return all(child.shardable for child in self.children().values())
+
+    def join_shards(self, group: Any, index: int) -> None:
+        """Told to a replica: it runs shard ``index`` of ``group`` (a ``parallel.ShardGroup``).
+        Only layers that need the whole batch act on it."""
+        for child in self.children().values():
+            child.join_shards(group, index)
 
     def replica(self) -> Layer:
         """A twin that runs one shard of a batch: the same parameters and buffers (shared,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ class _BatchNorm(Layer):
         )
         self.dtype = np.dtype(dtype)
         self._inference = False  # whether the cache is eval mode's (set by forward)
+        self._shard: tuple[Any, int] | None = None  # (group, index) of a shard's replica
         self.reset_parameters(np.random.default_rng(0))
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
@@ -64,6 +66,8 @@ class _BatchNorm(Layer):
                 x, running_mean, running_var, gamma, beta, self.eps,
             )  # fmt: skip
         y, count = self._normalise(x, gamma, beta)
+        if self._shard is not None and self._shard[1] > 0:
+            return y
         # Running statistics as in PyTorch: exponential average, unbiased variance.
         m, mean, var = self.momentum, self._cache.mean, self._cache.var
         running_mean *= 1 - m
@@ -73,12 +77,20 @@ class _BatchNorm(Layer):
         self.buffers["num_batches_tracked"] += 1
         return y
 
-    @property
-    def per_sample(self) -> bool:
-        return not self.training  # training normalises with the whole batch's statistics
+    def join_shards(self, group: Any, index: int) -> None:
+        # Statistics summed over the shards, as SyncBatchNorm sums them over ranks; the
+        # first shard alone moves the (shared) running statistics.
+        self._shard = (group, index)
 
     def _normalise(self, x: np.ndarray, gamma, beta) -> tuple[np.ndarray, int]:
         """Training mode: the output, and how many values per channel the statistics saw."""
+        if self._shard is not None:  # statistics summed over every shard's images
+            group, index = self._shard
+            fast = self.kernels.name == "fast"
+            kernel = self.kernels.batch_norm_forward if fast else sync_batch_norm_forward
+            allreduce = functools.partial(group.allreduce, index)
+            y = self._run(kernel, x, gamma, beta, self.eps, allreduce)
+            return y, self._cache.count
         count = x.size // x.shape[1]
         if count < 2:
             raise self._fail(f"needs more than one value per channel in training, got {x.shape}")
@@ -131,6 +143,10 @@ class _SyncBatchNorm(_BatchNorm):
     def __init__(self, *args: Any, process_group: Communicator | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.process_group = process_group
+
+    @property
+    def shardable(self) -> bool:
+        return not self.training  # its training statistics span ranks, not threads
 
     def _normalise(self, x: np.ndarray, gamma, beta) -> tuple[np.ndarray, int]:
         group = self.process_group or world()
