@@ -3,6 +3,8 @@ numbers as one pass over the whole batch, for every kind of layer that may be sp
 
 from __future__ import annotations
 
+import copy
+import pickle
 import threading
 
 import numpy as np
@@ -244,3 +246,15 @@ def test_one_blas_thread_inside_and_restored_after():
     with one_blas_thread():
         assert blas.get() == 1
     assert blas.get() == before
+
+
+def test_a_model_copied_after_a_split_pass_leaves_its_shards_behind(threads):
+    threads(2)
+    model = norm_network()
+    x, y = batch()
+    model.forward(x)
+    twin = copy.deepcopy(model)
+    assert twin._replicas == [] and model._replicas
+    loaded = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(loaded["conv1"].params["weight"], model["conv1"].params["weight"])
+    one_step(twin, x, y)  # the copy trains on its own

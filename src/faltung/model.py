@@ -55,7 +55,7 @@ class Sequential:
         self.training, self.keep_cache = True, False
         self._order: list[Layer] = []  # the order of the last forward pass, for backward
         self._replicas: list[list[Layer]] = []  # its shards' layers, if it was split
-        self._group = parallel.ShardGroup(1)  # and the group they belong to
+        self._group: parallel.ShardGroup | None = None  # and the group they belong to
         self.use_kernels(kernels)
         if seed is not None:
             self.initialize(seed)
@@ -81,6 +81,11 @@ class Sequential:
         return np.concatenate(list(self._chunks(x, self.inference_chunk)))
 
     __call__ = forward
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (deepcopy, pickle) does not take the last pass's shards and their threads'
+        # barrier along: they belong to the backward pass of this object only.
+        return {**self.__dict__, "_replicas": [], "_group": None}
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         self._order = self.run_order()
@@ -115,8 +120,7 @@ class Sequential:
         parts = parallel.shards(x, count)
         tasks = [partial(run, layers, part) for layers, part in zip(replicas, parts)]
         outs = parallel.run(tasks, group)
-        self._replicas = replicas if self.training else []
-        self._group = group
+        self._replicas, self._group = (replicas, group) if self.training else ([], None)
         return np.concatenate(outs)
 
     def run_order(self) -> list[Layer]:
@@ -175,7 +179,7 @@ class Sequential:
 
         parts = parallel.shards(dy, len(replicas))
         tasks = [partial(run, layers, part) for layers, part in zip(replicas, parts)]
-        dxs = parallel.run(tasks, self._group)
+        dxs, self._group = parallel.run(tasks, self._group), None
         for i, layer in enumerate(order):
             twins = [shard[i] for shard in replicas]
             for own, *copies in zip(_with_inner(layer), *map(_with_inner, twins)):
