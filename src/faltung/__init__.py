@@ -17,15 +17,18 @@ share_cores_under_mpi()  # before NumPy loads its BLAS
 from . import functional, init, layers, losses, optim, schedules  # noqa: E402
 from .gradcheck import gradcheck  # noqa: E402
 from .model import Sequential  # noqa: E402
+from .parallel import get_num_threads, set_num_threads  # noqa: E402
 
 __all__ = [
     "Sequential",
     "__version__",
     "functional",
+    "get_num_threads",
     "gradcheck",
     "init",
     "layers",
     "losses",
     "optim",
     "schedules",
+    "set_num_threads",
 ]

@@ -183,11 +183,9 @@ class Sequential:
         for i, layer in enumerate(order):
             twins = [shard[i] for shard in replicas]
             for own, *copies in zip(_with_inner(layer), *map(_with_inner, twins)):
-                for key in copies[0].grads:
-                    first, second, *more = (twin.grads[key] for twin in copies)
-                    total = first + second
-                    for grad in more:
-                        total += grad
+                for key, total in copies[0].grads.items():
+                    for twin in copies[1:]:
+                        total += twin.grads[key]  # the replica's own fresh array
                     own.grads[key] = total
         return None if dxs[0] is None else np.concatenate(dxs)
 

@@ -79,7 +79,7 @@ def shard_count(batch: int) -> int:
 
 def shards(x: np.ndarray, count: int) -> list[np.ndarray]:
     """``x`` cut along its first axis into ``count`` nearly equal, consecutive views."""
-    bounds = np.linspace(0, len(x), count + 1).round().astype(int)
+    bounds = [len(x) * i // count for i in range(count + 1)]
     return [x[start:stop] for start, stop in itertools.pairwise(bounds)]
 
 

@@ -8,7 +8,6 @@ writing ``grads`` but never touching ``params``: optimisers do that.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -69,9 +68,8 @@ class Layer:
     def replica(self) -> Layer:
         """A twin that runs one shard of a batch: the same parameters and buffers (shared,
         not copied), a cache and gradients of its own."""
-        twin = copy.copy(self)
-        twin.grads = {}
-        twin._cache = None
+        twin = object.__new__(type(self))  # copy.copy's protocol costs ~10 us a layer
+        twin.__dict__.update(self.__dict__, grads={}, _cache=None)
         return twin
 
     def children(self) -> dict[str, Layer]:
