@@ -82,7 +82,7 @@ def test_split_training_step_gives_the_whole_batch_outputs_and_gradients(threads
     for count in (1, 2, 3):
         threads(count)
         model = network().astype(dtype)
-        assert model._shard_count(len(x)) == min(count, len(x) // parallel.MIN_SHARD)
+        assert model.shard_count(len(x)) == min(count, len(x) // parallel.MIN_SHARD)
         results.append(one_step(model, x, y))
     tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-13}
     whole_logits, whole_loss, _, whole_grads = results[0]
@@ -164,7 +164,7 @@ def test_batch_norm_takes_its_statistics_over_every_shard(threads, dtype, kernel
     for count in (1, 2, 3):
         threads(count)
         model = norm_network().astype(dtype).use_kernels(kernels)
-        assert model._shard_count(len(x)) == min(count, 2)
+        assert model.shard_count(len(x)) == min(count, 2)
         results.append(one_step(model, x, y))
         states.append(model.state_dict())
     tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-12}
@@ -203,12 +203,12 @@ def test_a_failing_shard_releases_the_others_and_its_error_is_raised(threads):
 def test_small_batches_and_one_thread_are_not_split(threads):
     model = network()
     threads(2)
-    assert model._shard_count(2 * parallel.MIN_SHARD - 1) == 1
+    assert model.shard_count(2 * parallel.MIN_SHARD - 1) == 1
     threads(1)
-    assert model._shard_count(10_000) == 1
+    assert model.shard_count(10_000) == 1
     model.eval(keep_cache=True)  # attributions back-propagate through one pass
     threads(2)
-    assert model._shard_count(10_000) == 1
+    assert model.shard_count(10_000) == 1
     with pytest.raises(ValueError, match="at least 1"):
         parallel.set_num_threads(0)
 

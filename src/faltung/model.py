@@ -72,7 +72,7 @@ class Sequential:
         large batch is split over threads (``faltung.parallel``), where every layer
         treats each image on its own; the result is the same up to rounding.
         """
-        count = self._shard_count(len(x))
+        count = self.shard_count(len(x))
         if count > 1:
             return self._forward_sharded(x, count)
         self._replicas = []
@@ -95,7 +95,9 @@ class Sequential:
         for start in range(0, len(x), size):
             yield self._forward(x[start : start + size])
 
-    def _shard_count(self, batch: int) -> int:
+    def shard_count(self, batch: int) -> int:
+        """How many threads ``forward`` splits a batch of ``batch`` images over, in the
+        current mode (1: not split; ``faltung.parallel``)."""
         if self.keep_cache or not all(layer.shardable for layer in self.layers.values()):
             return 1
         return parallel.shard_count(batch)

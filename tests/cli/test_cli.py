@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from faltung import parallel
 from faltung.cli import build_parser, main
 from faltung.io import load_model
 
@@ -413,3 +414,29 @@ def test_resuming_under_another_preset_says_how_to_resume(tmp_path, synthetic_di
         f"belongs to preset 'lenet', not 'article': resume it with --preset lenet --out {out} "
         "--resume"
     ) in capsys.readouterr().err
+
+
+@pytest.fixture
+def two_threads():
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(2)
+    yield
+    parallel.set_num_threads(before)
+
+
+def test_batches_split_over_threads_train_and_resume_bit_for_bit(
+    tmp_path, synthetic_dir, capsys, two_threads
+):
+    split = ["--batch-size", "64", "--schedule", "constant", "--no-plots"]
+    assert train(tmp_path / "whole", synthetic_dir, *split) == 0
+    assert "threads: 2 share each batch of 64" in capsys.readouterr().out
+    assert train(tmp_path / "resumed", synthetic_dir, *split, "--epochs", "1") == 0
+    argv = ["train", "--preset", "lenet", "--data", str(synthetic_dir)]
+    assert main([*argv, "--out", str(tmp_path / "resumed"), "--resume", "--epochs", "2"]) == 0
+    whole, _ = load_model(tmp_path / "whole" / "model.npz")
+    resumed, _ = load_model(tmp_path / "resumed" / "model.npz")
+    for name, value in whole.state_dict().items():
+        np.testing.assert_array_equal(resumed.state_dict()[name], value, err_msg=name)
+    capsys.readouterr()
+    assert train(tmp_path / "small", synthetic_dir) == 0  # batch 20: one thread
+    assert "threads:" not in capsys.readouterr().out
