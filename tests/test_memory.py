@@ -17,8 +17,10 @@ from faltung import cli, memory
 
 needs_glibc = pytest.mark.skipif(not memory.is_glibc(), reason="tune_malloc is for glibc only")
 
-# Page faults over three eval-mode forward passes, after two to warm up, of a network whose
-# activations (about 3 MB per layer at batch 64) lie above glibc's first thresholds.
+# Page faults over three eval-mode forward passes, after ten to warm up, of a network whose
+# activations (about 3 MB per layer at batch 64) lie above glibc's first thresholds. A batch
+# split over threads (faltung.parallel) settles over more passes than one thread: after
+# two, a few runs in ten faulted 60-100 pages more, after ten none did.
 FAULTS = textwrap.dedent(
     """
     import resource, sys
@@ -33,7 +35,7 @@ FAULTS = textwrap.dedent(
         ("relu2", ReLU()), ("flatten", Flatten()), ("fc", Dense(16 * 14 * 14, 10)),
     ], seed=0).eval()
     x = np.random.default_rng(0).random((64, 1, 28, 28), dtype=np.float32)
-    for _ in range(2):
+    for _ in range(10):
         model.forward(x)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(3):

@@ -55,7 +55,8 @@ class BlasThreads(NamedTuple):
 def openblas_threads() -> BlasThreads | None:
     """Getter and setter of the thread count of the OpenBLAS that NumPy loaded, or None
     where NumPy uses another BLAS or the library cannot be found (only Linux's
-    /proc/self/maps is searched)."""
+    /proc/self/maps is searched). An OpenBLAS built with OpenMP sets the count of the
+    calling thread only; NumPy's wheels bundle the pthreads build."""
     import numpy  # noqa: F401  (its BLAS must be loaded to be found)
 
     try:
@@ -63,7 +64,8 @@ def openblas_threads() -> BlasThreads | None:
             paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
     except OSError:
         return None
-    for path in sorted(paths):
+    # NumPy's own copy first (numpy.libs/ in a wheel): SciPy may have loaded another.
+    for path in sorted(paths, key=lambda path: ("numpy" not in os.path.dirname(path), path)):
         try:
             library = ctypes.CDLL(path)
         except OSError:

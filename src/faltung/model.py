@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -54,8 +54,7 @@ class Sequential:
         first.needs_input_grad = False
         self.training, self.keep_cache = True, False
         self._order: list[Layer] = []  # the order of the last forward pass, for backward
-        self._replicas: list[list[Layer]] = []  # its shards' layers, if it was split
-        self._group: parallel.ShardGroup | None = None  # and the group they belong to
+        self._split: _Split | None = None  # its shards, if it was split over threads
         self.use_kernels(kernels)
         if seed is not None:
             self.initialize(seed)
@@ -69,13 +68,13 @@ class Sequential:
         """Training mode: the whole batch at once, keeping what backward needs.
 
         Eval mode: chunks of ``inference_chunk`` images, concatenated. In either mode a
-        large batch is split over threads (``faltung.parallel``), where every layer
-        treats each image on its own; the result is the same up to rounding.
+        large batch is split over threads (``faltung.parallel``): the same result up to
+        rounding, except that dropout draws its masks from one stream per shard.
         """
-        count = self.shard_count(len(x))
+        count = self.shard_count(len(x)) if isinstance(x, np.ndarray) else 1
         if count > 1:
-            return self._forward_sharded(x, count)
-        self._replicas = []
+            return self._forward_split(x, count)
+        self._split = None
         if self.training or self.keep_cache or len(x) <= self.inference_chunk:
             return self._forward(x)
         return np.concatenate(list(self._chunks(x, self.inference_chunk)))
@@ -85,7 +84,7 @@ class Sequential:
     def __getstate__(self) -> dict[str, Any]:
         # A copy (deepcopy, pickle) does not take the last pass's shards and their threads'
         # barrier along: they belong to the backward pass of this object only.
-        return {**self.__dict__, "_replicas": [], "_group": None}
+        return {**self.__dict__, "_split": None}
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         self._order = self.run_order()
@@ -102,17 +101,21 @@ class Sequential:
             return 1
         return parallel.shard_count(batch)
 
-    def _forward_sharded(self, x: np.ndarray, count: int) -> np.ndarray:
+    def _forward_split(self, x: np.ndarray, count: int) -> np.ndarray:
         """Each shard of ``x`` through replicas of the layers, on threads of its own; in
         training the replicas keep their caches for ``backward``."""
         self._order = self.run_order()
-        replicas = [[layer.replica() for layer in self._order] for _ in range(count)]
-        chunk = len(x) if self.training else self.inference_chunk
+        for layer in self._order:  # backward goes through the replicas, never these
+            for inner in _with_inner(layer):
+                inner.clear_cache()
         group = parallel.ShardGroup(count)
-        if self.training:
-            for index, layers in enumerate(replicas):
-                for layer in layers:
-                    layer.join_shards(group, index)
+        replicas = []
+        for index in range(count):
+            layers = [layer.replica() for layer in self._order]
+            for layer in layers:
+                layer.join_shards(partial(group.allreduce, index), index == 0)
+            replicas.append(layers)
+        chunk = len(x) if self.training else self.inference_chunk
 
         def run(layers: list[Layer], part: np.ndarray) -> np.ndarray:
             starts = range(0, len(part), chunk)
@@ -120,9 +123,8 @@ class Sequential:
             return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
         parts = parallel.shards(x, count)
-        tasks = [partial(run, layers, part) for layers, part in zip(replicas, parts)]
-        outs = parallel.run(tasks, group)
-        self._replicas, self._group = (replicas, group) if self.training else ([], None)
+        outs = parallel.run([partial(run, *shard) for shard in zip(replicas, parts)], group)
+        self._split = _Split(replicas, group) if self.training else None
         return np.concatenate(outs)
 
     def run_order(self) -> list[Layer]:
@@ -151,7 +153,7 @@ class Sequential:
     def forward_each(self, x: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
         """(name, output) of every layer in turn, in the order written and in the current
         mode; ``backward`` afterwards follows the same order."""
-        self._order, self._replicas = list(self.layers.values()), []
+        self._order, self._split = list(self.layers.values()), None
         for name, layer in self.layers.items():
             x = layer.forward(x)
             yield name, x
@@ -161,15 +163,15 @@ class Sequential:
         reverse of the order the last ``forward`` or ``forward_each`` ran them (the written
         order when the layers were run by hand)."""
         order, self._order = self._order or list(self.layers.values()), []
-        replicas, self._replicas = self._replicas, []
-        if replicas:
-            return self._backward_sharded(dy, order, replicas)
+        split, self._split = self._split, None
+        if split is not None:
+            return self._backward_split(dy, order, split)
         for layer in reversed(order):
             dy = layer.backward(dy)
         return dy
 
-    def _backward_sharded(
-        self, dy: np.ndarray, order: list[Layer], replicas: list[list[Layer]]
+    def _backward_split(
+        self, dy: np.ndarray, order: list[Layer], split: _Split
     ) -> np.ndarray | None:
         """Each shard's gradient through its replicas, then every parameter's gradient
         summed over the shards into the model's own layers."""
@@ -179,21 +181,18 @@ class Sequential:
                 part = layer.backward(part)
             return part
 
-        parts = parallel.shards(dy, len(replicas))
-        tasks = [partial(run, layers, part) for layers, part in zip(replicas, parts)]
-        dxs, self._group = parallel.run(tasks, self._group), None
+        parts = parallel.shards(dy, len(split.replicas))
+        dxs = parallel.run(
+            [partial(run, *shard) for shard in zip(split.replicas, parts)], split.group
+        )
         for i, layer in enumerate(order):
-            twins = [shard[i] for shard in replicas]
-            for own, *copies in zip(_with_inner(layer), *map(_with_inner, twins)):
-                for key, total in copies[0].grads.items():
-                    for twin in copies[1:]:
-                        total += twin.grads[key]  # the replica's own fresh array
-                    own.grads[key] = total
+            _sum_shard_grads(layer, [replicas[i] for replicas in split.replicas])
         return None if dxs[0] is None else np.concatenate(dxs)
 
     def iter_logits(self, x: np.ndarray, batch_size: int | None = None) -> Iterator[np.ndarray]:
         """The outputs for ``x`` in eval mode, ``batch_size`` images at a time (default:
-        ``inference_chunk``): the one place where inference is batched."""
+        ``inference_chunk``), each batch through ``forward`` (which splits it over threads,
+        and chunks it, when it is large)."""
         size = self.inference_chunk if batch_size is None else batch_size
         if size < 1:
             raise ValueError(f"batch_size must be positive, got {size}")
@@ -360,6 +359,23 @@ class Sequential:
         return self.layers[name]
 
 
+class _Split(NamedTuple):
+    """A training pass split over threads: each shard's replicas of the layers, in the
+    order they ran, and the group their batch norms sum statistics over."""
+
+    replicas: list[list[Layer]]
+    group: parallel.ShardGroup
+
+
 def _with_inner(layer: Layer) -> list[Layer]:
     """``layer`` and every layer inside it, in one fixed order."""
     return [layer, *(inner for _, inner in layer.named_layers())]
+
+
+def _sum_shard_grads(layer: Layer, twins: list[Layer]) -> None:
+    """Each gradient of ``layer`` (and of the layers inside it): the sum of its twins'."""
+    for own, first, *others in zip(_with_inner(layer), *map(_with_inner, twins)):
+        for key, total in first.grads.items():
+            for twin in others:
+                total += twin.grads[key]  # the first twin's own fresh array
+            own.grads[key] = total

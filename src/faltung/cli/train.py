@@ -427,9 +427,9 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if comm.size > 1:
         print(f"data-parallel: {comm.describe(settings['batch_size'])}")
-    batch = settings["batch_size"] // comm.size
+    batch = -(-settings["batch_size"] // comm.size)  # this process's share, rounded up
     if (shards := model.shard_count(batch)) > 1:
-        print(f"threads: {shards} share each batch of {batch} (FALTUNG_NUM_THREADS=1: one)")
+        print(f"threads: {shards} share each batch of {batch} (FALTUNG_NUM_THREADS=1 for one)")
     if args.resume:
         trainer.load_checkpoint(checkpoint)
         print(f"resuming at epoch {trainer.epoch + 1}, step {trainer.step}")

@@ -102,6 +102,11 @@ def _column_sums(rows: np.ndarray, out: np.ndarray) -> None:
     out += np.ones(len(rows), rows.dtype) @ rows
 
 
+# Sums a float64 buffer, in place, over the shards of a batch split over threads
+# (``faltung.parallel.ShardGroup``), so that the statistics are the whole batch's.
+Allreduce = Callable[[np.ndarray], np.ndarray]
+
+
 class FastBatchNormCache(NamedTuple):
     centred: np.ndarray  # (N, L) x - mean, rows in memory order
     inv_std: np.ndarray  # (C,) 1/sqrt(var + eps)
@@ -111,11 +116,6 @@ class FastBatchNormCache(NamedTuple):
     var: np.ndarray  # (C,) biased batch variance, for the running statistics
     count: int  # values per channel the statistics saw (over every shard)
     allreduce: Allreduce | None
-
-
-# Sums a float64 buffer, in place, over the shards of a batch split over threads
-# (``faltung.parallel.ShardGroup``), so that the statistics are the whole batch's.
-Allreduce = Callable[[np.ndarray], np.ndarray]
 
 
 def batch_norm_forward(

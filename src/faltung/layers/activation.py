@@ -61,6 +61,10 @@ class Softmax(Layer):
         super().__init__()
         self.axis = axis
 
+    @property
+    def shardable(self) -> bool:
+        return self.axis != 0  # over the batch axis, every output depends on every image
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self._run(self.kernels.softmax_forward, x, self.axis)
 

@@ -8,7 +8,7 @@ writing ``grads`` but never touching ``params``: optimisers do that.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,21 +54,22 @@ class Layer:
     # -- a batch split over threads (faltung.parallel) ------------------------------------
     @property
     def shardable(self) -> bool:
-        """Whether a batch may be split into shards that run this layer apart: true of
-        every layer that treats each image on its own. A layer whose output depends on
-        the whole batch says no, or takes what it needs from every shard (``join_shards``)."""
+        """Whether a batch may be split into shards that run this layer apart (by default:
+        yes, if the layers inside may be). A layer whose output mixes the batch's images
+        says no, or takes what it needs from every shard (``join_shards``)."""
         return all(child.shardable for child in self.children().values())
 
-    def join_shards(self, group: Any, index: int) -> None:
-        """Told to a replica: it runs shard ``index`` of ``group`` (a ``parallel.ShardGroup``).
-        Only layers that need the whole batch act on it."""
+    def join_shards(self, allreduce: Callable[[np.ndarray], np.ndarray], first: bool) -> None:
+        """Told to a replica running one shard of a split batch: ``allreduce(buffer)`` sums
+        a float64 buffer over the shards in place (every shard must call it alike), and
+        ``first`` marks one shard of them. Only layers that need the whole batch use it."""
         for child in self.children().values():
-            child.join_shards(group, index)
+            child.join_shards(allreduce, first)
 
     def replica(self) -> Layer:
         """A twin that runs one shard of a batch: the same parameters and buffers (shared,
         not copied), a cache and gradients of its own."""
-        twin = object.__new__(type(self))  # copy.copy's protocol costs ~10 us a layer
+        twin = object.__new__(type(self))  # a plain dict copy: copy.copy is slower
         twin.__dict__.update(self.__dict__, grads={}, _cache=None)
         return twin
 

@@ -31,8 +31,10 @@ class Dropout(Layer):
     def replica(self) -> Dropout:
         # Each shard draws its masks from a stream of its own, seeded from ours in the
         # order the shards are made: the same seed and thread count drop the same units.
+        # Eval mode draws nothing, and must not move our stream.
         twin = super().replica()
-        twin.rng = np.random.default_rng(self.rng.integers(2**63))
+        if self.training:
+            twin.rng = np.random.default_rng(self.rng.integers(2**63))
         return twin
 
     def forward(self, x: np.ndarray) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -14,6 +14,11 @@ from ..functional.norm import (
     sync_batch_norm_forward,
 )
 from .base import Layer
+
+
+class _Shard(NamedTuple):
+    allreduce: Callable[[np.ndarray], np.ndarray]  # sums over the shards, in place
+    first: bool
 
 
 class _BatchNorm(Layer):
@@ -40,7 +45,7 @@ class _BatchNorm(Layer):
         )
         self.dtype = np.dtype(dtype)
         self._inference = False  # whether the cache is eval mode's (set by forward)
-        self._shard: tuple[Any, int] | None = None  # (group, index) of a shard's replica
+        self._shard: _Shard | None = None  # set on a replica running one shard
         self.reset_parameters(np.random.default_rng(0))
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
@@ -66,8 +71,8 @@ class _BatchNorm(Layer):
                 x, running_mean, running_var, gamma, beta, self.eps,
             )  # fmt: skip
         y, count = self._normalise(x, gamma, beta)
-        if self._shard is not None and self._shard[1] > 0:
-            return y
+        if self._shard is not None and not self._shard.first:
+            return y  # the shared running statistics move once, in the first shard
         # Running statistics as in PyTorch: exponential average, unbiased variance.
         m, mean, var = self.momentum, self._cache.mean, self._cache.var
         running_mean *= 1 - m
@@ -77,19 +82,21 @@ class _BatchNorm(Layer):
         self.buffers["num_batches_tracked"] += 1
         return y
 
-    def join_shards(self, group: Any, index: int) -> None:
-        # Statistics summed over the shards, as SyncBatchNorm sums them over ranks; the
-        # first shard alone moves the (shared) running statistics.
-        self._shard = (group, index)
+    @property
+    def shardable(self) -> bool:
+        # A split batch's statistics come from every shard (join_shards) with the fast
+        # kernel; the reference kernels run the batch whole, as written.
+        return not self.training or self.kernels.name == "fast"
+
+    def join_shards(self, allreduce: Callable[[np.ndarray], np.ndarray], first: bool) -> None:
+        self._shard = _Shard(allreduce, first)
 
     def _normalise(self, x: np.ndarray, gamma, beta) -> tuple[np.ndarray, int]:
-        """Training mode: the output, and how many values per channel the statistics saw."""
-        if self._shard is not None:  # statistics summed over every shard's images
-            group, index = self._shard
-            fast = self.kernels.name == "fast"
-            kernel = self.kernels.batch_norm_forward if fast else sync_batch_norm_forward
-            allreduce = functools.partial(group.allreduce, index)
-            y = self._run(kernel, x, gamma, beta, self.eps, allreduce)
+        """Training mode: the output, and how many values per channel the statistics saw
+        (over every shard, when the batch is split)."""
+        if self._shard is not None:
+            kernel = self.kernels.batch_norm_forward
+            y = self._run(kernel, x, gamma, beta, self.eps, allreduce=self._shard.allreduce)
             return y, self._cache.count
         count = x.size // x.shape[1]
         if count < 2:
