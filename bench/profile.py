@@ -6,8 +6,8 @@ Each layer is timed on every step and the median over the steps is reported, whi
 robust to this machine's drift; ``--floor`` reports the fastest instead, the cost without
 interference. The percentages are of the step time.
 
-The layers run one at a time over the whole batch, on this thread (BLAS keeps its own
-threads): a model's forward splits a batch of 64 or more over threads
+The layers run one at a time over the whole batch, in one Python thread (BLAS keeps its
+own threads): a model's forward splits a batch of 64 or more over threads
 (``faltung.parallel``), which this profile does not, so that each layer's cost is its own.
 """
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'fastest' if args.floor else 'median'} step "
         f"{step * 1e3:.2f} ms "
         f"= {args.batch / step:.0f} images/s "
-        "(unsplit: each layer over the whole batch on one thread)"
+        "(not split: each layer over the whole batch, in one Python thread)"
     )
     print(f"{'layer':<16}{'forward ms':>12}{'backward ms':>13}{'share':>8}")
     for name, fw, bw in rows[:-1]:

@@ -19,8 +19,7 @@ needs_glibc = pytest.mark.skipif(not memory.is_glibc(), reason="tune_malloc is f
 
 # Page faults over three eval-mode forward passes, after ten to warm up, of a network whose
 # activations (about 3 MB per layer at batch 64) lie above glibc's first thresholds. A batch
-# split over threads (faltung.parallel) settles over more passes than one thread: after
-# two, a few runs in ten faulted 60-100 pages more, after ten none did.
+# split over threads settles over more passes than one (bench/NOTES.md, round six).
 FAULTS = textwrap.dedent(
     """
     import resource, sys

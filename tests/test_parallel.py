@@ -4,6 +4,8 @@ numbers as one pass over the whole batch, for every kind of layer that may be sp
 from __future__ import annotations
 
 import copy
+import multiprocessing
+import os
 import pickle
 import threading
 
@@ -201,17 +203,36 @@ def test_the_reference_kernels_and_sync_batch_norm_keep_the_batch_whole(threads)
     synced = Sequential([Conv2D(1, 4, 3), SyncBatchNorm2D(4), Flatten(), Dense(400, 10)])
     assert synced.shard_count(BATCH) == 1  # its statistics span ranks
     assert Sequential([Flatten(), Softmax(axis=0)]).shard_count(BATCH) == 1
+    assert Sequential([Flatten(), Softmax(axis=-2)]).shard_count(BATCH) == 1
     assert Sequential([Flatten(), Softmax()]).shard_count(BATCH) == 2
 
 
-def test_a_batch_norm_in_training_inside_an_eval_model_sums_over_the_shards(threads):
-    x, _ = batch()
+def test_a_container_without_a_replica_of_its_own_keeps_the_batch_whole(threads):
+    threads(2)
+
+    class Pair(Layer):  # shallow replicas would share these two layers' caches
+        def __init__(self):
+            super().__init__()
+            self.inner = {"a": ReLU(), "b": ReLU()}
+
+        def children(self):
+            return self.inner
+
+    assert not Pair().shardable
+    assert Sequential([Pair(), Flatten()]).shard_count(BATCH) == 1
+    assert Sequential([Residual([ReLU()]), Flatten()]).shard_count(BATCH) == 2
+
+
+@pytest.mark.parametrize("n", [BATCH, 257])  # 257: shards of 128 and 129 images
+def test_a_batch_norm_in_training_inside_an_eval_model_sums_over_the_shards(threads, n):
+    x, _ = batch(n)
     means = []
     for count in (1, 2):
         threads(count)
         model = Sequential([Conv2D(1, 4, 3), BatchNorm2D(4), Flatten()], seed=0).eval()
-        model.inference_chunk = len(x)  # one pass over the batch when not split
-        model["1"].train()
+        if count == 1:
+            model.inference_chunk = len(x)  # one pass over the batch, as a split makes
+        model["1"].train()  # a training layer: each shard runs in one pass, not in chunks
         model.forward(x)
         means.append(model["1"].buffers["running_mean"].copy())
         assert model["1"].buffers["num_batches_tracked"] == 1
@@ -268,6 +289,23 @@ def test_a_network_run_inside_a_shard_is_not_split_again(threads):
 
     Sequential([Wrapper(), Flatten()]).forward(np.zeros((BATCH, 1, 4, 4), np.float32))
     assert counts == [1, 1]
+    with pytest.raises(RuntimeError, match="inside a shard"):
+        parallel.run([lambda: parallel.set_num_threads(1), lambda: None])
+    with pytest.raises(RuntimeError, match="inside a shard"):
+        parallel.run([lambda: parallel.run([int]), lambda: None])
+    assert parallel.run([lambda: 1, lambda: 2]) == [1, 2]  # and the next split runs
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_splits_with_threads_of_its_own(threads):
+    threads(2)
+    model = network()
+    x, y = batch()
+    one_step(model, x, y)  # the parent's pool exists, with a worker thread
+    child = multiprocessing.get_context("fork").Process(target=one_step, args=(model, x, y))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0
 
 
 class RefusesNaN(Layer):

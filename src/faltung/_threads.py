@@ -53,19 +53,27 @@ class BlasThreads(NamedTuple):
 
 @functools.cache
 def openblas_threads() -> BlasThreads | None:
-    """Getter and setter of the thread count of the OpenBLAS that NumPy loaded, or None
-    where NumPy uses another BLAS or the library cannot be found (only Linux's
+    """Getter and setter of the thread count of the OpenBLAS that NumPy uses, or None
+    where NumPy's BLAS is another or the library cannot be found (only Linux's
     /proc/self/maps is searched). An OpenBLAS built with OpenMP sets the count of the
     calling thread only; NumPy's wheels bundle the pthreads build."""
-    import numpy  # noqa: F401  (its BLAS must be loaded to be found)
+    import numpy
 
+    try:
+        blas = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except (TypeError, KeyError):  # a NumPy too old to say
+        blas = ""
+    if "openblas" not in str(blas).lower():
+        return None
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
     except OSError:
         return None
-    # NumPy's own copy first (numpy.libs/ in a wheel): SciPy may have loaded another.
-    for path in sorted(paths, key=lambda path: ("numpy" not in os.path.dirname(path), path)):
+    # NumPy's own copy first (numpy.libs/ beside a wheel's numpy/): SciPy may load another.
+    numpy_dir = os.path.dirname(numpy.__file__)
+    own = (numpy_dir + os.sep, numpy_dir + ".libs" + os.sep)
+    for path in sorted(paths, key=lambda path: (not path.startswith(own), path)):
         try:
             library = ctypes.CDLL(path)
         except OSError:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +53,7 @@ class Sequential:
         first.needs_input_grad = False
         self.training, self.keep_cache = True, False
         self._order: list[Layer] = []  # the order of the last forward pass, for backward
-        self._split: _Split | None = None  # its shards, if it was split over threads
+        self._split: parallel.Split | None = None  # its shards, if split over threads
         self.use_kernels(kernels)
         if seed is not None:
             self.initialize(seed)
@@ -102,30 +101,19 @@ class Sequential:
         return parallel.shard_count(batch)
 
     def _forward_split(self, x: np.ndarray, count: int) -> np.ndarray:
-        """Each shard of ``x`` through replicas of the layers, on threads of its own; in
-        training the replicas keep their caches for ``backward``."""
-        self._order = self.run_order()
-        for layer in self._order:  # backward goes through the replicas, never these
-            for inner in _with_inner(layer):
-                inner.clear_cache()
-        group = parallel.ShardGroup(count)
-        replicas = []
-        for index in range(count):
-            layers = [layer.replica() for layer in self._order]
-            for layer in layers:
-                layer.join_shards(partial(group.allreduce, index), index == 0)
-            replicas.append(layers)
-        chunk = len(x) if self.training else self.inference_chunk
-
-        def run(layers: list[Layer], part: np.ndarray) -> np.ndarray:
-            starts = range(0, len(part), chunk)
-            outs = [forward_in_order(layers, part[i : i + chunk]) for i in starts]
-            return outs[0] if len(outs) == 1 else np.concatenate(outs)
-
-        parts = parallel.shards(x, count)
-        outs = parallel.run([partial(run, *shard) for shard in zip(replicas, parts)], group)
-        self._split = _Split(replicas, group) if self.training else None
-        return np.concatenate(outs)
+        """``x`` in ``count`` shards on threads of their own; in training the shards keep
+        what ``backward`` needs. In eval mode each shard runs in chunks, unless a layer
+        inside trains (its statistics must come from one pass per shard)."""
+        self._order, self._split = self.run_order(), None
+        inner = [each for layer in self._order for each in parallel.with_inner(layer)]
+        for layer in inner:  # backward goes through the shards' replicas, never these
+            layer.clear_cache()
+        whole = self.training or any(layer.training for layer in inner)
+        y, split = parallel.forward_split(
+            self._order, x, count, len(x) if whole else self.inference_chunk
+        )
+        self._split = split if self.training else None
+        return y
 
     def run_order(self) -> list[Layer]:
         """The order ``forward`` runs the layers in: as written, except that a ReLU directly
@@ -165,29 +153,10 @@ class Sequential:
         order, self._order = self._order or list(self.layers.values()), []
         split, self._split = self._split, None
         if split is not None:
-            return self._backward_split(dy, order, split)
+            return parallel.backward_split(dy, order, split)
         for layer in reversed(order):
             dy = layer.backward(dy)
         return dy
-
-    def _backward_split(
-        self, dy: np.ndarray, order: list[Layer], split: _Split
-    ) -> np.ndarray | None:
-        """Each shard's gradient through its replicas, then every parameter's gradient
-        summed over the shards into the model's own layers."""
-
-        def run(layers: list[Layer], part: np.ndarray) -> np.ndarray | None:
-            for layer in reversed(layers):
-                part = layer.backward(part)
-            return part
-
-        parts = parallel.shards(dy, len(split.replicas))
-        dxs = parallel.run(
-            [partial(run, *shard) for shard in zip(split.replicas, parts)], split.group
-        )
-        for i, layer in enumerate(order):
-            _sum_shard_grads(layer, [replicas[i] for replicas in split.replicas])
-        return None if dxs[0] is None else np.concatenate(dxs)
 
     def iter_logits(self, x: np.ndarray, batch_size: int | None = None) -> Iterator[np.ndarray]:
         """The outputs for ``x`` in eval mode, ``batch_size`` images at a time (default:
@@ -357,25 +326,3 @@ class Sequential:
         if isinstance(name, int):
             return list(self.layers.values())[name]
         return self.layers[name]
-
-
-class _Split(NamedTuple):
-    """A training pass split over threads: each shard's replicas of the layers, in the
-    order they ran, and the group their batch norms sum statistics over."""
-
-    replicas: list[list[Layer]]
-    group: parallel.ShardGroup
-
-
-def _with_inner(layer: Layer) -> list[Layer]:
-    """``layer`` and every layer inside it, in one fixed order."""
-    return [layer, *(inner for _, inner in layer.named_layers())]
-
-
-def _sum_shard_grads(layer: Layer, twins: list[Layer]) -> None:
-    """Each gradient of ``layer`` (and of the layers inside it): the sum of its twins'."""
-    for own, first, *others in zip(_with_inner(layer), *map(_with_inner, twins)):
-        for key, total in first.grads.items():
-            for twin in others:
-                total += twin.grads[key]  # the first twin's own fresh array
-            own.grads[key] = total

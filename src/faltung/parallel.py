@@ -4,7 +4,7 @@ NumPy runs each operation on one core, except BLAS's products. A network's pooli
 im2col, col2im, activations and bias passes therefore leave all other cores idle. So a
 batch of at least ``2 * MIN_SHARD`` images is cut into nearly equal shards, one per
 thread. Each shard runs through its own replicas of the layers (``Layer.replica``): the
-parameters are shared, each replica has its own cache and gradients, and a shard's
+parameters are shared, each replica has its own cache and gradients, and the shards'
 gradients are summed into the model's layers afterwards. The sum over the shards is the
 gradient of the whole batch. A batch norm in training mode takes its statistics over
 every shard (``ShardGroup``), so the split computes what one pass over the batch does,
@@ -15,25 +15,30 @@ NumPy releases the GIL inside its loops and BLAS calls, so the threads run at th
 time. Inside a split, OpenBLAS is held at one thread per caller. Otherwise two
 threads would each start a second BLAS thread and fight over the cores.
 
-The thread count is OpenBLAS's own, as set by ``OPENBLAS_NUM_THREADS`` or by
-``mpiexec`` (one per process on a machine shared by ranks), unless
-``FALTUNG_NUM_THREADS`` or :func:`set_num_threads` says otherwise. Where NumPy's BLAS
-is not OpenBLAS, its threads cannot be held, and nothing is split unless asked.
+The thread count is OpenBLAS's own when first needed, as set by ``OPENBLAS_NUM_THREADS``
+or by ``mpiexec`` (one per process on a machine shared by ranks), unless
+``FALTUNG_NUM_THREADS`` or :func:`set_num_threads` says otherwise; a later change of
+OpenBLAS's count is not followed. Where NumPy's BLAS is not OpenBLAS, its threads cannot
+be held, and nothing is split unless asked.
 """
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import os
 import threading
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import TypeVar
+from functools import partial
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
 from ._threads import one_blas_thread, openblas_threads
+from .layers import Layer
+from .layers.fusion import forward_in_order
 
 T = TypeVar("T")
 
@@ -50,6 +55,17 @@ _one_split = threading.Lock()
 _in_split = threading.local()  # set on a thread while it runs a shard
 
 
+def _forget_threads_after_fork() -> None:
+    # A forked child has none of the pool's threads, and may hold a copy of a taken lock.
+    global _pool, _workers, _one_split, _in_split
+    _pool, _workers = None, 0
+    _one_split, _in_split = threading.Lock(), threading.local()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads_after_fork)
+
+
 def get_num_threads() -> int:
     """How many threads a large batch is split over (1: never split)."""
     global _threads
@@ -63,6 +79,7 @@ def set_num_threads(threads: int) -> None:
     global _threads, _pool
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
+    _refuse_inside_a_shard("set_num_threads")
     with _one_split:
         _threads = int(threads)
         if _pool is not None:
@@ -73,13 +90,21 @@ def set_num_threads(threads: int) -> None:
 def _default_threads() -> int:
     asked = os.environ.get("FALTUNG_NUM_THREADS")
     if asked is not None:
-        if asked.strip().isdigit() and int(asked) >= 1:
-            return int(asked)
+        try:
+            if int(asked) >= 1:
+                return int(asked)
+        except ValueError:
+            pass
         warnings.warn(
-            f"FALTUNG_NUM_THREADS={asked!r} is not a positive integer; ignored", stacklevel=3
+            f"FALTUNG_NUM_THREADS={asked!r} is not a positive integer; ignored", stacklevel=2
         )
     blas = openblas_threads()
     return 1 if blas is None else max(1, blas.get())
+
+
+def _refuse_inside_a_shard(what: str) -> None:
+    if getattr(_in_split, "active", False):
+        raise RuntimeError(f"{what} cannot be called from inside a shard of a split batch")
 
 
 def shard_count(batch: int) -> int:
@@ -124,17 +149,17 @@ class ShardGroup:
 
 def run(tasks: Sequence[Callable[[], T]], group: ShardGroup | None = None) -> list[T]:
     """Each task's result, the first task run on this thread, the others on the pool,
-    with OpenBLAS held at one thread and this thread's NumPy error handling. Waits for
-    every task before returning or raising; a task that fails releases the others of its
-    ``group`` from waiting for it, and its error is raised."""
+    with OpenBLAS held at one thread and this thread's NumPy error handling (a context
+    variable). Waits for every task before returning or raising; a task that fails
+    releases the others of its ``group`` from waiting for it, and its error is raised."""
     global _pool, _workers
-    errors = np.geterr()  # per thread: the pool's threads would start from the defaults
+    _refuse_inside_a_shard("a split")
+    threads = get_num_threads()
 
-    def guarded(task: Callable[[], T]) -> T:
+    def guarded(context: contextvars.Context, task: Callable[[], T]) -> T:
         _in_split.active = True
         try:
-            with np.errstate(**errors):
-                return task()
+            return context.run(task)
         except BaseException:
             if group is not None:
                 group.abort()
@@ -146,18 +171,19 @@ def run(tasks: Sequence[Callable[[], T]], group: ShardGroup | None = None) -> li
         if _pool is None or _workers < len(tasks) - 1:
             if _pool is not None:
                 _pool.shutdown(wait=False)
-            _workers = max(1, get_num_threads() - 1, len(tasks) - 1)
+            _workers = max(1, threads - 1, len(tasks) - 1)
             _pool = ThreadPoolExecutor(_workers, "faltung")
         futures: list[Future[T]] = []
         try:
-            futures += [_pool.submit(guarded, task) for task in tasks[1:]]
-            first = guarded(tasks[0])
+            for task in tasks[1:]:
+                futures.append(_pool.submit(guarded, contextvars.copy_context(), task))
+            first = guarded(contextvars.copy_context(), tasks[0])
+            wait(futures)
         except BaseException as error:
             if group is not None:
                 group.abort()  # shards already submitted may be waiting for this one
             wait(futures)
             raise _root_error(error, futures) from None
-        wait(futures)
     for future in futures:
         if future.exception() is not None:
             raise _root_error(future.exception(), futures) from None
@@ -168,3 +194,67 @@ def _root_error(error: BaseException, futures: list[Future]) -> BaseException:
     """The error that failed a split: not a shard's BrokenBarrierError from waiting for it."""
     errors = [error, *(f.exception() for f in futures if f.exception() is not None)]
     return next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), error)
+
+
+# -- a network's passes over a split batch (Sequential.forward / backward) ----------------
+class Split(NamedTuple):
+    """A training pass split over threads: each shard's replicas of the layers, in the
+    order they ran, and the group their batch norms sum statistics over."""
+
+    replicas: list[list[Layer]]
+    group: ShardGroup
+
+
+def forward_split(
+    layers: list[Layer], x: np.ndarray, count: int, chunk: int
+) -> tuple[np.ndarray, Split]:
+    """``x`` through ``layers`` in ``count`` shards, each shard through replicas of the
+    layers in pieces of at most ``chunk`` images; the output, and the shards for
+    :func:`backward_split`."""
+    group = ShardGroup(count)
+    replicas = []
+    for index in range(count):
+        twins = [layer.replica() for layer in layers]
+        for twin in twins:
+            twin.join_shards(partial(group.allreduce, index), index == 0)
+        replicas.append(twins)
+
+    def run_shard(twins: list[Layer], part: np.ndarray) -> np.ndarray:
+        starts = range(0, len(part), chunk)
+        outs = [forward_in_order(twins, part[i : i + chunk]) for i in starts]
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+    parts = shards(x, count)
+    outs = run([partial(run_shard, *shard) for shard in zip(replicas, parts)], group)
+    return np.concatenate(outs), Split(replicas, group)
+
+
+def backward_split(dy: np.ndarray, layers: list[Layer], split: Split) -> np.ndarray | None:
+    """Each shard's part of ``dy`` back through its replicas, then every gradient of
+    ``layers`` the sum of its replicas'; the input gradient, or None."""
+
+    def run_shard(twins: list[Layer], part: np.ndarray) -> np.ndarray | None:
+        for twin in reversed(twins):
+            part = twin.backward(part)
+        return part
+
+    parts = shards(dy, len(split.replicas))
+    tasks = [partial(run_shard, *shard) for shard in zip(split.replicas, parts)]
+    dxs = run(tasks, split.group)
+    for i, layer in enumerate(layers):
+        _sum_shard_grads(layer, [twins[i] for twins in split.replicas])
+    return None if dxs[0] is None else np.concatenate(dxs)
+
+
+def with_inner(layer: Layer) -> list[Layer]:
+    """``layer`` and every layer inside it, in one fixed order."""
+    return [layer, *(inner for _, inner in layer.named_layers())]
+
+
+def _sum_shard_grads(layer: Layer, twins: list[Layer]) -> None:
+    """Each gradient of ``layer`` (and of the layers inside it): the sum of its twins'."""
+    for own, first, *others in zip(with_inner(layer), *map(with_inner, twins)):
+        for key, total in first.grads.items():
+            for twin in others:
+                total += twin.grads[key]  # the first twin's own fresh array
+            own.grads[key] = total

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import inspect
 import json
+import math
 import os
 import shutil
 import sys
@@ -427,7 +428,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if comm.size > 1:
         print(f"data-parallel: {comm.describe(settings['batch_size'])}")
-    batch = -(-settings["batch_size"] // comm.size)  # this process's share, rounded up
+    batch = math.ceil(settings["batch_size"] / comm.size)  # the first process's share
     if (shards := model.shard_count(batch)) > 1:
         print(f"threads: {shards} share each batch of {batch} (FALTUNG_NUM_THREADS=1 for one)")
     if args.resume:

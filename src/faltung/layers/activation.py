@@ -63,7 +63,9 @@ class Softmax(Layer):
 
     @property
     def shardable(self) -> bool:
-        return self.axis != 0  # over the batch axis, every output depends on every image
+        # Over the batch axis every output depends on every image; a negative axis other
+        # than -1 may be that axis, depending on the input's dimensions.
+        return self.axis >= 1 or self.axis == -1
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self._run(self.kernels.softmax_forward, x, self.axis)

@@ -54,10 +54,15 @@ class Layer:
     # -- a batch split over threads (faltung.parallel) ------------------------------------
     @property
     def shardable(self) -> bool:
-        """Whether a batch may be split into shards that run this layer apart (by default:
-        yes, if the layers inside may be). A layer whose output mixes the batch's images
-        says no, or takes what it needs from every shard (``join_shards``)."""
-        return all(child.shardable for child in self.children().values())
+        """Whether a batch may be split into shards that run this layer apart: yes by
+        default, if the layers inside may be. A layer whose output mixes the batch's images
+        says no, or takes what it needs from every shard (``join_shards``); one that keeps
+        state of its own beyond its cache and gradients gives its ``replica`` that state,
+        as a container replicates the layers inside it."""
+        children = self.children()
+        if children and type(self).replica is Layer.replica:
+            return False  # its replica would share the layers inside, caches and all
+        return all(child.shardable for child in children.values())
 
     def join_shards(self, allreduce: Callable[[np.ndarray], np.ndarray], first: bool) -> None:
         """Told to a replica running one shard of a split batch: ``allreduce(buffer)`` sums
@@ -69,7 +74,7 @@ class Layer:
     def replica(self) -> Layer:
         """A twin that runs one shard of a batch: the same parameters and buffers (shared,
         not copied), a cache and gradients of its own."""
-        twin = object.__new__(type(self))  # a plain dict copy: copy.copy is slower
+        twin = object.__new__(type(self))
         twin.__dict__.update(self.__dict__, grads={}, _cache=None)
         return twin
 
