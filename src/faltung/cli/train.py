@@ -430,7 +430,7 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"data-parallel: {comm.describe(settings['batch_size'])}")
     batch = math.ceil(settings["batch_size"] / comm.size)  # the first process's share
     if (shards := model.shard_count(batch)) > 1:
-        print(f"threads: {shards} share each batch of {batch} (FALTUNG_NUM_THREADS=1 for one)")
+        print(f"threads: {shards} share each batch of {batch} (FALTUNG_NUM_THREADS=1: whole)")
     if args.resume:
         trainer.load_checkpoint(checkpoint)
         print(f"resuming at epoch {trainer.epoch + 1}, step {trainer.step}")
