@@ -96,9 +96,10 @@ class Sequential:
     def shard_count(self, batch: int) -> int:
         """How many threads ``forward`` splits a batch of ``batch`` images over, in the
         current mode (1: not split; ``faltung.parallel``)."""
-        if self.keep_cache or not all(layer.shardable for layer in self.layers.values()):
+        count = parallel.shard_count(batch)
+        if count == 1 or self.keep_cache:
             return 1
-        return parallel.shard_count(batch)
+        return count if all(layer.shardable for layer in self.layers.values()) else 1
 
     def _forward_split(self, x: np.ndarray, count: int) -> np.ndarray:
         """``x`` in ``count`` shards on threads of their own; in training the shards keep
