@@ -440,3 +440,7 @@ def test_batches_split_over_threads_train_and_resume_bit_for_bit(
     capsys.readouterr()
     assert train(tmp_path / "small", synthetic_dir) == 0  # batch 20: one thread
     assert "threads:" not in capsys.readouterr().out
+    parallel.set_num_threads(1)  # a resume on another thread count is told what differs
+    assert main([*argv, "--out", str(tmp_path / "resumed"), "--resume", "--epochs", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "split its batches over 2 threads, this one over 1: dropout's masks" in printed

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, parallel
 from .._atomic import atomic_write
 from ..augment import parse_augment
 from ..datasets import (
@@ -429,11 +429,18 @@ def run_train(args: argparse.Namespace) -> int:
     if comm.size > 1:
         print(f"data-parallel: {comm.describe(settings['batch_size'])}")
     batch = math.ceil(settings["batch_size"] / comm.size)  # the first process's share
+    model.train()
     if (shards := model.shard_count(batch)) > 1:
         print(f"threads: {shards} share each batch of {batch} (FALTUNG_NUM_THREADS=1: whole)")
     if args.resume:
-        trainer.load_checkpoint(checkpoint)
+        saved = trainer.load_checkpoint(checkpoint).get("threads")
         print(f"resuming at epoch {trainer.epoch + 1}, step {trainer.step}")
+        now, splits = parallel.get_num_threads(), batch >= 2 * parallel.MIN_SHARD
+        if saved is not None and saved != now and splits:
+            print(
+                f"note: the checkpoint's run split its batches over {saved} threads, this one "
+                f"over {now}: dropout's masks and the rounding differ from an unbroken run"
+            )
     started = time.perf_counter()
     history = trainer.fit()
     elapsed = time.perf_counter() - started

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import io as model_io
+from .. import parallel
 from ..distributed import Communicator, FlatReducer
 from ..losses import Loss
 from ..model import Sequential
@@ -349,6 +350,7 @@ class Trainer:
             epoch_rng_state=self._epoch_rng_state,
             layer_rng_states=rank_rng_states[0],
             ranks=self.comm.size,
+            threads=parallel.get_num_threads(),
             **({"rank_layer_rng_states": rank_rng_states} if self.comm.size > 1 else {}),
             sums=self._sums,
             history=self.history.rows,
