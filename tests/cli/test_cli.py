@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -444,3 +446,13 @@ def test_batches_split_over_threads_train_and_resume_bit_for_bit(
     assert main([*argv, "--out", str(tmp_path / "resumed"), "--resume", "--epochs", "3"]) == 0
     printed = capsys.readouterr().out
     assert "split its batches over 2 threads, this one over 1: dropout's masks" in printed
+
+
+def test_the_command_prints_a_warning_as_one_line():
+    script = (
+        "import warnings, faltung.cli as cli\n"
+        "cli.main = lambda: warnings.warn('something to know') or 0\n"
+        "raise SystemExit(cli.entry())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "faltung: warning: something to know\n"

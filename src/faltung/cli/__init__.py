@@ -12,6 +12,7 @@ import io
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -255,9 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def entry() -> int:
     """The ``faltung`` command: its process is its own, so malloc is tuned for it first
-    (see ``faltung.memory``). :func:`main` itself changes nothing process-wide."""
+    (see ``faltung.memory``), and warnings print as one line each, as errors do.
+    :func:`main` itself changes nothing process-wide."""
     tune_malloc()
+    warnings.formatwarning = _warning_line
     return main()
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    return f"faltung: warning: {message}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
