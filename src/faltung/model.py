@@ -106,10 +106,10 @@ class Sequential:
         what ``backward`` needs. In eval mode each shard runs in chunks, unless a layer
         inside trains (its statistics must come from one pass per shard)."""
         self._order, self._split = self.run_order(), None
-        inner = [each for layer in self._order for each in parallel.with_inner(layer)]
-        for layer in inner:  # backward goes through the shards' replicas, never these
+        every = [layer for _, layer in self.named_layers()]
+        for layer in every:  # backward goes through the shards' replicas, never these
             layer.clear_cache()
-        whole = self.training or any(layer.training for layer in inner)
+        whole = self.training or any(layer.training for layer in every)
         y, split = parallel.forward_split(
             self._order, x, count, len(x) if whole else self.inference_chunk
         )

@@ -246,14 +246,14 @@ def backward_split(dy: np.ndarray, layers: list[Layer], split: Split) -> np.ndar
     return None if dxs[0] is None else np.concatenate(dxs)
 
 
-def with_inner(layer: Layer) -> list[Layer]:
+def _with_inner(layer: Layer) -> list[Layer]:
     """``layer`` and every layer inside it, in one fixed order."""
     return [layer, *(inner for _, inner in layer.named_layers())]
 
 
 def _sum_shard_grads(layer: Layer, twins: list[Layer]) -> None:
     """Each gradient of ``layer`` (and of the layers inside it): the sum of its twins'."""
-    for own, first, *others in zip(with_inner(layer), *map(with_inner, twins)):
+    for own, first, *others in zip(_with_inner(layer), *map(_with_inner, twins)):
         for key, total in first.grads.items():
             for twin in others:
                 total += twin.grads[key]  # the first twin's own fresh array
