@@ -89,6 +89,13 @@ def openblas_threads() -> BlasThreads | None:
     return None
 
 
+def blas_threads() -> int:
+    """The threads a BLAS product runs on now: OpenBLAS's count (1 inside a shard of a
+    split batch), or every core where NumPy's BLAS is another."""
+    blas = openblas_threads()
+    return max(1, blas.get()) if blas is not None else (os.cpu_count() or 1)
+
+
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
     """OpenBLAS at one thread inside the block, its previous count restored after."""

@@ -17,7 +17,7 @@ from faltung.functional import KERNEL_OPS, conv_fast, kernel_set, pool_fast
 from faltung.functional import conv as fast_conv
 from faltung.functional import reference as ref
 from faltung.functional.layout import is_channels_last
-from faltung.functional.shapes import resolve_padding
+from faltung.functional.shapes import conv_geometry, resolve_padding
 
 from ..reference import conv2d_naive, pool2d_naive
 
@@ -131,6 +131,7 @@ def test_chunked_convolution_matches_the_reference(case, images_per_chunk, n):
     y_ref, cache_ref = ref.conv2d_forward(x, weight, bias, *args)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv_fast, "CHUNK_ABOVE", 0)
+        patch.setattr(conv_fast, "blas_threads", lambda: 1)  # chunk sizes are per thread
         geo = cache_ref.geometry
         per_image = geo.out_hw[0] * geo.out_hw[1] * np.prod(geo.weight_shape[1:]) * x.itemsize
         patch.setattr(conv_fast, "CHUNK_BYTES", int(per_image) * images_per_chunk)
@@ -460,6 +461,21 @@ def test_convolution_without_a_cache_chunks_any_batch_and_agrees(rng, cin, monke
     y, cache = fast.conv2d_forward(x, w, b, 1, 1, need_cache=False)
     assert cache is None and ref.conv2d_forward(x, w, b, 1, 1, need_cache=False)[1] is None
     close(y, ref.conv2d_forward(x, w, b, 1, 1)[0])
+
+
+def test_chunk_sizes_are_per_blas_thread(monkeypatch):
+    """A product on one BLAS thread (a shard of a split batch) chunks at half the size
+    that two threads do: each thread works from its own core's cache."""
+    geo = conv_geometry((64, 20, 12, 12), (50, 20, 5, 5))  # 128 KB of im2col per image
+    per_image = 8 * 8 * 5 * 5 * 20 * 4
+    monkeypatch.setattr(conv_fast, "CHUNK_ABOVE", 40 * per_image)
+    monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 8 * per_image)
+    monkeypatch.setattr(conv_fast, "blas_threads", lambda: 2)
+    assert conv_fast.images_per_chunk(geo, 4) == 64  # 64 images <= 2 * 40: kept whole
+    assert conv_fast.images_per_chunk(geo, 4, need_cache=False) == 16
+    monkeypatch.setattr(conv_fast, "blas_threads", lambda: 1)
+    assert conv_fast.images_per_chunk(geo, 4) == 8
+    assert conv_fast.images_per_chunk(geo, 4, need_cache=False) == 8
 
 
 def test_a_chunked_convolution_keeps_the_dtype_of_an_unchunked_one(rng, monkeypatch):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .._threads import blas_threads
 from .layout import crop_padding, pad_nchw, zeros_nchw
 from .shapes import ConvGeometry, conv_geometry
 from .windows import col2im, sliding_windows
@@ -45,9 +46,12 @@ ROW_WINDOW_MAX_ROWS = 1024
 # matrix that spills out of the last-level cache is read back by its GEMM from memory
 # (LeNet's second convolution: 33 MB at batch 256), a chunk is read back from cache.
 # Below the threshold the whole matrix stays in cache, and keeping it for backward costs
-# less than gathering it twice. The measurements behind both sizes: bench/NOTES.md.
-CHUNK_ABOVE = 16 << 20
-CHUNK_BYTES = 2 << 20
+# less than gathering it twice. Both sizes are per BLAS thread, since each thread of a
+# product works on its own rows in its own core's cache: a shard of a split batch
+# (``faltung.parallel``), whose products run on one thread, chunks at half the size that
+# two BLAS threads do. The measurements behind both sizes: bench/NOTES.md.
+CHUNK_ABOVE = 8 << 20
+CHUNK_BYTES = 1 << 20
 
 # Row windows trade a gather kh times smaller for (Ho + dh*(kh - 1))/Ho times the
 # multiply-adds. That pays in the forward pass of a size-keeping convolution whose window
@@ -65,15 +69,18 @@ def _image_bytes(geo: ConvGeometry, itemsize: int) -> int:
 
 
 def images_per_chunk(geo: ConvGeometry, itemsize: int, need_cache: bool = True) -> int:
-    """Images per chunk: all of them up to ``CHUNK_ABOVE``, else ``CHUNK_BYTES``' worth.
+    """Images per chunk: all of them up to ``CHUNK_ABOVE``, else ``CHUNK_BYTES``' worth,
+    both times the BLAS threads that will multiply the chunk.
 
     Without a backward pass to come (inference) there is nothing to keep or gather again,
-    and every batch larger than a chunk is chunked.
+    and every batch larger than a chunk is chunked. The chunk size changes only the order
+    in which a chunked weight gradient is summed.
     """
     n, per_image = geo.input_shape[0], _image_bytes(geo, itemsize)
-    if need_cache and n * per_image <= CHUNK_ABOVE:
+    threads = blas_threads()
+    if need_cache and n * per_image <= CHUNK_ABOVE * threads:
         return n
-    return min(n, max(1, CHUNK_BYTES // per_image))
+    return min(n, max(1, CHUNK_BYTES * threads // per_image))
 
 
 def forward(
