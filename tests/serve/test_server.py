@@ -199,3 +199,20 @@ def test_a_colour_model_of_another_size():
     assert len(base64.b64decode(result["saliency"])) == 32 * 32
     with pytest.raises(ValueError, match="no test images"):
         engine.sample("random")
+
+
+def test_single_thread_blas_holds_numpys_openblas_at_one_thread_without_the_extra():
+    """`faltung serve` keeps BLAS on one thread through NumPy's own OpenBLAS, not threadpoolctl."""
+    from faltung._threads import openblas_threads
+    from faltung.serve import single_thread_blas
+
+    blas = openblas_threads()
+    if blas is None:
+        pytest.skip("NumPy's BLAS is not OpenBLAS here")
+    before = blas.get()
+    try:
+        blas.set(2)
+        assert single_thread_blas() is True
+        assert blas.get() == 1
+    finally:
+        blas.set(before)

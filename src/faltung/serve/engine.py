@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._threads import openblas_threads
 from ..explain import conv_layers, conv_sum, eval_backprop, to_uint8
 from ..explain.features import probabilities
 from ..layers import Conv2D
@@ -21,11 +22,16 @@ from ..summary import dry_run
 
 
 def single_thread_blas() -> bool:
-    """Use one BLAS thread in this process, if threadpoolctl (the ``serve`` extra) is there.
+    """Use one BLAS thread in this process: NumPy's OpenBLAS directly, another BLAS through
+    threadpoolctl (the ``serve`` extra) if it is installed. False where neither can.
 
     An update multiplies the matrices of one image: too small to split between threads, and
     on a busy machine a second BLAS thread mostly waits for a core (bench/serve_latency.py).
     """
+    blas = openblas_threads()
+    if blas is not None:
+        blas.set(1)
+        return True
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
