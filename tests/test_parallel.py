@@ -393,3 +393,23 @@ def test_a_model_copied_after_a_split_pass_leaves_its_shards_behind(threads):
     loaded = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(loaded["conv1"].params["weight"], model["conv1"].params["weight"])
     one_step(twin, x, y)  # the copy trains on its own
+
+
+@pytest.mark.parametrize(
+    "value,threads,warning",
+    [
+        ("1", 1, None),
+        ("0", None, "not a positive integer"),
+        ("two", None, "not a positive integer"),
+        ("100000", 100000, "more than the"),
+    ],
+)
+def test_faltung_num_threads_is_read_and_checked(monkeypatch, value, threads, warning):
+    monkeypatch.setenv("FALTUNG_NUM_THREADS", value)
+    if warning is None:
+        assert parallel._default_threads() == threads
+        return
+    with pytest.warns(UserWarning, match=warning):
+        got = parallel._default_threads()
+    if threads is not None:
+        assert got == threads  # asked for explicitly: kept, with the warning

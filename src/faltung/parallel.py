@@ -92,6 +92,13 @@ def _default_threads() -> int:
     if asked is not None:
         try:
             if int(asked) >= 1:
+                cores = _cores()
+                if int(asked) > cores:
+                    warnings.warn(
+                        f"FALTUNG_NUM_THREADS={asked} is more than the {cores} cores this "
+                        "process may use: its shards will take turns on them",
+                        stacklevel=2,
+                    )
                 return int(asked)
         except ValueError:
             pass
@@ -100,6 +107,13 @@ def _default_threads() -> int:
         )
     blas = openblas_threads()
     return 1 if blas is None else max(1, blas.get())
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _refuse_inside_a_shard(what: str) -> None:
