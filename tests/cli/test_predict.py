@@ -128,3 +128,31 @@ def test_dark_digits_on_a_light_background_are_inverted_and_said_so(tmp_path, ba
     assert "inverted" not in as_is and ": 7 (" not in as_is  # the raw page is no 7
     assert main(["predict", str(bar_model), str(tmp_path / "three.png"), "--invert", "yes"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("[inverted]")
+
+
+def test_a_folder_of_npy_arrays_is_predicted_and_errors_keep_the_files_order(
+    tmp_path, model_path
+):
+    """A folder gives its .npy arrays too (a grey model), and a bad file's error comes
+    where the file is, after the lines of the files before it."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    np.save(folder / "a.npy", digit())
+    np.save(folder / "b.npy", np.full((28, 28), 7.0))  # out of range: an error
+    Image.fromarray(digit()).save(folder / "c.png")
+    (folder / "notes.txt").write_text("not an image")
+    done = subprocess.run(
+        [sys.executable, "-m", "faltung", "predict", str(model_path), str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = done.stdout.splitlines()
+    assert done.returncode == 2, done.stdout
+    assert lines[0].startswith(f"{folder / 'a.npy'}: ")
+    assert lines[1].startswith("faltung: error: ") and "b.npy" in lines[1]
+    assert lines[2].startswith(f"{folder / 'c.png'}: ")
+    assert lines[3] == "faltung: 1 of 3 files could not be classified"

@@ -123,41 +123,49 @@ def run_predict(args: argparse.Namespace) -> int:
             f"shape {shape}"
         )
     preprocessing = Preprocessing.from_json(meta.preprocessing, shape[0])
-    files = expand_folders(args.files)
+    # A folder's .npy arrays are grey images too; an RGB model reads image files only.
+    files = expand_folders(args.files, EXTENSIONS + ((".npy",) if shape[0] == 1 else ()))
     # A model trained with --image-size saw every image resized: predict does the same.
     resize = args.resize or bool(meta.settings.get("image_size"))
     failures = 0
     for start in range(0, len(files), args.batch_size):
         chunk = files[start : start + args.batch_size]
-        images, names, notes = [], [], []
+        # Each file's line or error, in the files' order: errors wait for the chunk's results.
+        lines: list[tuple[str, str | int]] = []
+        images, notes = [], []
         for name in chunk:
             try:
                 image = load_image(name, shape[1:], resize, channels=shape[0])
             except ImageError as error:
                 failures += 1
-                print(f"faltung: error: {error}", file=sys.stderr)
+                lines.append(("error", str(error)))
                 continue
             # Only grey digits come dark on light by accident; colour pictures are as taken.
             auto = args.invert == "auto" and shape[0] == 1 and is_dark_on_light(image)
             invert = args.invert == "yes" or auto
+            lines.append((name, len(images)))
             images.append(1 - image if invert else image)
-            names.append(name)
             if args.invert == "auto" and invert:
                 notes.append("  [inverted: dark digit on a light background]")
             else:
                 notes.append("  [inverted]" if invert else "")
-        if not images:
-            continue
-        inputs = preprocessing(np.stack(images))
-        probabilities = np.concatenate(
-            [softmax(z) for z in model.iter_logits(inputs, args.batch_size)]
-        )
-        for name, probs, note in zip(names, probabilities, notes):
+        probabilities = np.empty((0, 0))
+        if images:
+            inputs = preprocessing(np.stack(images))
+            probabilities = np.concatenate(
+                [softmax(z) for z in model.iter_logits(inputs, args.batch_size)]
+            )
+        for name, what in lines:
+            if name == "error":
+                sys.stdout.flush()
+                print(f"faltung: error: {what}", file=sys.stderr, flush=True)
+                continue
+            probs = probabilities[what]
             best = np.argsort(probs)[::-1][: args.top]
             guesses = ", ".join(
                 f"{classes[k] if k < len(classes) else k} ({probs[k]:.3f})" for k in best
             )
-            print(f"{name}: {guesses}{note}")
+            print(f"{name}: {guesses}{notes[what]}")
     if failures:
         print(
             f"faltung: {failures} of {len(files)} files could not be classified",
@@ -167,16 +175,17 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def expand_folders(names: list[str]) -> list[str]:
-    """Each folder becomes the image files in it (sorted); files stay as given, and so does
-    a folder without images, which is then reported like any file that cannot be read."""
+def expand_folders(names: list[str], extensions: tuple[str, ...] = EXTENSIONS) -> list[str]:
+    """Each folder becomes the files in it with one of ``extensions`` (sorted); files stay
+    as given, and so does a folder without any, which is then reported like any file that
+    cannot be read."""
     files: list[str] = []
     for name in names:
         path = Path(name)
         found = []
         if path.is_dir():
             found = sorted(
-                str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS
+                str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in extensions
             )
         files += found or [name]
     return files
