@@ -21,6 +21,7 @@ the explainer's gradients) is the input itself.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -33,21 +34,29 @@ CHUNK_BYTES = 1 << 19
 
 
 class ImageRows(NamedTuple):
-    """How an (N, C) or (N, C, H, W) array is seen as (N, L) rows in memory order."""
+    """How an (N, C) or (N, C, H, W) array is seen as (N, L) rows in memory order.
+
+    A row is (positions, C) for channels-last memory, (C, positions) otherwise, and (C,)
+    for features, so a channel's values are a column or a row of that block.
+    """
 
     shape: tuple[int, ...]  # the array's (N, C[, H, W]) shape
     channels_last: bool  # memory order N, H, W, C (else N, C, H, W)
-    channel: np.ndarray  # (L,) the channel of each position of a row
 
     @property
     def channels(self) -> int:
         return self.shape[1]
 
+    @property
+    def width(self) -> int:
+        """L: the values of one row."""
+        return math.prod(self.shape[1:])
+
     def rows(self, a: np.ndarray) -> np.ndarray:
         """(N, L) view of ``a`` (or of a contiguous copy where the memory has no such view)."""
         if len(self.shape) == 4 and self.channels_last:
             a = a.transpose(0, 2, 3, 1)
-        return np.ascontiguousarray(a).reshape(self.shape[0], len(self.channel))
+        return np.ascontiguousarray(a).reshape(self.shape[0], self.width)
 
     def array(self, rows: np.ndarray) -> np.ndarray:
         """The (N, C[, H, W]) view of ``rows`` (inverse of :meth:`rows`)."""
@@ -56,35 +65,37 @@ class ImageRows(NamedTuple):
             return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
         return rows.reshape(self.shape)
 
+    def _block(self, row: np.ndarray) -> np.ndarray:
+        """A row as (positions, C): channels along the last axis, whatever the memory order."""
+        if self.channels_last:
+            return row.reshape(-1, self.channels)
+        return row.reshape(self.channels, -1).T
+
     def per_position(self, values: np.ndarray, dtype: np.dtype) -> np.ndarray:
         """(L,) row holding each channel's value at that channel's positions."""
-        return values.astype(dtype, copy=False)[self.channel]
+        out = np.empty(self.width, dtype)
+        self._block(out)[...] = values
+        return out
 
     def channel_sums(self, column_sums: np.ndarray) -> np.ndarray:
-        """(C,) float64 sums of a row's positions, channel by channel."""
-        return np.bincount(self.channel, weights=column_sums, minlength=self.channels)
+        """(C,) float64 sums of a row's positions, channel by channel (a matrix-vector
+        product: a reduction over the block's rows would loop over C values at a time)."""
+        block = self._block(column_sums.astype(np.float64))
+        return np.ones(len(block)) @ block
 
     def chunks(self, itemsize: int) -> list[slice]:
         """Row ranges of about ``CHUNK_BYTES``; one empty range for an empty batch, so that
         the first chunk always sizes the scratch buffers."""
-        n, width = self.shape[0], len(self.channel)
-        size = max(1, CHUNK_BYTES // (width * itemsize))
+        n = self.shape[0]
+        size = max(1, CHUNK_BYTES // (self.width * itemsize))
         return [slice(start, min(n, start + size)) for start in range(0, max(n, 1), size)]
 
 
 def image_rows(x: np.ndarray) -> ImageRows:
     """How to read ``x`` as rows: a channels-last map as (N, H*W*C), any other map as
     (N, C*H*W), (N, C) features as they are (:meth:`ImageRows.rows` copies where needed)."""
-    shape, channels = x.shape, x.shape[1]
-    if x.ndim == 2:
-        return ImageRows(shape, False, np.arange(channels))
-    positions = x.shape[2] * x.shape[3]
-    channels_last = is_channels_last(x) and channels > 1
-    if channels_last:
-        channel = np.tile(np.arange(channels), positions)
-    else:
-        channel = np.repeat(np.arange(channels), positions)
-    return ImageRows(shape, channels_last, channel)
+    channels_last = x.ndim == 2 or (is_channels_last(x) and x.shape[1] > 1)
+    return ImageRows(x.shape, channels_last)
 
 
 def _promoted(*arrays: np.ndarray | None) -> np.dtype:
