@@ -131,6 +131,7 @@ def test_chunked_convolution_matches_the_reference(case, images_per_chunk, n):
     y_ref, cache_ref = ref.conv2d_forward(x, weight, bias, *args)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv_fast, "CHUNK_ABOVE", 0)
+        patch.setattr(conv_fast, "CHUNK_ABOVE_ONE_CHANNEL", 0)
         patch.setattr(conv_fast, "blas_threads", lambda: 1)  # chunk sizes are per thread
         geo = cache_ref.geometry
         per_image = geo.out_hw[0] * geo.out_hw[1] * np.prod(geo.weight_shape[1:]) * x.itemsize
@@ -476,6 +477,21 @@ def test_chunk_sizes_are_per_blas_thread(monkeypatch):
     monkeypatch.setattr(conv_fast, "blas_threads", lambda: 1)
     assert conv_fast.images_per_chunk(geo, 4) == 8
     assert conv_fast.images_per_chunk(geo, 4, need_cache=False) == 8
+
+
+def test_one_channel_is_kept_whole_only_up_to_its_own_size_on_one_thread(monkeypatch):
+    """A one-channel matrix is cheap to gather again: on one BLAS thread it is kept whole up
+    to CHUNK_ABOVE_ONE_CHANNEL only; on more threads it follows CHUNK_ABOVE."""
+    geo = conv_geometry((64, 1, 28, 28), (20, 1, 5, 5))
+    per_image = 24 * 24 * 25 * 4
+    monkeypatch.setattr(conv_fast, "CHUNK_ABOVE", 40 * per_image)
+    monkeypatch.setattr(conv_fast, "CHUNK_ABOVE_ONE_CHANNEL", 10 * per_image)
+    monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 8 * per_image)
+    monkeypatch.setattr(conv_fast, "blas_threads", lambda: 1)
+    assert conv_fast.images_per_chunk(geo, 4) == 8  # 64 > 10: in chunks
+    assert conv_fast.images_per_chunk(conv_geometry((10, 1, 28, 28), (20, 1, 5, 5)), 4) == 10
+    monkeypatch.setattr(conv_fast, "blas_threads", lambda: 2)
+    assert conv_fast.images_per_chunk(geo, 4) == 64  # 64 <= 2 * 40: kept whole
 
 
 def test_a_chunked_convolution_keeps_the_dtype_of_an_unchunked_one(rng, monkeypatch):

@@ -52,6 +52,12 @@ ROW_WINDOW_MAX_ROWS = 1024
 # two BLAS threads do. The measurements behind both sizes: bench/NOTES.md.
 CHUNK_ABOVE = 8 << 20
 CHUNK_BYTES = 1 << 20
+# A one-channel matrix is gathered from images kh*kw times smaller than itself, so
+# gathering it again in backward costs little, and its product (K = kh*kw) is bound by
+# memory: on one BLAS thread (a shard of a split batch) keeping it beyond the core's L2
+# costs more than the second gather. On more threads the product shrinks and the gathers
+# do not, and keeping it wins at every size (measured: bench/NOTES.md).
+CHUNK_ABOVE_ONE_CHANNEL = 2 << 20
 
 # Row windows trade a gather kh times smaller for (Ho + dh*(kh - 1))/Ho times the
 # multiply-adds. That pays in the forward pass of a size-keeping convolution whose window
@@ -70,7 +76,8 @@ def _image_bytes(geo: ConvGeometry, itemsize: int) -> int:
 
 def images_per_chunk(geo: ConvGeometry, itemsize: int, need_cache: bool = True) -> int:
     """Images per chunk: all of them up to ``CHUNK_ABOVE``, else ``CHUNK_BYTES``' worth,
-    both times the BLAS threads that will multiply the chunk.
+    both times the BLAS threads that will multiply the chunk (one input channel on one
+    thread: up to ``CHUNK_ABOVE_ONE_CHANNEL``).
 
     Without a backward pass to come (inference) there is nothing to keep or gather again,
     and every batch larger than a chunk is chunked. The chunk size changes only the order
@@ -78,7 +85,9 @@ def images_per_chunk(geo: ConvGeometry, itemsize: int, need_cache: bool = True) 
     """
     n, per_image = geo.input_shape[0], _image_bytes(geo, itemsize)
     threads = blas_threads()
-    if need_cache and n * per_image <= CHUNK_ABOVE * threads:
+    one_channel = geo.input_shape[1] == 1 and geo.groups == 1
+    above = CHUNK_ABOVE_ONE_CHANNEL if one_channel and threads == 1 else CHUNK_ABOVE * threads
+    if need_cache and n * per_image <= above:
         return n
     return min(n, max(1, CHUNK_BYTES * threads // per_image))
 
