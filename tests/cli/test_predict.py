@@ -130,9 +130,7 @@ def test_dark_digits_on_a_light_background_are_inverted_and_said_so(tmp_path, ba
     assert capsys.readouterr().out.rstrip().endswith("[inverted]")
 
 
-def test_a_folder_of_npy_arrays_is_predicted_and_errors_keep_the_files_order(
-    tmp_path, model_path
-):
+def test_a_folder_of_npy_arrays_is_predicted_and_errors_keep_the_files_order(tmp_path, model_path):
     """A folder gives its .npy arrays too (a grey model), and a bad file's error comes
     where the file is, after the lines of the files before it."""
     import subprocess
