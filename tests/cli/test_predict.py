@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -132,21 +136,20 @@ def test_dark_digits_on_a_light_background_are_inverted_and_said_so(tmp_path, ba
 
 def test_a_folder_of_npy_arrays_is_predicted_and_errors_keep_the_files_order(tmp_path, model_path):
     """A folder gives its .npy arrays too (a grey model), and a bad file's error comes
-    where the file is, after the lines of the files before it."""
-    import subprocess
-    import sys
-
+    where the file is, after the lines of the files before it, into a pipe as well."""
     folder = tmp_path / "digits"
     folder.mkdir()
     np.save(folder / "a.npy", digit())
     np.save(folder / "b.npy", np.full((28, 28), 7.0))  # out of range: an error
     Image.fromarray(digit()).save(folder / "c.png")
     (folder / "notes.txt").write_text("not an image")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a real pipe
     done = subprocess.run(
         [sys.executable, "-m", "faltung", "predict", str(model_path), str(folder)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=env,
     )
     lines = done.stdout.splitlines()
     assert done.returncode == 2, done.stdout
@@ -154,3 +157,17 @@ def test_a_folder_of_npy_arrays_is_predicted_and_errors_keep_the_files_order(tmp
     assert lines[1].startswith("faltung: error: ") and "b.npy" in lines[1]
     assert lines[2].startswith(f"{folder / 'c.png'}: ")
     assert lines[3] == "faltung: 1 of 3 files could not be classified"
+
+
+def test_a_file_named_error_is_a_file_and_a_repeated_bad_file_counts_twice(
+    tmp_path, model_path, capsys
+):
+    Image.fromarray(digit()).save(tmp_path / "error.png")
+    (tmp_path / "error").write_bytes((tmp_path / "error.png").read_bytes())
+    missing = str(tmp_path / "missing.png")
+    code = main(["predict", str(model_path), str(tmp_path / "error"), missing, missing])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out.startswith(f"{tmp_path / 'error'}: ") and out.count("\n") == 1
+    assert err.count("missing.png: no such file") == 2
+    assert "2 of 3 files could not be classified" in err

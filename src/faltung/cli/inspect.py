@@ -130,43 +130,44 @@ def run_predict(args: argparse.Namespace) -> int:
     failures = 0
     for start in range(0, len(files), args.batch_size):
         chunk = files[start : start + args.batch_size]
-        # Each file's line or error, in the files' order: errors wait for the chunk's results.
-        lines: list[tuple[str, str | int]] = []
+        # Each file's line in the files' order: an error waits for the results before it.
+        errors: dict[str, str] = {}  # file -> why it could not be read
         images, notes = [], []
         for name in chunk:
             try:
                 image = load_image(name, shape[1:], resize, channels=shape[0])
             except ImageError as error:
+                errors[name] = str(error)
                 failures += 1
-                lines.append(("error", str(error)))
                 continue
             # Only grey digits come dark on light by accident; colour pictures are as taken.
             auto = args.invert == "auto" and shape[0] == 1 and is_dark_on_light(image)
             invert = args.invert == "yes" or auto
-            lines.append((name, len(images)))
             images.append(1 - image if invert else image)
             if args.invert == "auto" and invert:
                 notes.append("  [inverted: dark digit on a light background]")
             else:
                 notes.append("  [inverted]" if invert else "")
-        probabilities = np.empty((0, 0))
+        probabilities = iter(np.empty((0, 0)))
         if images:
             inputs = preprocessing(np.stack(images))
-            probabilities = np.concatenate(
-                [softmax(z) for z in model.iter_logits(inputs, args.batch_size)]
+            probabilities = iter(
+                np.concatenate([softmax(z) for z in model.iter_logits(inputs, args.batch_size)])
             )
-        for name, what in lines:
-            if name == "error":
+        read = iter(notes)
+        for name in chunk:
+            if name in errors:
                 sys.stdout.flush()
-                print(f"faltung: error: {what}", file=sys.stderr, flush=True)
+                print(f"faltung: error: {errors[name]}", file=sys.stderr, flush=True)
                 continue
-            probs = probabilities[what]
+            probs = next(probabilities)
             best = np.argsort(probs)[::-1][: args.top]
             guesses = ", ".join(
                 f"{classes[k] if k < len(classes) else k} ({probs[k]:.3f})" for k in best
             )
-            print(f"{name}: {guesses}{notes[what]}")
+            print(f"{name}: {guesses}{next(read)}")
     if failures:
+        sys.stdout.flush()  # every prediction before the count, also into a pipe
         print(
             f"faltung: {failures} of {len(files)} files could not be classified",
             file=sys.stderr,
