@@ -18,6 +18,13 @@ LOCAL_SIZE_VARIABLES = (
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def share_cores_under_mpi() -> None:
     """Set the BLAS thread count to cores / local processes, unless the user set one.
 
@@ -30,8 +37,7 @@ def share_cores_under_mpi() -> None:
     )
     if local <= 1 or any(v in os.environ for v in THREAD_VARIABLES):
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = str(max(1, (cores or 1) // local))
+    threads = str(max(1, usable_cores() // local))
     for variable in THREAD_VARIABLES:
         os.environ[variable] = threads
 
@@ -91,9 +97,9 @@ def openblas_threads() -> BlasThreads | None:
 
 def blas_threads() -> int:
     """The threads a BLAS product runs on now: OpenBLAS's count (1 inside a shard of a
-    split batch), or every core where NumPy's BLAS is another."""
+    split batch), or the usable cores where NumPy's BLAS is another."""
     blas = openblas_threads()
-    return max(1, blas.get()) if blas is not None else (os.cpu_count() or 1)
+    return max(1, blas.get()) if blas is not None else usable_cores()
 
 
 @contextlib.contextmanager

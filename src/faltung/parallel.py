@@ -36,7 +36,7 @@ from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from ._threads import one_blas_thread, openblas_threads
+from ._threads import one_blas_thread, openblas_threads, usable_cores
 from .layers import Layer
 from .layers.fusion import forward_in_order
 
@@ -90,30 +90,22 @@ def set_num_threads(threads: int) -> None:
 def _default_threads() -> int:
     asked = os.environ.get("FALTUNG_NUM_THREADS")
     if asked is not None:
-        try:
-            if int(asked) >= 1:
-                cores = _cores()
-                if int(asked) > cores:
-                    warnings.warn(
-                        f"FALTUNG_NUM_THREADS={asked} is more than the {cores} cores this "
-                        "process may use: its shards will take turns on them",
-                        stacklevel=2,
-                    )
-                return int(asked)
-        except ValueError:
-            pass
-        warnings.warn(
-            f"FALTUNG_NUM_THREADS={asked!r} is not a positive integer; ignored", stacklevel=2
-        )
+        threads = int(asked) if asked.strip().isdigit() else 0
+        if threads < 1:
+            warnings.warn(
+                f"FALTUNG_NUM_THREADS={asked!r} is not a positive integer; ignored", stacklevel=3
+            )
+        else:
+            cores = usable_cores()
+            if threads > cores:
+                warnings.warn(
+                    f"FALTUNG_NUM_THREADS={asked} is more than the {cores} cores this "
+                    "process may use: its shards will take turns on them",
+                    stacklevel=3,
+                )
+            return threads
     blas = openblas_threads()
     return 1 if blas is None else max(1, blas.get())
-
-
-def _cores() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _refuse_inside_a_shard(what: str) -> None:

@@ -55,7 +55,9 @@ def conv2d_forward(
     """x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O,) -> y (N, O, Ho, Wo).
 
     ``y`` is an NCHW view of a channels-last buffer. ``need_cache=False`` (inference)
-    returns no cache, which lets any batch run in cache-sized chunks.
+    returns no cache, which lets any batch run in cache-sized chunks. Whether a training
+    batch runs in chunks (and its cache keeps ``x`` rather than the im2col matrix) depends
+    on the calling thread's BLAS threads too (``conv_fast.images_per_chunk``).
     """
     geo = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
     w_mat = weight_matrix(weight, groups)

@@ -19,7 +19,8 @@ force each path and compare.
   values instead of kh*kw*C), one GEMM per kernel row (in one batched call), and kh
   shifted adds over whole image rows.
 - Large batches, and every batch in inference: the batch in chunks whose im2col matrix
-  fits in the cache. Each chunk's matrix is gathered into one reused buffer and
+  fits in the cache (sizes per BLAS thread of the caller: smaller inside a shard of a
+  batch split over threads). Each chunk's matrix is gathered into one reused buffer and
   multiplied while it is still in cache, and the backward pass gathers it again instead
   of keeping the whole matrix: a copy from cache costs less than writing the matrix out
   to memory and reading it back, and the matrix (33 MB for LeNet's second convolution at
@@ -43,20 +44,23 @@ from .windows import col2im, sliding_windows
 ROW_WINDOW_MAX_ROWS = 1024
 
 # A batch whose im2col matrix is larger than CHUNK_ABOVE runs in chunks of CHUNK_BYTES: a
-# matrix that spills out of the last-level cache is read back by its GEMM from memory
-# (LeNet's second convolution: 33 MB at batch 256), a chunk is read back from cache.
-# Below the threshold the whole matrix stays in cache, and keeping it for backward costs
-# less than gathering it twice. Both sizes are per BLAS thread, since each thread of a
-# product works on its own rows in its own core's cache: a shard of a split batch
-# (``faltung.parallel``), whose products run on one thread, chunks at half the size that
-# two BLAS threads do. The measurements behind both sizes: bench/NOTES.md.
+# matrix that spills out of the cache is read back by its GEMM from memory (LeNet's second
+# convolution: 33 MB at batch 256), a chunk is read back from cache. Below the threshold
+# the whole matrix stays in cache, and keeping it for backward costs less than gathering
+# it twice. Both sizes are per BLAS thread, since each thread of a product works on its
+# own rows from its own core's 1 MiB L2: a shard of a split batch (``faltung.parallel``),
+# whose products run on one thread, chunks at half the sizes that two BLAS threads do.
+# They were measured on one and two threads only, so products on more threads use the
+# two-thread sizes (bench/NOTES.md, rounds two and seven).
 CHUNK_ABOVE = 8 << 20
 CHUNK_BYTES = 1 << 20
+MEASURED_THREADS = 2
 # A one-channel matrix is gathered from images kh*kw times smaller than itself, so
 # gathering it again in backward costs little, and its product (K = kh*kw) is bound by
-# memory: on one BLAS thread (a shard of a split batch) keeping it beyond the core's L2
-# costs more than the second gather. On more threads the product shrinks and the gathers
-# do not, and keeping it wins at every size (measured: bench/NOTES.md).
+# memory: on one BLAS thread, keeping more than about twice the core's L2 costs more than
+# the second gather (LeNet's conv1: 1.8 MB kept as fast as chunked, 3.7 MB chunked
+# faster). On two threads the product halves and the gathers do not, and keeping the
+# matrix won at every size.
 CHUNK_ABOVE_ONE_CHANNEL = 2 << 20
 
 # Row windows trade a gather kh times smaller for (Ho + dh*(kh - 1))/Ho times the
@@ -80,13 +84,17 @@ def images_per_chunk(geo: ConvGeometry, itemsize: int, need_cache: bool = True) 
     thread: up to ``CHUNK_ABOVE_ONE_CHANNEL``).
 
     Without a backward pass to come (inference) there is nothing to keep or gather again,
-    and every batch larger than a chunk is chunked. The chunk size changes only the order
-    in which a chunked weight gradient is summed.
+    and every batch larger than a chunk is chunked. The thread count is the calling
+    thread's at that moment (``_threads.blas_threads``), so the same batch may run whole
+    on two threads and in chunks inside a shard; that changes only the order in which a
+    chunked weight gradient is summed.
     """
     n, per_image = geo.input_shape[0], _image_bytes(geo, itemsize)
-    threads = blas_threads()
-    one_channel = geo.input_shape[1] == 1 and geo.groups == 1
-    above = CHUNK_ABOVE_ONE_CHANNEL if one_channel and threads == 1 else CHUNK_ABOVE * threads
+    threads = min(blas_threads(), MEASURED_THREADS)
+    if geo.input_shape[1] == 1 and threads == 1:
+        above = CHUNK_ABOVE_ONE_CHANNEL
+    else:
+        above = CHUNK_ABOVE * threads
     if need_cache and n * per_image <= above:
         return n
     return min(n, max(1, CHUNK_BYTES * threads // per_image))
