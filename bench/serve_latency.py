@@ -8,8 +8,9 @@ that keeps every layer's output, each output scaled to bytes and base64, the sal
 the top class through ``model.backward``, and the JSON answer. Each of ``--updates``
 updates gets a different drawing (a growing stroke, as when drawing). Reports the median
 and the 95th percentile; ``--http`` adds the round trip through the real server.
-Like ``faltung serve``, it runs BLAS on one thread (``faltung.serve.single_thread_blas``);
-``--blas-threads 2`` measures the default of NumPy on two cores instead.
+Like ``faltung serve``, it runs BLAS on one thread where
+``faltung.serve.single_thread_blas`` can; ``--blas-threads 2`` measures the default of
+NumPy on two cores instead.
 """
 
 from __future__ import annotations

@@ -28,3 +28,17 @@ def mnist_dir() -> Path:
     if not (path / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"MNIST not present at {path}")
     return path
+
+
+@pytest.fixture
+def conv_in_chunks(monkeypatch):
+    """A call makes every convolution run in chunks of one image (backward gathering each
+    chunk again), whatever its channels and the thread it runs on."""
+    from faltung.functional import conv_fast
+
+    def force() -> None:
+        monkeypatch.setattr(conv_fast, "CHUNK_ABOVE", 0)
+        monkeypatch.setattr(conv_fast, "CHUNK_ABOVE_ONE_CHANNEL", 0)
+        monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 1)
+
+    return force

@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import pickle
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -407,7 +408,9 @@ def test_a_model_copied_after_a_split_pass_leaves_its_shards_behind(threads):
 def test_faltung_num_threads_is_read_and_checked(monkeypatch, value, threads, warning):
     monkeypatch.setenv("FALTUNG_NUM_THREADS", value)
     if warning is None:
-        assert parallel._default_threads() == threads
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert parallel._default_threads() == threads
         return
     with pytest.warns(UserWarning, match=warning):
         got = parallel._default_threads()

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from faltung.datasets import load_dataset
-from faltung.functional import conv_fast
 from faltung.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from faltung.losses import SoftmaxCrossEntropy
 from faltung.model import Sequential
@@ -123,12 +122,11 @@ def test_the_fast_kernels_pool_before_a_relu_and_the_reference_runs_what_is_writ
 
 
 @pytest.mark.parametrize("chunked", [False, True])
-def test_textbook_order_on_the_fast_kernels_matches_the_reference(chunked, monkeypatch):
+def test_textbook_order_on_the_fast_kernels_matches_the_reference(chunked, conv_in_chunks):
     """The reordered fast path against the reference kernels running the written order,
     outputs and every gradient, with the convolutions' large-batch chunks or without."""
     if chunked:
-        monkeypatch.setattr(conv_fast, "CHUNK_ABOVE", 0)
-        monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 1)  # one image per chunk
+        conv_in_chunks()
     batch = 7
     rng = np.random.default_rng(3)
     x = rng.standard_normal((batch, 1, 28, 28))

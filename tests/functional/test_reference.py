@@ -147,7 +147,7 @@ def test_chunked_convolution_matches_the_reference(case, images_per_chunk, n):
     "kernel,padding,dilation", [((3, 3), 1, 1), ((3, 3), 2, 2), ((4, 2), "same", 1), ((5, 5), 2, 1)]
 )
 def test_a_size_keeping_input_gradient_is_a_correlation_and_agrees(
-    kernel, padding, dilation, chunked, monkeypatch
+    kernel, padding, dilation, chunked, monkeypatch, conv_in_chunks
 ):
     rng = np.random.default_rng(1)
     x = channels_last(rng.standard_normal((3, 4, 7, 6)))
@@ -159,8 +159,7 @@ def test_a_size_keeping_input_gradient_is_a_correlation_and_agrees(
     )
     monkeypatch.setattr(conv_fast, "ROW_WINDOW_MAX_ROWS", 0)
     if chunked:
-        monkeypatch.setattr(conv_fast, "CHUNK_ABOVE", 0)
-        monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 1)  # one image per chunk
+        conv_in_chunks()
     y, cache = fast.conv2d_forward(x, w, None, 1, padding, dilation)
     assert y.shape[2:] == x.shape[2:] and (cache.cols is None) == chunked
     dy = channels_last(rng.standard_normal(y.shape))
@@ -182,7 +181,7 @@ def test_a_size_keeping_input_gradient_is_a_correlation_and_agrees(
     ],
 )
 def test_the_row_window_forward_is_taken_and_agrees(
-    kernel, padding, dilation, cin, dtype, row_windows, monkeypatch
+    kernel, padding, dilation, cin, dtype, row_windows, monkeypatch, conv_in_chunks
 ):
     """A chunked size-keeping convolution's forward by width windows (two images per
     chunk, the last one short), or by im2col chunks, in inference and in training; the
@@ -200,8 +199,7 @@ def test_the_row_window_forward_is_taken_and_agrees(
     padded_h = 7 + (dilation if isinstance(dilation, int) else dilation[0]) * (kh - 1)
     per_image = padded_h * 6 * (kw * cin + kh * 3) * x.itemsize
     monkeypatch.setattr(conv_fast, "ROW_WINDOW_CHUNK_BYTES", 2 * per_image)
-    monkeypatch.setattr(conv_fast, "CHUNK_ABOVE", 0)
-    monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 1)
+    conv_in_chunks()
     y_ref, cache_ref = ref.conv2d_forward(x, w, b, 1, padding, dilation)
     for need_cache in (False, True):
         y, cache = fast.conv2d_forward(x, w, b, 1, padding, dilation, need_cache=need_cache)
@@ -471,6 +469,7 @@ def test_chunk_sizes_are_per_blas_thread(monkeypatch):
     per_image = 8 * 8 * 5 * 5 * 20 * 4
     monkeypatch.setattr(conv_fast, "CHUNK_ABOVE", 40 * per_image)
     monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 8 * per_image)
+    monkeypatch.setattr(conv_fast, "CHUNK_ABOVE_ONE_CHANNEL", 10**12)  # not for 20 channels
     monkeypatch.setattr(conv_fast, "blas_threads", lambda: 2)
     assert conv_fast.images_per_chunk(geo, 4) == 64  # 64 images <= 2 * 40: kept whole
     assert conv_fast.images_per_chunk(geo, 4, need_cache=False) == 16
@@ -494,13 +493,12 @@ def test_one_channel_is_kept_whole_only_up_to_its_own_size_on_one_thread(monkeyp
     assert conv_fast.images_per_chunk(geo, 4) == 64  # 64 <= 2 * 40: kept whole
 
 
-def test_a_chunked_convolution_keeps_the_dtype_of_an_unchunked_one(rng, monkeypatch):
+def test_a_chunked_convolution_keeps_the_dtype_of_an_unchunked_one(rng, conv_in_chunks):
     """float32 images into a float64 layer give float64, however the batch is split."""
     x = channels_last(rng.standard_normal((4, 3, 6, 6)).astype(np.float32))
     w = rng.standard_normal((2, 3, 3, 3))
     expected = fast.conv2d_forward(x, w)[0].dtype
-    monkeypatch.setattr(conv_fast, "CHUNK_ABOVE", 0)
-    monkeypatch.setattr(conv_fast, "CHUNK_BYTES", 1)
+    conv_in_chunks()
     y, cache = fast.conv2d_forward(x, w)
     assert y.dtype == expected == np.float64
     dx, dw, _ = fast.conv2d_backward(np.ones_like(y), cache)

@@ -80,7 +80,7 @@ class ImageRows(NamedTuple):
     def channel_sums(self, column_sums: np.ndarray) -> np.ndarray:
         """(C,) float64 sums of a row's positions, channel by channel (a matrix-vector
         product: a reduction over the block's rows would loop over C values at a time)."""
-        block = self._block(column_sums.astype(np.float64))
+        block = self._block(column_sums.astype(np.float64, copy=False))
         return np.ones(len(block)) @ block
 
     def chunks(self, itemsize: int) -> list[slice]:
@@ -94,8 +94,7 @@ class ImageRows(NamedTuple):
 def image_rows(x: np.ndarray) -> ImageRows:
     """How to read ``x`` as rows: a channels-last map as (N, H*W*C), any other map as
     (N, C*H*W), (N, C) features as they are (:meth:`ImageRows.rows` copies where needed)."""
-    channels_last = x.ndim == 2 or (is_channels_last(x) and x.shape[1] > 1)
-    return ImageRows(x.shape, channels_last)
+    return ImageRows(x.shape, x.ndim == 4 and is_channels_last(x) and x.shape[1] > 1)
 
 
 def _promoted(*arrays: np.ndarray | None) -> np.dtype:

@@ -22,8 +22,9 @@ from ..summary import dry_run
 
 
 def single_thread_blas() -> bool:
-    """Use one BLAS thread in this process: NumPy's OpenBLAS directly, another BLAS through
-    threadpoolctl (the ``serve`` extra) if it is installed. False where neither can.
+    """Run NumPy's products on one BLAS thread: through its OpenBLAS's own setter, or, for
+    another BLAS, through threadpoolctl (the ``serve`` extra) if it is installed. False
+    where neither can.
 
     An update multiplies the matrices of one image: too small to split between threads, and
     on a busy machine a second BLAS thread mostly waits for a core (bench/serve_latency.py).
