@@ -103,7 +103,9 @@ def _from_npy(path: Path, size: tuple[int, int], resize: bool) -> np.ndarray:
         raise ImageError(f"{path}: not a single .npy array")
     shape = tuple(n for n in array.shape if n != 1)
     if len(shape) != 2:
-        raise ImageError(f"{path}: expected one grey image (H, W), got shape {array.shape}")
+        raise ImageError(
+            f"{path}: expected one grey image (H, W) or (1, H, W), got shape {array.shape}"
+        )
     _check_size(path, shape[0], shape[1], size, resize)
     array = np.array(array).reshape(shape)
     if array.dtype == np.uint8:

@@ -171,3 +171,5 @@ def test_a_file_named_error_is_a_file_and_a_repeated_bad_file_counts_twice(
     assert out.startswith(f"{tmp_path / 'error'}: ") and out.count("\n") == 1
     assert err.count("missing.png: no such file") == 2
     assert "2 of 3 files could not be classified" in err
+    assert main(["predict", str(model_path), missing]) == 2
+    assert "1 of 1 file could not be classified" in capsys.readouterr().err

@@ -169,7 +169,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if failures:
         sys.stdout.flush()  # every prediction before the count, also into a pipe
         print(
-            f"faltung: {failures} of {len(files)} files could not be classified",
+            f"faltung: {failures} of {plural(len(files), 'file')} could not be classified",
             file=sys.stderr,
         )
         return 2
