@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -148,24 +149,22 @@ def run_predict(args: argparse.Namespace) -> int:
                 notes.append("  [inverted: dark digit on a light background]")
             else:
                 notes.append("  [inverted]" if invert else "")
-        probabilities = iter(np.empty((0, 0)))
+        results: Iterator[tuple[np.ndarray, str]] = iter(())  # the read files', in order
         if images:
             inputs = preprocessing(np.stack(images))
-            probabilities = iter(
-                np.concatenate([softmax(z) for z in model.iter_logits(inputs, args.batch_size)])
-            )
-        read = iter(notes)
+            logits = model.iter_logits(inputs, args.batch_size)
+            results = zip(np.concatenate([softmax(z) for z in logits]), notes)
         for name in chunk:
             if name in errors:
                 sys.stdout.flush()
                 print(f"faltung: error: {errors[name]}", file=sys.stderr, flush=True)
                 continue
-            probs = next(probabilities)
+            probs, note = next(results)
             best = np.argsort(probs)[::-1][: args.top]
             guesses = ", ".join(
                 f"{classes[k] if k < len(classes) else k} ({probs[k]:.3f})" for k in best
             )
-            print(f"{name}: {guesses}{next(read)}")
+            print(f"{name}: {guesses}{note}")
     if failures:
         sys.stdout.flush()  # every prediction before the count, also into a pipe
         print(
