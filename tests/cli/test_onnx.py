@@ -11,7 +11,7 @@ import pytest
 from faltung import Sequential
 from faltung.cli import main
 from faltung.io import read_model_file, save_model
-from faltung.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from faltung.layers import BatchNorm2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU
 
 onnx = pytest.importorskip("onnx")
 METADATA = {"dataset": "mnist", "input_shape": [1, 8, 8], "classes": list("abc")}
@@ -68,11 +68,12 @@ def test_onnxruntime_runs_the_exported_file(tmp_path, model_file):
         (["import", "{missing}", "{out}"], "no such file"),
         (["import", "{model}", "{out}"], "not a readable ONNX file"),
         (["export", "{model}", "{nodir}"], "m.onnx: the directory"),  # not the temporary file
+        (["export", "{model}", "{folder}", "--overwrite"], "is a folder"),
     ],
 )
 def test_expected_failures_are_one_line(tmp_path, model_file, capsys, args, message):
     paths = {"model": model_file, "missing": tmp_path / "nope", "out": tmp_path / "o.x",
-             "nodir": tmp_path / "no" / "m.onnx"}  # fmt: skip
+             "nodir": tmp_path / "no" / "m.onnx", "folder": tmp_path}  # fmt: skip
     assert main([a.format(**paths) for a in args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("faltung: error:") and "\n" not in err and message in err
@@ -83,3 +84,22 @@ def test_without_onnx_the_commands_say_how_to_install_it(tmp_path, model_file, m
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
     assert main(["export", str(model_file), str(tmp_path / "m.onnx")]) == 2
     assert "pip install 'faltung[onnx]'" in capsys.readouterr().err
+
+
+def test_a_round_trip_gives_a_file_faltung_loads(tmp_path, capsys):
+    """A model file from before preprocessing was recorded: its export carries only the
+    pipeline's scale, and the import must not take that for a standardisation."""
+    model = Sequential([Conv2D(1, 2, 3), Flatten(), Dense(2 * 6 * 6, 3)], seed=0)
+    old = save_model(model, tmp_path / "old.npz", METADATA)
+    assert main(["export", str(old), str(tmp_path / "m.onnx")]) == 0
+    assert main(["import", str(tmp_path / "m.onnx"), str(tmp_path / "back.npz")]) == 0
+    assert main(["summary", str(tmp_path / "back.npz")]) == 0
+    assert "preprocessing" not in read(tmp_path / "back.npz")[1]
+
+
+def test_an_exported_input_shape_replaces_the_recorded_one(tmp_path):
+    model = Sequential([Conv2D(1, 2, 3), GlobalAvgPool2D(), Dense(2, 3)], seed=0)
+    model_file, out = save_model(model, tmp_path / "model.npz", METADATA), tmp_path / "m.onnx"
+    assert main(["export", str(model_file), str(out), "--input-shape", "1,12,12"]) == 0
+    assert main(["import", str(out), str(tmp_path / "back.npz")]) == 0
+    assert read(tmp_path / "back.npz")[1]["input_shape"] == [1, 12, 12]

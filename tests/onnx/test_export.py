@@ -197,6 +197,46 @@ def test_without_an_input_shape_the_spatial_size_stays_open(tmp_path):
         assert_close(run_onnxruntime(path, x), model(x))
 
 
+def test_an_open_size_output_has_the_channels_of_a_residual_projection(tmp_path):
+    model = build([Conv2D(1, 4, 3, padding=1),
+                   Residual([Conv2D(4, 8, 3, padding=1)], shortcut=[Conv2D(4, 8, 1)])])  # fmt: skip
+    path = fonnx.export(model, tmp_path / "m.onnx")
+    check_file(path)  # the full checker compares the declared output with its inference
+    dims = onnx.load(str(path)).graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_value or d.dim_param for d in dims] == ["N", 8, "h", "w"]
+
+
+@pytest.mark.parametrize(
+    ("recorded", "prop"),
+    [
+        ({"dataset": "mnist"}, {"scale": 1 / 255}),
+        ({"preprocessing": {"mean": [0.5], "std": [0.25]}},
+         {"scale": 1 / 255, "mean": [0.5], "std": [0.25]}),
+    ],
+    ids=["older-file", "standardised"],
+)  # fmt: skip
+def test_the_preprocessing_prop_describes_the_whole_pipeline(tmp_path, recorded, prop):
+    model = build([Conv2D(1, 2, 3), Flatten(), Dense(2 * 4 * 4, 3)])
+    path = fonnx.export(model, tmp_path / "m.onnx", metadata={"input_shape": [1, 6, 6], **recorded})
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    written = json.loads(props["preprocessing"])
+    assert {key: written[key] for key in prop} == pytest.approx(prop)
+    assert written["layout"] == "NCHW"
+    _, metadata = fonnx.load(path)
+    assert metadata.get("preprocessing") == recorded.get("preprocessing")
+
+
+def test_another_tools_preprocessing_prop_is_kept_aside(tmp_path):
+    model = build([Conv2D(1, 2, 3), Flatten(), Dense(2 * 4 * 4, 3)])
+    path = fonnx.export(model, tmp_path / "m.onnx", input_shape=(1, 6, 6))
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, {"preprocessing": '"imagenet"'})
+    onnx.save(proto, str(path))
+    _, metadata = fonnx.load(path)
+    assert "preprocessing" not in metadata
+    assert metadata["onnx"]["preprocessing"] == '"imagenet"'
+
+
 def test_a_layer_without_an_onnx_counterpart_is_refused(tmp_path):
     class Square(Layer):
         def forward(self, x):

@@ -15,6 +15,8 @@ from faltung.layers import BatchNorm2D, Conv2D, Dense, Flatten, LpPool2D, MaxPoo
 onnx = pytest.importorskip("onnx")
 import faltung.onnx as fonnx  # noqa: E402
 
+from .helpers import run_onnxruntime  # noqa: E402
+
 helper, numpy_helper, TensorProto = onnx.helper, onnx.numpy_helper, onnx.TensorProto
 
 
@@ -93,6 +95,28 @@ def test_ceil_mode_without_a_partial_window_is_accepted(tmp_path):
     )
     model, _ = fonnx.load(graph_file(tmp_path / "m.onnx", [node], shape=(1, 1, 6, 6)))
     assert isinstance(model[0], MaxPool2D)
+
+
+def test_a_cast_shape_and_a_weight_through_identity_are_folded(tmp_path):
+    """PyTorch's opset 7 writes view(-1, K)'s shape as a double Constant cast to int64;
+    some tools pass weights through Identity or Cast nodes."""
+    pytest.importorskip("onnxruntime")
+    shape = numpy_helper.from_array(np.array([-1.0, 32.0]), "s")
+    nodes = [
+        helper.make_node("Identity", ["w"], ["w2"]),
+        helper.make_node("Cast", ["w2"], ["w3"], to=TensorProto.FLOAT),
+        helper.make_node("Conv", ["x", "w3"], ["c"]),
+        helper.make_node("Constant", [], ["sd"], value=shape),
+        helper.make_node("Cast", ["sd"], ["si"], to=TensorProto.INT64),
+        helper.make_node("Reshape", ["c", "si"], ["y"]),
+    ]
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(8, 1, 3, 3)).astype(np.float32)  # more than a shape's 64 values
+    path = graph_file(tmp_path / "m.onnx", nodes, [("w", weight)], (1, 1, 4, 4))
+    model, _ = fonnx.load(path)
+    assert [type(layer).__name__ for layer in model] == ["Conv2D", "Flatten"]
+    x = rng.random((2, 1, 4, 4), dtype=np.float32)
+    np.testing.assert_allclose(model(x), run_onnxruntime(path, x), rtol=1e-5, atol=1e-6)
 
 
 def test_a_failure_late_in_the_graph_builds_nothing(tmp_path, monkeypatch):

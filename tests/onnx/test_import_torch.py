@@ -53,6 +53,24 @@ class Block(nn.Module):
         return torch.relu(self.body(x) + self.shortcut(x))
 
 
+class SqueezeTwice(nn.Module):
+    """x.squeeze(-1).squeeze(-1) after global pooling: two Squeeze nodes of one axis each."""
+
+    def forward(self, x):
+        return x.squeeze(-1).squeeze(-1)
+
+
+class PlusLinear(nn.Module):
+    """x + fc(x) with a bias-free fc: a MatMul whose Add ends the residual, not a bias."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(features, features, bias=False)
+
+    def forward(self, x):
+        return x + self.fc(x)
+
+
 def nets():
     """(id, module, one example's shape): padding, stride, groups, dilation, batch norm,
     average and max pooling, dropout, and each way of flattening before the classifier."""
@@ -76,6 +94,12 @@ def nets():
             nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(20, 50, 5),
             nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(),
             nn.Dropout(0.5), nn.Linear(500, 10)), (1, 28, 28)),
+        ("gap-view-residual", nn.Sequential(
+            nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), ViewBatch(), nn.Linear(4, 4),
+            PlusLinear(4), nn.Linear(4, 2)), (1, 7, 7)),
+        ("gap-squeeze", nn.Sequential(
+            nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), SqueezeTwice(), nn.Linear(4, 2)),
+            (1, 7, 7)),
         ("resnet", nn.Sequential(
             nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
             Block(8, 8, 1), Block(8, 16, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),

@@ -66,5 +66,7 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 
 def _refuse_overwrite(path: Path, overwrite: bool) -> None:
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give the file to write")
     if path.exists() and not overwrite:
         raise UsageError(f"{path} exists; pass --overwrite to replace it")

@@ -88,8 +88,13 @@ class Graph:
         return self.consumers.get(tensor, [])
 
     def only_user(self, node: Any, tensor: str, op_types: tuple[str, ...]) -> Any | None:
-        """The single node reading ``tensor`` if it is one of ``op_types``, else None."""
-        users = self.users(tensor)
+        """The single node reading ``tensor`` if it is one of ``op_types``, else None.
+
+        Shape nodes beside it do not count: they read only a size, and are folded into the
+        node whose constant input they compute (a Reshape's target shape), or left over and
+        refused.
+        """
+        users = [n for n in self.users(tensor) if n.op_type != "Shape"]
         if len(users) == 1 and users[0].op_type in op_types and users[0].domain in ("", "ai.onnx"):
             return users[0]
         return None
@@ -158,7 +163,9 @@ class Graph:
             self._folding.discard(name)
         if result is not None:
             result = np.asarray(result)  # a gathered symbol comes back bare
-            if result.size > MAX_FOLDED_ELEMENTS and node.op_type != "Constant":
+            # Identity and Cast pass on an array that is already in memory (a weight, say).
+            copies = node.op_type in ("Constant", "Identity", "Cast")
+            if result.size > MAX_FOLDED_ELEMENTS and not copies:
                 raise fail(node, f"a shape computation of {result.size} elements is too large")
             self.take(node)
             self._folded[name] = result
@@ -288,10 +295,23 @@ def _slice(g: Graph, node: Any) -> np.ndarray | None:
     return data[max(min(starts[0], clip), -clip) : max(min(ends[0], clip), -clip) : steps[0]]
 
 
+# ONNX TensorProto element types a folded Cast may produce.
+CAST_TYPES = {
+    1: np.float32, 6: np.int32, 7: np.int64, 9: np.bool_, 10: np.float16, 11: np.float64,
+}  # fmt: skip
+
+
 def _cast(g: Graph, node: Any) -> np.ndarray | None:
-    g.attributes(node, {"to": (INT, 7), "saturate": (INT, 1)})
+    a = g.attributes(node, {"to": (INT, 7), "saturate": (INT, 1)})
     values = _known(g, node, 1)
-    return None if values is None else values[0]
+    if values is None:
+        return None
+    target = CAST_TYPES.get(a["to"])
+    if target is None:
+        raise fail(node, f"a Cast to ONNX element type {a['to']} is not supported")
+    if values[0].dtype == object:  # a shape holding symbolic sizes, which are integers
+        return values[0] if np.dtype(target).kind in "iu" else None
+    return values[0].astype(target)
 
 
 def _identity(g: Graph, node: Any) -> np.ndarray | None:

@@ -263,11 +263,12 @@ def matmul(g: Graph, node: Any, shape: Shape) -> Step:
         raise fail(node, "is supported only as x @ W with a constant 2-D float W")
     nodes, output, bias = [node], node.output[0], None
     add = g.only_user(node, output, ("Add",))
+    # An Add of a constant is the bias; an Add of a computed tensor ends a residual block.
     if add is not None:
-        other = 1 if add.input[0] == output else 0
-        bias = g.constant(add, other, "bias")
-        nodes.append(add)
-        output = add.output[0]
+        bias = g.value(add.input[1 if add.input[0] == output else 0])
+        if bias is not None:
+            nodes.append(add)
+            output = add.output[0]
     return _dense(g, node, shape, np.ascontiguousarray(matrix.T), bias, nodes, output)
 
 

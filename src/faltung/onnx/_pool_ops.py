@@ -159,13 +159,31 @@ def global_average_pool(g: Graph, node: Any, shape: Shape) -> Step:
     if follower is None:
         raise fail(node, "is supported only when followed by Flatten, Reshape or Squeeze to (N, C)")
     pooled = (*shape[:2], 1, 1)
+    g.shapes[node.output[0]] = pooled  # for a Shape beside the follower (x.view(x.size(0), -1))
     if follower.op_type == "Squeeze":
-        axes = sorted(a % 4 for a in axes_of(g, follower, g.inputs_known(follower)))
-        if axes != [2, 3]:
-            raise fail(follower, "only squeezing axes 2 and 3 after global pooling is supported")
+        followers = _squeezes_to_channels(g, follower)
     else:
         IMPORTERS[follower.op_type](g, follower, pooled)  # checks it flattens to (N, C)
-    return Step(GlobalAvgPool2D(), {}, [node, follower], follower.output[0], tuple(shape[:2]))
+        followers = [follower]
+    return Step(
+        GlobalAvgPool2D(), {}, [node, *followers], followers[-1].output[0], tuple(shape[:2])
+    )
+
+
+def _squeezes_to_channels(g: Graph, first: Any) -> list[Any]:
+    """The Squeeze nodes after global pooling that drop axes 2 and 3 between them: one of
+    both, or PyTorch's ``x.squeeze(-1).squeeze(-1)``, each axis counted in its own input."""
+    left, squeezes, node = [0, 1, 2, 3], [], first  # the pooled tensor's axes still there
+    while node is not None:
+        dropped = {left[a % len(left)] for a in axes_of(g, node, g.inputs_known(node))}
+        if not dropped <= {2, 3}:
+            break
+        left = [axis for axis in left if axis not in dropped]
+        squeezes.append(node)
+        if left == [0, 1]:
+            return squeezes
+        node = g.only_user(node, node.output[0], ("Squeeze",))
+    raise fail(first, "only squeezing axes 2 and 3 after global pooling is supported")
 
 
 def _integers_or_fail(g: Graph, node: Any) -> list[int]:

@@ -8,6 +8,7 @@ the whole graph has been read, so a refused file leaves nothing half-imported.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io import ModelMetadata
 from ..layers import Residual
 from ..model import Sequential
 from . import _pool_ops  # noqa: F401  (registers the pooling importers)
@@ -32,6 +34,7 @@ LAYER_PREFIX = {
 }  # fmt: skip
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
 ELEMENT_TYPES = {1: np.dtype(np.float32), 11: np.dtype(np.float64)}
+PIXEL_SCALE = 1 / 255  # faltung's pipeline: 8-bit pixels to [0, 1] (see _writer)
 
 
 def read_model(path: str | os.PathLike[str]) -> tuple[Sequential, dict[str, Any]]:
@@ -44,7 +47,9 @@ def read_model(path: str | os.PathLike[str]) -> tuple[Sequential, dict[str, Any]
     except Exception as error:  # protobuf's DecodeError and friends: the bytes are not ONNX
         raise OnnxImportError(f"{path}: not a readable ONNX file ({error})") from None
     try:
-        return build(proto, path.parent)
+        model, metadata = build(proto, path.parent)
+        ModelMetadata.from_json(metadata, model)  # what a model file must hold
+        return model, metadata
     except OnnxImportError as error:
         raise OnnxImportError(f"{path}: {error}") from None
     except (ValueError, TypeError, IndexError, KeyError, OverflowError, RecursionError) as error:
@@ -252,9 +257,10 @@ def _metadata(proto: Any, input_shape: Shape) -> dict[str, Any]:
     classes = _json(props.get("class_names"), list)
     if "classes" not in metadata and classes and all(isinstance(c, str) for c in classes):
         metadata["classes"] = classes
-    preprocessing = _json(props.get("preprocessing"), (dict, str))
-    if "preprocessing" not in metadata and preprocessing is not None:
-        metadata["preprocessing"] = preprocessing
+    preprocessing = props.get("preprocessing")
+    standardisation = _standardisation(_json(preprocessing, dict))
+    if "preprocessing" not in metadata and standardisation is not None:
+        metadata["preprocessing"] = standardisation
     dims = input_shape[1:]
     if "input_shape" not in metadata and all(isinstance(d, int) for d in dims):
         metadata["input_shape"] = list(dims)
@@ -264,7 +270,26 @@ def _metadata(proto: Any, input_shape: Shape) -> dict[str, Any]:
             (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0
         ),
     }
+    if preprocessing is not None and standardisation is None:
+        metadata["onnx"]["preprocessing"] = preprocessing  # another tool's description, kept
     return metadata
+
+
+def _standardisation(prop: dict[str, Any] | None) -> dict[str, list[float]] | None:
+    """faltung's {mean, std} from a ``preprocessing`` prop that describes its pipeline
+    (pixels divided by 255, then each channel standardised), else None."""
+    if prop is None or not math.isclose(prop.get("scale", PIXEL_SCALE), PIXEL_SCALE):
+        return None
+    values = [prop.get("mean"), prop.get("std")]
+    if not all(isinstance(v, list) and v and all(_is_number(n) for n in v) for v in values):
+        return None
+    if len(values[0]) != len(values[1]) or min(values[1]) <= 0:
+        return None
+    return {"mean": [float(n) for n in values[0]], "std": [float(n) for n in values[1]]}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _json(text: str | None, kind: type | tuple[type, ...]) -> Any:

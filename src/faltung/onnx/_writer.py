@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,10 @@ from .errors import OnnxExportError, require_onnx
 
 IR_VERSION = 8  # the IR of ONNX 1.12, where opset 17 appeared: readable by older runtimes
 INPUT_NAME, OUTPUT_NAME = "input", "output"
-# What faltung's data pipeline does to an image (datasets.mnist.to_float), written into
-# models trained by ``faltung train`` so that other runtimes can feed them correctly.
+# What faltung's data pipeline does to an image before the first layer, written into
+# models trained by ``faltung train`` so that other runtimes can feed them correctly:
+# 8-bit pixels times ``scale``, then (x - mean) / std per channel when the model records a
+# standardisation (datasets.preprocess); NCHW float32.
 PIPELINE_PREPROCESSING = {"scale": 1 / 255, "layout": "NCHW", "dtype": "float32"}
 
 
@@ -263,13 +265,33 @@ def default_input_shape(model: Sequential) -> tuple[int | str, ...]:
     )
 
 
+def output_shape(model: Sequential, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """One example's output shape, from a forward pass of one zero input."""
+    try:
+        *_, (_, _, y) = dry_run(model, input_shape)
+    except ValueError as error:
+        raise OnnxExportError(
+            f"the model does not accept input shape {input_shape}: {error}"
+        ) from None
+    except MemoryError:
+        raise OnnxExportError(f"input shape {input_shape} is too large to run") from None
+    return y.shape[1:]
+
+
 def symbolic_output(model: Sequential, rank: int) -> list[int | str]:
     """The output's dimensions when the input's spatial size is left open."""
-    dims: list[int | str] = ["N", *(f"d{i}" for i in range(1, rank))]
-    for layer in model.layers.values():
-        if isinstance(layer, Dense):
+    return _symbolic_dims(model.layers.values(), ["N", *(f"d{i}" for i in range(1, rank))])
+
+
+def _symbolic_dims(layers: Iterable[Layer], dims: list[int | str]) -> list[int | str]:
+    for layer in layers:
+        if isinstance(layer, Residual):  # the body's output is the block's
+            dims = _symbolic_dims(layer.body.layers.values(), dims)
+        elif isinstance(layer, Dense):
             dims = ["N", layer.out_features]
-        elif isinstance(layer, (Flatten, GlobalAvgPool2D)):
+        elif isinstance(layer, GlobalAvgPool2D):
+            dims = dims[:2]
+        elif isinstance(layer, Flatten):
             dims = ["N", "features"]
         elif isinstance(layer, Conv2D) and len(dims) == 4:
             dims = ["N", layer.out_channels, "h", "w"]
@@ -299,13 +321,9 @@ def build_model_proto(
         default_input_shape(model) if input_shape is None else tuple(int(d) for d in input_shape)
     )
     if all(isinstance(d, int) for d in shape):
-        try:
-            outputs = [y for _, _, y in dry_run(model, tuple(shape))]  # type: ignore[arg-type]
-        except ValueError as error:
-            raise OnnxExportError(
-                f"the model does not accept input shape {shape}: {error}"
-            ) from None
-        output_dims: list[int | str] = ["N", *outputs[-1].shape[1:]]
+        output_dims: list[int | str] = ["N", *output_shape(model, shape)]  # type: ignore[arg-type]
+        if "input_shape" in metadata:  # the shape exported, if another was given
+            metadata["input_shape"] = list(shape)
     else:
         output_dims = symbolic_output(model, len(shape) + 1)
 
@@ -339,11 +357,9 @@ def metadata_props(metadata: dict[str, Any], shape: tuple[int | str, ...]) -> di
     props = {"input_shape": json.dumps(list(shape))}
     if metadata.get("classes") is not None:
         props["class_names"] = json.dumps(list(metadata["classes"]))
-    preprocessing = metadata.get("preprocessing")
-    if preprocessing is None and "dataset" in metadata:
-        preprocessing = PIPELINE_PREPROCESSING
-    if preprocessing is not None:
-        props["preprocessing"] = json.dumps(preprocessing)
+    standardisation = metadata.get("preprocessing")
+    if standardisation is not None or "dataset" in metadata:
+        props["preprocessing"] = json.dumps({**PIPELINE_PREPROCESSING, **(standardisation or {})})
     if metadata:
         props["faltung.metadata"] = json.dumps(metadata)
     return props
