@@ -220,3 +220,35 @@ def test_polarity_detection():
     paper = np.full((28, 28), 0.7)  # a grey photo of paper with a darker stroke
     paper[6:22, 12:16] = 0.2
     assert is_dark_on_light(paper)
+
+
+def pictures():
+    """(id, Pillow image) in the modes people's files come in, 32x24 so that both paths
+    resize them; the 16-bit ones dark (at most 255) and bright."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    rgba = np.dstack([rgb, rng.integers(0, 256, (24, 32), dtype=np.uint8)])
+    dark16 = rng.integers(0, 256, (24, 32)).astype(np.uint16)
+    bright16 = rng.integers(0, 65536, (24, 32)).astype(np.uint16)
+    return [
+        ("L", Image.fromarray(rgb[..., 0])),
+        ("RGB", Image.fromarray(rgb)),
+        ("RGBA", Image.fromarray(rgba)),
+        ("P", Image.fromarray(rgb).convert("P")),
+        ("I16-dark", Image.fromarray(dark16)),
+        ("I16-bright", Image.fromarray(bright16)),
+    ]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize(("kind", "picture"), pictures(), ids=[k for k, _ in pictures()])
+def test_predict_reads_a_file_as_training_reads_its_folder(tmp_path, kind, picture, channels):
+    from faltung.datasets.folder import load_folder
+
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    picture.save(tmp_path / "data" / "a" / "x.png")
+    trained = load_folder(tmp_path / "data", channels, (28, 28), tmp_path / "cache").images[0]
+    predicted = load_image(tmp_path / "data" / "a" / "x.png", (28, 28), True, channels=channels)
+    np.testing.assert_array_equal(predicted, trained / np.float32(255))
+    if kind == "I16-dark":  # 16-bit values of at most 255 are dark, not full range
+        assert predicted.max() < 0.01

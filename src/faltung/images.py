@@ -33,10 +33,10 @@ def load_image(
 ) -> np.ndarray:
     """A (C, H, W) float32 image in [0, 1] from a .npy array or an image file.
 
-    With ``channels=1`` colour is converted to grey, 16-bit images are scaled to [0, 1];
-    ``channels=3`` reads RGB (image files only). An image of the wrong size is an error
-    unless ``resize``. ``invert`` turns dark-on-light drawings into the light-on-dark digits
-    MNIST is made of (see :func:`is_dark_on_light` to decide).
+    An image file is read as training reads an image folder (:func:`decode`), to grey with
+    ``channels=1`` or RGB with ``channels=3``; a .npy array is one grey image. An image of
+    the wrong size is an error unless ``resize``. ``invert`` turns dark-on-light drawings
+    into the light-on-dark digits MNIST is made of (see :func:`is_dark_on_light` to decide).
     """
     path = Path(path)
     size = (int(size[0]), int(size[1]))
@@ -44,20 +44,44 @@ def load_image(
         raise ImageError(f"{path}: is a directory, not an image (and holds no image files)")
     if not path.exists():
         raise ImageError(f"{path}: no such file")
-    if channels == 3:
-        if path.suffix.lower() == ".npy":
-            raise ImageError(f"{path}: this model reads RGB image files, not .npy arrays")
-        image = _from_picture(path, size, resize, rgb=True)
-        return 1.0 - image if invert else image
     if path.suffix.lower() == ".npy":
+        if channels == 3:
+            raise ImageError(f"{path}: this model reads RGB image files, not .npy arrays")
         image = _from_npy(path, size, resize)
+        if image.shape != size:
+            image = _resize(image, size)
+        image = image[None]
     else:
-        image = _from_picture(path, size, resize)
-    if image.shape != size:
-        image = _resize(image, size)
+        image = _from_picture(path, size, resize, channels)
     if invert:
         image = 1.0 - image
-    return image[None].astype(np.float32)
+    return image.astype(np.float32, copy=False)
+
+
+def decode(Image, picture, channels: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    """uint8 (C, H, W) of a loaded Pillow image, as training and prediction both read one.
+
+    Transparent pixels lie on black (MNIST's background); 16-bit grey is scaled by its full
+    range (or by 255 for a 32-bit "I" image that uses only 8 bits), float grey taken as
+    [0, 1]; then grey (``channels=1``) or RGB, resized bilinearly to ``size`` (H, W).
+    """
+    if picture.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in picture.info:
+        rgba = picture.convert("RGBA")
+        picture = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    if picture.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        grey = np.nan_to_num(np.asarray(picture, np.float32))
+        if picture.mode == "F":
+            top = 1.0
+        elif picture.mode == "I" and grey.max(initial=0) <= 255:
+            top = 255.0
+        else:
+            top = 65535.0
+        picture = Image.fromarray(np.round(np.clip(grey / top, 0, 1) * 255).astype(np.uint8))
+    picture = picture.convert("L" if channels == 1 else "RGB")
+    if size is not None and picture.size != (size[1], size[0]):
+        picture = picture.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    array = np.asarray(picture, np.uint8)
+    return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
 def is_dark_on_light(image: np.ndarray) -> bool:
@@ -119,7 +143,7 @@ def _from_npy(path: Path, size: tuple[int, int], resize: bool) -> np.ndarray:
     raise ImageError(f"{path}: unsupported array dtype {array.dtype} (use uint8, uint16 or float)")
 
 
-def _from_picture(path: Path, size: tuple[int, int], resize: bool, rgb: bool = False) -> np.ndarray:
+def _from_picture(path: Path, size: tuple[int, int], resize: bool, channels: int) -> np.ndarray:
     try:
         from PIL import Image
     except ImportError:
@@ -134,7 +158,7 @@ def _from_picture(path: Path, size: tuple[int, int], resize: bool, rgb: bool = F
             with Image.open(path, formats=FORMATS) as picture:
                 _check_size(path, picture.height, picture.width, size, resize)
                 picture.load()
-                return _rgb(Image, picture, size) if rgb else _grey(Image, picture)
+                return decode(Image, picture, channels, size) / np.float32(255)
     except ImageError:
         raise
     except Exception as error:
@@ -147,40 +171,11 @@ def _from_picture(path: Path, size: tuple[int, int], resize: bool, rgb: bool = F
         raise ImageError(f"{path}: not a readable image ({reason})") from None
 
 
-def _grey(Image, picture) -> np.ndarray:
-    """Grey levels in [0, 1] (float32) of a decoded Pillow image of any mode."""
-    if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit grey: scale the full range, never truncate to 8 bits.
-        array = np.asarray(picture, dtype=np.float32)
-        top = 65535.0 if array.max(initial=0) > 255 or picture.mode != "I" else 255.0
-        return np.clip(array / np.float32(top), 0, 1)
-    if picture.mode == "F":
-        return np.clip(np.nan_to_num(np.asarray(picture, dtype=np.float32)), 0, 1)
-    if picture.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in picture.info:
-        # Transparent pixels count as background (black), as in MNIST.
-        rgba = picture.convert("RGBA")
-        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        picture = Image.alpha_composite(black, rgba)
-    grey = picture.convert("L")
-    return np.asarray(grey, dtype=np.float32) / np.float32(255)
-
-
-def _rgb(Image, picture, size: tuple[int, int]) -> np.ndarray:
-    """(3, H, W) float32 in [0, 1], resized (bilinear, as the training folders are)."""
-    if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
-        rgba = picture.convert("RGBA")
-        picture = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-    picture = picture.convert("RGB")
-    if picture.size != (size[1], size[0]):
-        picture = picture.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    return np.asarray(picture, np.float32).transpose(2, 0, 1) / np.float32(255)
-
-
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - .npy resizing without Pillow
         raise ImageError("--resize needs Pillow: pip install 'faltung[images]'") from None
     picture = Image.fromarray(image.astype(np.float32), mode="F")
-    resized = picture.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+    resized = picture.resize((size[1], size[0]), Image.Resampling.BILINEAR)  # as decode does
     return np.clip(np.asarray(resized, np.float32), 0, 1)

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_write
+from ..images import MAX_PIXELS, decode
 from .errors import DatasetError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-FORMATS = ("PNG", "JPEG", "GIF", "BMP")
-MAX_PIXELS = 2**25  # as faltung.images: decompression bombs are refused before decoding
+FORMATS = ("PNG", "JPEG", "GIF", "BMP")  # those of EXTENSIONS
 CACHE_VERSION = 1
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
@@ -241,22 +241,9 @@ def _decode(Image, path: Path, channels: int, size: tuple[int, int] | None) -> n
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with _open(Image, path) as picture:
                 picture.load()
-                if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
-                    rgba = picture.convert("RGBA")
-                    picture = Image.alpha_composite(
-                        Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba
-                    )
-                if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    grey = np.asarray(picture, np.float32)
-                    top = 65535.0 if grey.max(initial=0) > 255 else 255.0
-                    picture = Image.fromarray(np.round(grey / top * 255).astype(np.uint8))
-                picture = picture.convert("L" if channels == 1 else "RGB")
-                if size is not None and picture.size != (size[1], size[0]):
-                    picture = picture.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                array = np.asarray(picture, np.uint8)
+                return decode(Image, picture, channels, size)
     except Exception as error:
         return f"{path} ({str(error) or type(error).__name__})"
-    return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
 def _size_text(image: np.ndarray) -> str:
