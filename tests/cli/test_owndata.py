@@ -253,3 +253,69 @@ def test_a_presets_image_count_that_the_data_lacks_names_the_preset(tmp_path, sh
         "preset article draws 10,000 training images, and shapes has 72: pass --train-size N "
         "(or --preset lenet, which takes all)"
     ) in capsys.readouterr().err
+
+
+@pytest.fixture
+def shapes_model(tmp_path, shapes_dir, net_file):
+    """A model of the shapes folder, trained behind a standardisation (own data's default
+    for a network file), and the folder."""
+    out = tmp_path / "run"
+    args = ["train", "--model", str(net_file), "--data", str(shapes_dir), "--out", str(out),
+            "--epochs", "2", "--batch-size", "8", "--no-plots"]  # fmt: skip
+    assert main(args) == 0
+    assert load_model(out / "model.npz").metadata.preprocessing["std"][0] != 1.0
+    return out / "model.npz", shapes_dir
+
+
+def test_explain_and_predict_agree_behind_a_standardisation(tmp_path, shapes_model, capsys):
+    pytest.importorskip("matplotlib")
+    model, shapes_dir = shapes_model
+    image = sorted((shapes_dir / "box").iterdir())[0]
+    capsys.readouterr()
+    assert main(["predict", str(model), str(image), "--top", "3"]) == 0
+    predicted = capsys.readouterr().out.strip().split(": ", 1)[1]
+    assert main(["explain", str(model), str(image), "--out", str(tmp_path / "x"),
+                 "--steps", "4", "--top", "3"]) == 0  # fmt: skip
+    explained = capsys.readouterr().out.splitlines()[0].split(": ", 1)[1]
+    assert explained == predicted
+    assert (tmp_path / "x" / "layers" / "1_standardise.png").exists()
+
+
+def test_predict_takes_own_grey_images_as_they_are(tmp_path, shapes_model, capsys):
+    from PIL import Image
+
+    model, shapes_dir = shapes_model
+    image = np.asarray(Image.open(sorted((shapes_dir / "box").iterdir())[0]))
+    Image.fromarray(255 - image).save(tmp_path / "light.png")  # dark on light
+    capsys.readouterr()
+    assert main(["predict", str(model), str(tmp_path / "light.png")]) == 0
+    assert "inverted" not in capsys.readouterr().out
+
+
+def test_evaluate_matches_classes_by_name_and_warns_of_changed_data(tmp_path, shapes_model, capsys):
+    import shutil
+
+    model, shapes_dir = shapes_model
+    subset = tmp_path / "subset"
+    for name in ("cross", "box"):  # two of the three classes
+        shutil.copytree(shapes_dir / name, subset / name)
+    capsys.readouterr()
+    assert main(["evaluate", str(model), "--data", str(subset), "--all"]) == 0
+    report = capsys.readouterr().out
+    assert "bar" in report and "box" in report and "cross" in report  # the model's classes
+    shutil.copytree(shapes_dir / "box", subset / "circle")
+    assert main(["evaluate", str(model), "--data", str(subset), "--all"]) == 2
+    assert "class 'circle' is not one the model knows (bar, box, cross)" in capsys.readouterr().err
+
+    assert main(["evaluate", str(model), "--data", str(shapes_dir)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    extra = shapes_dir / "box" / "zz_extra.png"
+    shutil.copy(sorted((shapes_dir / "box").iterdir())[0], extra)
+    assert main(["evaluate", str(model), "--data", str(shapes_dir)]) == 0
+    assert "these are not the images" in capsys.readouterr().err
+
+
+def test_own_data_without_a_test_split_needs_a_held_out_fraction(tmp_path, shapes_dir, capsys):
+    args = ["train", "--data", str(shapes_dir), "--out", str(tmp_path / "r"), "--val-split", "0"]
+    assert main(args) == 2
+    assert "--val-split 0: shapes has no test split of its own" in capsys.readouterr().err

@@ -177,3 +177,24 @@ def test_bad_arguments_are_refused(rng):
         occlusion(model, rng.random((1, 28, 28)), patch=40)
     with pytest.raises(ValueError, match="steps"):
         integrated_gradients(model, rng.random((1, 28, 28)), steps=0)
+
+
+def test_behind_its_standardisation_a_model_is_explained_in_pixels(rng):
+    from faltung.explain.pixels import in_pixels
+
+    model = colour_net()
+    settle_batch_norm(model, rng.random((8, 3, 32, 32), dtype=np.float32))
+    model = copy.deepcopy(model).astype(np.float64).eval()
+    mean, std = [0.5, 0.4, 0.3], [0.25, 0.5, 2.0]
+    assert in_pixels(model, [0.0] * 3, [1.0] * 3) is model
+    pixels = in_pixels(model, mean, std)
+    image = rng.random((3, 32, 32))
+    standardised = (image - np.reshape(mean, (3, 1, 1))) / np.reshape(std, (3, 1, 1))
+    np.testing.assert_allclose(pixels(image[None]), model(standardised[None]), rtol=1e-12)
+    got = saliency(pixels, image, target=2)
+    indices = sorted({tuple(int(v) for v in rng.integers(0, (3, 32, 32))) for _ in range(60)})
+    want = numerical_gradient(pixels, image, 2, indices)
+    np.testing.assert_allclose([got[i] for i in indices], want, rtol=1e-4, atol=1e-7)
+    ig = integrated_gradients(pixels, image, target=2, steps=256)
+    scores = pixels(np.stack([image, 0 * image]))[:, 2]  # the baseline is black pixels
+    assert abs(ig.sum() - (scores[0] - scores[1])) < 1e-2 * abs(scores[0] - scores[1])

@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T1,T2|auto|none",
         help="random transforms of each training batch: shift, flip, affine (small rotations "
         "and scaling), brightness, contrast; 'auto' (the default when the flag is given "
-        "alone): shift plus affine for digits, shift plus flip otherwise",
+        "alone): shift plus affine for MNIST's digits, shift plus flip otherwise",
     )
     train.add_argument(
         "--normalize",
@@ -214,7 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--gallery",
         metavar="PNG",
-        default="misclassified.png",
         help="where --misclassified writes (default: misclassified.png)",
     )
 
@@ -227,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "yes", "no"],
         default="auto",
         help="invert grey levels, for dark digits on a light background (default: auto, "
-        "when the border is brighter than the centre)",
+        "when the border is brighter than the centre and the model is of MNIST or "
+        "Fashion-MNIST, whose images are light on black)",
     )
     predict.add_argument("--top", type=positive_int, default=1, help="show the K likeliest classes")
     predict.add_argument("--batch-size", type=positive_int, default=256)

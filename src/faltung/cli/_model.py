@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import DATASETS, Preprocessing
+from ..explain.pixels import in_pixels
 from ..io import load_model
 from ..model import Sequential
 from ..summary import dry_run
@@ -15,11 +17,16 @@ from ..summary import dry_run
 def load_with_metadata(path: str | os.PathLike[str]) -> tuple[Sequential, dict[str, Any]]:
     """(model in eval mode, the metadata saved with it as a JSON-ready dict).
 
-    The metadata always holds ``input_shape`` and ``classes``: older files that lack them
-    get them inferred from the architecture.
+    The model takes pixels in [0, 1]: a recorded standardisation runs as its first layer
+    (``explain.in_pixels``), so that explanations are of the image, as predict sees it. The
+    metadata always holds ``input_shape`` and ``classes``: older files that lack them get
+    them inferred from the architecture.
     """
     model, metadata = load_model(path)
-    return model.eval(), metadata.to_json()
+    channels = metadata.input_shape[0]
+    preprocessing = Preprocessing.from_json(metadata.preprocessing, channels)
+    model = in_pixels(model.eval(), preprocessing.mean, preprocessing.std)
+    return model, metadata.to_json()
 
 
 def image_shape(model: Sequential, metadata: dict[str, Any]) -> tuple[int, int, int]:
@@ -40,3 +47,10 @@ def class_names(metadata: dict[str, Any], count: int) -> list[str]:
 def output_count(model: Sequential, shape: tuple[int, int, int]) -> int:
     *_, (_, _, y) = dry_run(model, shape)
     return int(np.prod(y.shape[1:]))
+
+
+def inverts_drawings(dataset: str | None) -> bool:
+    """Whether ``--invert auto`` may turn over a grey image that is dark on light, for a
+    model trained on ``dataset``: MNIST's and Fashion-MNIST's images are light on black,
+    as were those of model files that name no dataset; one's own are taken as they are."""
+    return dataset is None or dataset in DATASETS

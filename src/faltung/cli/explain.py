@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import DATASETS
+from ..datasets.preprocess import to_unit
 from ..explain import activations, conv_layers, filters, integrated_gradients, occlusion, saliency
 from ..explain.features import probabilities as class_probabilities
 from ..explain.plots import (
@@ -17,58 +18,43 @@ from ..explain.plots import (
     plot_probabilities,
 )
 from ..images import ImageError, is_dark_on_light, load_image
+from ..layers import Softmax
 from ..viz import _pyplot
-from ._model import class_names, image_shape, load_with_metadata
+from ._model import class_names, image_shape, inverts_drawings, load_with_metadata
 from .errors import UsageError
 
 
-def load_input(path: str, shape: tuple[int, int, int], resize: bool, invert: bool) -> np.ndarray:
-    """The image as (C, H, W) float32 in [0, 1] for a grey or a colour model."""
+def load_input(path: str, shape: tuple[int, int, int], resize: bool) -> np.ndarray:
+    """The image as (C, H, W) float32 in [0, 1], read as predict reads it; a model of other
+    than one or three channels takes a .npy array (C, H, W) or (H, W, C)."""
     channels, h, w = shape
-    if channels == 1:
-        try:
-            return load_image(path, (h, w), resize, invert)
-        except ImageError as error:
-            raise UsageError(str(error)) from None
-    if channels != 3:
-        raise UsageError(f"images for a {channels}-channel model must be given as .npy")
-    return _load_colour(Path(path), (h, w), resize, invert)
-
-
-def _load_colour(path: Path, size: tuple[int, int], resize: bool, invert: bool) -> np.ndarray:
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    if path.suffix.lower() == ".npy":
-        array = np.load(path, allow_pickle=False)
-        if array.ndim == 3 and array.shape[-1] == 3 and array.shape[0] != 3:
-            array = np.moveaxis(array, -1, 0)
-        if array.ndim != 3 or array.shape[0] != 3:
-            raise UsageError(f"{path}: expected a colour image (3, H, W), got {array.shape}")
-        image = array / 255.0 if array.dtype == np.uint8 else array.astype(np.float64)
-        if image.shape[1:] != size:
-            raise UsageError(f"{path}: image is {image.shape[1:]}, the model expects {size}")
-    else:
-        try:
-            from PIL import Image
-        except ImportError:
+    try:
+        if Path(path).suffix.lower() == ".npy" and channels != 1:
+            return _load_array(Path(path), shape)
+        if channels not in (1, 3):
             raise UsageError(
-                "reading image files needs Pillow: pip install 'faltung[images]'"
-            ) from None
-        try:
-            with Image.open(path) as picture:
-                picture = picture.convert("RGB")
-                if picture.size != (size[1], size[0]):
-                    if not resize:
-                        raise UsageError(
-                            f"{path}: image is {picture.size[0]}x{picture.size[1]} pixels, the "
-                            f"model expects {size[1]}x{size[0]}; pass --resize to scale it"
-                        )
-                    picture = picture.resize((size[1], size[0]), Image.Resampling.LANCZOS)
-                image = np.moveaxis(np.asarray(picture, np.float64) / 255.0, -1, 0)
-        except (OSError, ValueError, SyntaxError) as error:
-            raise UsageError(f"{path}: not a readable image ({error})") from None
-    image = np.clip(image, 0, 1)
-    return (1.0 - image if invert else image).astype(np.float32)
+                f"{path}: a {channels}-channel model reads .npy arrays ({channels}, H, W)"
+            )
+        return load_image(path, (h, w), resize, channels=channels)
+    except ImageError as error:
+        raise UsageError(str(error)) from None
+
+
+def _load_array(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise UsageError(f"{path}: not a readable .npy array ({error})") from None
+    if array.ndim == 3 and array.shape[-1] == shape[0] and array.shape[0] != shape[0]:
+        array = np.moveaxis(array, -1, 0)
+    if array.shape != shape:
+        raise UsageError(f"{path}: array of shape {array.shape}, the model takes {shape}")
+    if array.dtype == np.uint8:
+        return (array / np.float32(255)).astype(np.float32)
+    in_range = array.dtype.kind == "f" and np.all(np.isfinite(array))
+    if not in_range or array.min() < 0 or array.max() > 1:
+        raise UsageError(f"{path}: expected uint8 or float values in [0, 1]")
+    return array.astype(np.float32)
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -76,18 +62,19 @@ def run_explain(args: argparse.Namespace) -> int:
         raise UsageError("faltung explain draws pictures: pip install 'faltung[plot]'")
     model, metadata = load_with_metadata(args.model)
     shape = image_shape(model, metadata)
-    image = load_input(args.image, shape, args.resize, False).astype(model.dtype)
+    image = load_input(args.image, shape, args.resize).astype(model.dtype)
     # As in predict: a grey dark-on-light drawing is inverted unless told otherwise.
-    auto = args.invert == "auto" and shape[0] == 1 and is_dark_on_light(image[0])
+    drawings = shape[0] == 1 and inverts_drawings(metadata.get("dataset"))
+    auto = args.invert == "auto" and drawings and is_dark_on_light(image[0])
     if args.invert == "yes" or auto:
         image = (1 - image).astype(model.dtype)
         if auto:
             print(f"{args.image}: inverted (a dark digit on a light background)")
     out = Path(args.out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        (out / "layers").mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UsageError(f"cannot create {out} ({error.strerror or error})") from None
+        raise UsageError(f"cannot create {out / 'layers'} ({error.strerror or error})") from None
 
     outputs = activations(model, image)
     probabilities = class_probabilities(model, next(reversed(outputs.values()))[None])[0]
@@ -100,11 +87,12 @@ def run_explain(args: argparse.Namespace) -> int:
 
     written: list[tuple[str, Path | None]] = []
     digits = len(str(len(outputs)))
+    for old in (out / "layers").glob("[0-9]*_*.png"):  # a previous run's, maybe another model's
+        old.unlink()
     for index, (name, output) in enumerate(outputs.items(), start=1):
         layer = model.layers[name]
         title = f"{name} ({type(layer).__name__}), output {tuple(output.shape)}"
         path = out / "layers" / f"{index:0{digits}d}_{name}.png"
-        path.parent.mkdir(exist_ok=True)
         written.append((f"feature maps of {name}", plot_feature_maps(output, title, path)))
     convs = conv_layers(model)
     if convs:
@@ -113,9 +101,10 @@ def run_explain(args: argparse.Namespace) -> int:
         title = f"filters of {convs[0]}: {out_c} x {in_c} kernels of {kh}x{kw}"
         written.append(("filters", plot_filters(weights, title, out / f"filters_{convs[0]}.png")))
     label = f"class {classes[target]}"
+    score = "p" if isinstance(next(reversed(model.layers.values())), Softmax) else "logit"
     grad = saliency(model, image, target)
     written.append(("saliency", plot_attribution(
-        image, np.abs(grad).max(axis=0), f"saliency |d logit / d x|, {label}",
+        image, np.abs(grad).max(axis=0), f"saliency |d {score} / d x|, {label}",
         out / "saliency.png")))  # fmt: skip
     ig = integrated_gradients(model, image, target, steps=args.steps)
     written.append(("integrated gradients", plot_attribution(
@@ -133,22 +122,45 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def write_mistakes_gallery(
-    model, images: np.ndarray, labels: np.ndarray, classes, count: int, path: str
-) -> None:
-    """``faltung evaluate --misclassified N``: the N most confident mistakes as one picture."""
+    model, images, labels: np.ndarray, classes, count: int, path: str, pixels: np.ndarray,
+    numbers: np.ndarray,
+) -> None:  # fmt: skip
+    """``faltung evaluate --misclassified N``: the N most confident mistakes as one picture.
+
+    ``images`` are what the model reads, ``pixels`` the same images to draw (uint8, or
+    floats in [0, 1]), ``numbers`` their positions in the dataset's test split.
+    """
     from ..explain.mistakes import confident_mistakes
     from ..explain.plots import plot_gallery
 
     found = confident_mistakes(model, images, labels, count)
+    if len(found.index) == 0:
+        print(f"no misclassified images among {len(labels):,}: nothing to draw")
+        return
     names = list(classes)
     captions = [
-        f"true {names[t]}, said {names[p]}\np = {q:.3f} (#{i})"
+        f"true {names[t]}\nsaid {names[p]}\np = {q:.3f} (#{numbers[i]})"
         for i, t, p, q in zip(found.index, found.true, found.predicted, found.probability)
     ]
-    title = f"the {len(captions)} most confident mistakes"
-    if plot_gallery(images[found.index], captions, title, path) is None:
+    title = f"the {len(captions)} most confident mistakes (#: test image number)"
+    try:
+        drawn = plot_gallery(to_unit(pixels[found.index]), captions, title, path)
+    except OSError as error:
+        raise UsageError(f"cannot write {path} ({error.strerror or error})") from None
+    if drawn is None:
         raise UsageError("--misclassified draws a picture: pip install 'faltung[plot]'")
     print(f"wrote {path}: {title} (of {int(np.sum(model.predict(images) != labels))} in all)")
+
+
+def port(text: str) -> int:
+    """A TCP port number, 0 to 65535 (0: any free one)."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text!r}")
+    return number
 
 
 def add_explain_parsers(commands, positive_int) -> None:
@@ -171,13 +183,14 @@ def add_explain_parsers(commands, positive_int) -> None:
         "--invert",
         choices=["auto", "yes", "no"],
         default="auto",
-        help="invert grey levels; auto (default) when the border is brighter than the centre",
+        help="invert grey levels; auto (default): a grey image whose border is brighter than "
+        "its centre, for a model of MNIST or Fashion-MNIST",
     )
 
     serve = commands.add_parser("serve", help="a live page: draw a digit, watch every layer")
     serve.add_argument("model", metavar="MODEL.npz")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    serve.add_argument("--port", type=port, default=8000, help="port (default 8000; 0: any free)")
     serve.add_argument(
         "--dataset",
         choices=list(DATASETS),

@@ -12,7 +12,9 @@ import numpy as np
 from ..datasets import (
     DATASETS,
     ImageArray,
+    ImageDataset,
     Preprocessing,
+    fingerprint,
     is_own_data,
     load_data,
     load_dataset,
@@ -26,6 +28,7 @@ from ..presets import get_preset
 from ..summary import count_flops, training_step_flops
 from ..train import evaluate
 from ..viz import plot_confusion
+from ._model import inverts_drawings
 from ._text import plural
 from .errors import UsageError
 from .explain import write_mistakes_gallery
@@ -33,20 +36,20 @@ from .explain import write_mistakes_gallery
 
 def choose_test_images(
     args: argparse.Namespace, meta: ModelMetadata, dataset: str, n_test: int
-) -> tuple[np.ndarray, str]:
-    """Which test images to score, and how to say so.
+) -> tuple[np.ndarray, str, bool]:
+    """Which test images to score, how to say so, and whether they are the recorded ones.
 
     By default the ones the model was tested on in training (recorded in the model file);
     ``--test-size N`` draws N with the seed exactly as ``faltung train`` does; ``--all``.
     """
     if args.all:
-        return np.arange(n_test), f"all {n_test:,} {dataset} test images"
+        return np.arange(n_test), f"all {n_test:,} {dataset} test images", False
     if args.test_size is not None:
         if args.test_size > n_test:
             raise UsageError(f"--test-size {args.test_size} exceeds the {n_test} test images")
         seed = args.seed if args.seed is not None else int(meta.settings.get("seed", 0))
         index = subset_indices(n_test, args.test_size, seed)
-        return index, f"{len(index):,} {dataset} test images drawn with seed {seed}"
+        return index, f"{len(index):,} {dataset} test images drawn with seed {seed}", False
     if meta.test_indices is not None and dataset == meta.dataset:
         index = np.asarray(meta.test_indices, dtype=np.int64)
         if index.size == 0 or index.min() < 0 or index.max() >= n_test:
@@ -55,17 +58,23 @@ def choose_test_images(
                 f"this {dataset} copy; pass --all or --test-size N"
             )
         if index.size == n_test:
-            return index, f"all {n_test:,} {dataset} test images, as in training"
-        return index, (
-            f"the {index.size:,} {dataset} test images this model was tested on in training "
-            f"(recorded in the model file)"
+            return index, f"all {n_test:,} {dataset} test images, as in training", True
+        return (
+            index,
+            (
+                f"the {index.size:,} {dataset} test images this model was tested on in training "
+                f"(recorded in the model file)"
+            ),
+            True,
         )
-    return np.arange(n_test), f"all {n_test:,} {dataset} test images"
+    return np.arange(n_test), f"all {n_test:,} {dataset} test images", False
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     if args.seed is not None and args.test_size is None:
         raise UsageError("--seed chooses the images of a --test-size draw; give --test-size too")
+    if args.gallery and not args.misclassified:
+        raise UsageError("--gallery names the picture of --misclassified N; give that too")
     model, meta = load_model(args.model)
     if is_own_data(args.data):
         # The same split as in training: the same seed and fraction draw the same images.
@@ -86,10 +95,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
             )
         data = load_dataset(dataset, args.data, normalize=False)
     preprocessing = Preprocessing.from_json(meta.preprocessing, meta.input_shape[0])
-    index, what = choose_test_images(args, meta, data.name, len(data.test_images))
+    index, what, as_recorded = choose_test_images(args, meta, data.name, len(data.test_images))
+    digest = meta.extra.get("test_digest")
+    if as_recorded and digest is not None:
+        if fingerprint(data.test_images[index], data.test_labels[index]) != digest:
+            print(
+                f"faltung: warning: these are not the images {args.model} was tested on in "
+                f"training: {data.name} has changed since (files added, removed or "
+                "relabelled), and a held-out split drawn again may hold training images",
+                file=sys.stderr,
+            )
     images = ImageArray(data.test_images[index], preprocessing)
-    labels = data.test_labels[index]
-    classes = list(meta.classes) if len(meta.classes) == len(data.classes) else list(data.classes)
+    classes, labels = in_model_classes(meta.classes, data, data.test_labels[index])
     result = evaluate(model, images, labels, num_classes=len(classes))
     print(f"{args.model}: accuracy {result.accuracy:.4f} (loss {result.loss:.4f}) on {what}")
     print("per-class accuracy:")
@@ -109,9 +126,37 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print(f"wrote {written}: the confusion matrix as a picture")
     if args.misclassified:
         write_mistakes_gallery(
-            model, images, labels, data.classes, args.misclassified, args.gallery
-        )
+            model, images, labels, classes, args.misclassified,
+            args.gallery or "misclassified.png", data.test_images[index], index,
+        )  # fmt: skip
     return 0
+
+
+def in_model_classes(
+    model_classes: tuple[str, ...], data: ImageDataset, labels: np.ndarray
+) -> tuple[list[str], np.ndarray]:
+    """(class names, labels as the model's class numbers): the data's classes are matched
+    to the model's by name, so a folder may hold some of them, in any order. Names that
+    share nothing with the model's (an old file without names) are matched by position."""
+    position = {name: k for k, name in enumerate(model_classes)}
+    if not any(name in position for name in data.classes):
+        if len(data.classes) > len(model_classes):
+            raise UsageError(
+                f"{data.name} has {len(data.classes)} classes, the model {len(model_classes)}"
+            )
+        print(
+            f"note: the class names of {data.name} are not the model's; matched by position",
+            file=sys.stderr,
+        )
+        return list(model_classes), labels
+    unknown = [name for name in data.classes if name not in position]
+    if unknown:
+        raise UsageError(
+            f"{data.name}: class {unknown[0]!r} is not one the model knows "
+            f"({', '.join(model_classes)})"
+        )
+    mapping = np.array([position[name] for name in data.classes], np.int64)
+    return list(model_classes), mapping[labels]
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -128,6 +173,7 @@ def run_predict(args: argparse.Namespace) -> int:
     files = expand_folders(args.files, EXTENSIONS + ((".npy",) if shape[0] == 1 else ()))
     # A model trained with --image-size saw every image resized: predict does the same.
     resize = args.resize or bool(meta.settings.get("image_size"))
+    drawings = shape[0] == 1 and inverts_drawings(meta.dataset)
     failures = 0
     for start in range(0, len(files), args.batch_size):
         chunk = files[start : start + args.batch_size]
@@ -142,7 +188,7 @@ def run_predict(args: argparse.Namespace) -> int:
                 failures += 1
                 continue
             # Only grey digits come dark on light by accident; colour pictures are as taken.
-            auto = args.invert == "auto" and shape[0] == 1 and is_dark_on_light(image)
+            auto = args.invert == "auto" and drawings and is_dark_on_light(image)
             invert = args.invert == "yes" or auto
             images.append(1 - image if invert else image)
             if args.invert == "auto" and invert:

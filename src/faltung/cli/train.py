@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import inspect
 import json
 import math
@@ -22,9 +21,11 @@ from .. import __version__, parallel
 from .._atomic import atomic_write
 from ..augment import parse_augment
 from ..datasets import (
+    DEFAULT_TEST_SPLIT,
     ImageArray,
     ImageDataset,
     Preprocessing,
+    fingerprint,
     is_own_data,
     load_data,
     load_dataset,
@@ -233,17 +234,6 @@ def saved_settings(checkpoint: Path, preset: str) -> dict[str, Any] | None:
     return header["config"]["settings"]
 
 
-def data_fingerprint(*arrays: np.ndarray) -> str:
-    """A digest of shapes, labels and up to 4,096 evenly spaced images of each array."""
-    digest = hashlib.blake2b(digest_size=16)
-    for array in arrays:
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        if array.ndim > 1:
-            array = array[:: max(1, len(array) // 4096)]
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
 def take(images: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``images[index]``, without copying when the index is all of them in order (a large
     uint8 set is then held once)."""
@@ -326,6 +316,11 @@ def run_train(args: argparse.Namespace) -> int:
         if args.model and not Path(args.model).is_file():
             raise UsageError(f"--model {args.model}: no such file")
         data = load_training_data(args, settings)
+        if data.held_out and getattr(args, "val_split", None) == 0:
+            raise UsageError(
+                f"--val-split 0: {data.name} has no test split of its own, so a fraction of "
+                f"it is held out to test on (default {DEFAULT_TEST_SPLIT})"
+            )
         n_train, n_test = len(data.train_images), len(data.test_images)
         for flag, size, split, total in (
             ("--train-size", "train_size", "training", n_train),
@@ -344,6 +339,7 @@ def run_train(args: argparse.Namespace) -> int:
         test_index = subset_indices(n_test, settings["test_size"], settings["seed"])
         train_x, train_y = take(data.train_images, train_index), data.train_labels[train_index]
         test_x, test_y = take(data.test_images, test_index), data.test_labels[test_index]
+        test_digest = fingerprint(test_x, test_y)  # evaluate checks it finds these again
         val_data = None
         if settings["val_split"] and not data.held_out:
             n_val = round(len(train_x) * settings["val_split"])
@@ -386,9 +382,9 @@ def run_train(args: argparse.Namespace) -> int:
     comm.check_same(
         {
             "settings": settings,
-            "data": data_fingerprint(train_x, train_y, test_x, test_y),
+            "data": fingerprint(train_x, train_y, test_x, test_y),
             "model": model.config(),
-            "weights": data_fingerprint(*model.state_dict().values()),
+            "weights": fingerprint(*model.state_dict().values()),
         }
     )
     train_x, test_x = ImageArray(train_x, preprocessing), ImageArray(test_x, preprocessing)
@@ -459,6 +455,7 @@ def run_train(args: argparse.Namespace) -> int:
         settings=settings,
         test_indices=tuple(test_index.tolist()),
         preprocessing=preprocessing.to_json(),
+        extra={"test_digest": test_digest},
     )
     written = [save_model(model, out / "model.npz", metadata), checkpoint, *history_writer.paths]
     metrics = {

@@ -6,16 +6,18 @@ from .errors import DatasetError
 from .idx import read_idx, write_idx
 from .mnist import ImageDataset, load_dataset, to_float
 from .preprocess import ImageArray, Preprocessing
-from .sources import is_own_data, load_data, stratified_split
-from .subsets import subset_indices
+from .sources import DEFAULT_TEST_SPLIT, is_own_data, load_data, stratified_split
+from .subsets import fingerprint, subset_indices
 
 __all__ = [
     "DATASETS",
+    "DEFAULT_TEST_SPLIT",
     "DatasetError",
     "ImageArray",
     "ImageDataset",
     "Preprocessing",
     "dataset_info",
+    "fingerprint",
     "is_own_data",
     "load_data",
     "load_dataset",

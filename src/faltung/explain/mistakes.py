@@ -22,7 +22,13 @@ def confident_mistakes(
     model: Sequential, images: np.ndarray, labels: np.ndarray, count: int | None = None
 ) -> Mistakes:
     """The misclassified images, sorted by the probability given to the wrong class."""
-    probabilities = predict_probabilities(model, images)
+    return rank_mistakes(predict_probabilities(model, images), labels, count)
+
+
+def rank_mistakes(
+    probabilities: np.ndarray, labels: np.ndarray, count: int | None = None
+) -> Mistakes:
+    """:func:`confident_mistakes` from the class probabilities (N, K) already computed."""
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     confidence = probabilities[wrong, predicted[wrong]]

@@ -15,7 +15,8 @@ import numpy as np
 
 from .._threads import openblas_threads
 from ..explain import conv_layers, conv_sum, eval_backprop, to_uint8
-from ..explain.features import probabilities
+from ..explain.features import predict_probabilities, probabilities
+from ..explain.mistakes import rank_mistakes
 from ..layers import Conv2D
 from ..model import Sequential
 from ..summary import dry_run
@@ -39,6 +40,10 @@ def single_thread_blas() -> bool:
         return False
     threadpool_limits(1, user_api="blas")
     return True
+
+
+# Test images per step of the mistakes pass (see Engine.mistakes).
+MISTAKES_CHUNK = 256
 
 
 class BadRequest(ValueError):
@@ -68,7 +73,8 @@ class Engine:
         self.title = title
         self.test_images, self.test_labels = test_images, test_labels
         self.test_note = test_note
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the model computes one request at a time
+        self._mistakes_lock = threading.Lock()
         self._mistakes: np.ndarray | None = None
         self._rng = np.random.default_rng()
         self._layers = [
@@ -166,13 +172,18 @@ class Engine:
         return {"pixels": _b64(pixels), "label": int(self.test_labels[index]), "index": index}
 
     def mistakes(self) -> np.ndarray:
-        with self._lock:
+        """The test images the model gets wrong, most confident first; computed once."""
+        with self._mistakes_lock:
             if self._mistakes is None:
-                from ..explain.mistakes import confident_mistakes
-
-                self._mistakes = confident_mistakes(
-                    self.model, self.test_images, self.test_labels
-                ).index
+                # The model's lock is held a chunk at a time: a page update waits for one
+                # chunk, not for the whole pass (which the server starts at once).
+                probabilities = []
+                for start in range(0, len(self.test_images), MISTAKES_CHUNK):
+                    with self._lock:
+                        chunk = self.test_images[start : start + MISTAKES_CHUNK]
+                        probabilities.append(predict_probabilities(self.model, chunk))
+                ranked = rank_mistakes(np.concatenate(probabilities), self.test_labels)
+                self._mistakes = ranked.index
             return self._mistakes
 
     # -- input -------------------------------------------------------------------------

@@ -60,7 +60,10 @@ class PageServer(ThreadingHTTPServer):
         host = address[0]
         self.check_host = host in LOOPBACK
         port = self.server_address[1]
-        self.allowed_hosts = {f"{name}:{port}" for name in LOOPBACK} | {f"{host}:{port}"}
+        names = {*LOOPBACK, host}
+        self.allowed_hosts = {f"{name}:{port}" for name in names}
+        if port == 80:  # browsers leave the default port out of the Host header
+            self.allowed_hosts |= names
 
 
 class Handler(BaseHTTPRequestHandler):
