@@ -144,6 +144,8 @@ def test_summary_takes_a_trained_model_file_as_model_too(tmp_path, capsys):
         ("wrong_shapes", "fc1 (Dense): expected 128 input features"),
         ("labels", "training label 7 is out of range for the 3 classes"),
         ("mixed_sizes", "pass --image-size HxW"),
+        ("text_file", "d.txt: not an image folder, a .csv or .npz file, or a folder of IDX"),
+        ("nowhere", "nowhere: no such file or directory"),
     ],
 )
 def test_bad_inputs_are_one_line_before_any_output(
@@ -167,6 +169,11 @@ def test_bad_inputs_are_one_line_before_any_output(
         from PIL import Image
 
         Image.new("L", (17, 16)).save(shapes_dir / "bar" / "odd.png")
+    elif case == "text_file":
+        data = tmp_path / "d.txt"
+        data.write_text("1,2,3\n")
+    elif case == "nowhere":
+        data = tmp_path / "nowhere"
     out = tmp_path / "never"
     args = ["train", "--model", str(model), "--data", str(data), "--out", str(out), *extra]
     assert main(args) == 2

@@ -192,8 +192,14 @@ def test_npz_layouts(tmp_path, layout):
         ({"x": np.zeros((2, 4), np.uint8), "y": np.array([0, 1])}, "has shape"),
         ({"x": np.full((2, 4, 4), 2.0), "y": np.array([0, 1])}, r"must be finite and in \[0, 1\]"),
         ({"x": np.zeros((0, 4, 4), np.uint8), "y": np.zeros(0, int)}, "holds no images"),
+        ({"x": np.zeros((3, 4, 4), np.uint8), "y": np.array([0, 2, 2])},
+         "no training image has label 1 of 0..2"),
+        ({"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0, 10**8])},
+         "labels must number the classes 0, 1, 2, ... without gaps"),
+        ({"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0, 0])},
+         "a classifier needs two classes or more"),
     ],
-)
+)  # fmt: skip
 def test_npz_errors(tmp_path, arrays, message):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
@@ -217,3 +223,38 @@ def test_preprocessing_and_lazy_batches():
     assert Preprocessing.from_json(prep.to_json()) == prep
     identity = Preprocessing.identity(3)
     np.testing.assert_array_equal(identity(images), images.astype(np.float32) * np.float32(1 / 255))
+
+
+def test_a_csv_with_its_label_last_is_refused(tmp_path):
+    """MNIST's first pixel is always 0: read as the label, every image is of one class."""
+    images, labels = draw_shapes(5, 8)
+    images[:, 0, 0, 0] = 0
+    path = tmp_path / "last.csv"
+    np.savetxt(path, np.concatenate([images.reshape(15, -1), labels[:, None]], 1), fmt="%d",
+               delimiter=",")  # fmt: skip
+    with pytest.raises(DatasetError, match="is the label the first column"):
+        load_data(path)
+
+
+def test_images_in_subfolders_count_and_hidden_files_do_not(tmp_path, cache):
+    images, labels = draw_shapes(4, 8)
+    paths = write_folder(tmp_path / "d.v1", images, labels)
+    nested = paths[0].parent / "more" / "x.png"
+    nested.parent.mkdir()
+    paths[1].rename(nested)
+    (paths[0].parent / "._junk.png").write_bytes(b"AppleDouble")
+    (paths[0].parent / ".hidden").mkdir()
+    (paths[0].parent / ".hidden" / "y.png").write_bytes(b"not an image")
+    found = load_folder(tmp_path / "d.v1", cache=cache)
+    assert len(found.images) == len(images) and not found.skipped
+    write_folder(tmp_path / "d.v2", images[:6], labels[:6])
+    assert len(load_folder(tmp_path / "d.v2", cache=cache).images) == 6
+    # Each folder its own cache files (once both became d.npz and d.json).
+    assert len(list(cache.glob("d.v1-*.npz"))) == len(list(cache.glob("d.v2-*.npz"))) == 1
+
+
+def test_a_dataset_is_named_after_its_folder_also_as_dot(tmp_path, monkeypatch, cache):
+    images, labels = draw_shapes(4, 8)
+    write_folder(tmp_path / "shapes", images, labels)
+    monkeypatch.chdir(tmp_path / "shapes")
+    assert load_data(".", cache=cache).name == "shapes"

@@ -139,8 +139,12 @@ def locate(
     """Verified, decompressed content of one file of ``info`` (see the module docstring)."""
     spec = info.files[role]
     if data_dir is not None:
+        if data_dir.exists() and not data_dir.is_dir():
+            raise DatasetError(
+                f"{data_dir}: not an image folder, a .csv or .npz file, or a folder of IDX files"
+            )
         if not data_dir.is_dir():
-            raise DatasetError(f"{data_dir}: data directory does not exist")
+            raise DatasetError(f"{data_dir}: no such file or directory")
         path = find_in(data_dir, spec)
         if path is None:
             raise DatasetError(

@@ -1,6 +1,7 @@
 """Image folders: ``DIR/<class>/*.png`` (or ``DIR/train/<class>/...`` and ``DIR/test/...``).
 
-Like torchvision's ImageFolder: class names are the folder names, sorted. Images are
+Like torchvision's ImageFolder: class names are the folder names, sorted, and a class
+holds the images in its folder and the folders inside it. Images are
 decoded once with Pillow (in threads: its decoders release the GIL), converted to grey or
 RGB, resized if asked, and kept as uint8 (N, C, H, W). The result is cached as one ``.npz``
 beside a JSON manifest listing every file with its size and modification time; any file
@@ -63,7 +64,9 @@ def scan_folder(root: Path) -> tuple[list[tuple[str, int, bool]], tuple[str, ...
     files: list[tuple[str, int, bool]] = []
     for part, is_test in parts:
         base = root / part
-        found = sorted(e.name for e in os.scandir(base) if e.is_dir() and not e.name[0] == ".")
+        found = sorted(
+            e.name for e in os.scandir(base) if e.is_dir() and not e.name.startswith(".")
+        )
         extra = sorted(set(found) - set(classes))
         if extra:
             raise DatasetError(f"{base}: class folder {extra[0]!r} is not in {root / 'train'}")
@@ -73,17 +76,28 @@ def scan_folder(root: Path) -> tuple[list[tuple[str, int, bool]], tuple[str, ...
                 if is_test:
                     continue
                 raise DatasetError(f"{folder}: missing class folder")
-            images = sorted(
-                entry.name
-                for entry in os.scandir(folder)
-                if entry.is_file() and entry.name.lower().endswith(EXTENSIONS)
-            )
+            images = _images_in(folder)
             if not images:
                 raise DatasetError(
                     f"{folder}: class folder holds no images ({', '.join(EXTENSIONS)})"
                 )
             files += [(str(Path(part, name, image)), index, is_test) for image in images]
     return files, tuple(classes), split
+
+
+def _images_in(folder: Path) -> list[str]:
+    """Image files in ``folder`` and the folders inside it, as paths relative to it, sorted;
+    hidden files and folders (.DS_Store, macOS's ._ files, .git) are not images."""
+    found = []
+    for directory, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        inside = Path(directory).relative_to(folder)
+        found += [
+            str(inside / name)
+            for name in files
+            if not name.startswith(".") and name.lower().endswith(EXTENSIONS)
+        ]
+    return sorted(found)
 
 
 def load_folder(
@@ -108,13 +122,18 @@ def load_folder(
         "classes": list(classes),
     }
     key = hashlib.sha1(json.dumps([manifest["root"], options]).encode()).hexdigest()[:16]
-    cache_file = (cache or _default_cache()) / f"{root.name}-{key}"
+    cache_file = (cache or _default_cache()) / f"{root.resolve().name}-{key}"
     cached = _read_cache(cache_file, manifest)
     if cached is not None:
         return cached
     result = _decode_all(root, files, classes, split, channels, image_size, workers)
     _write_cache(cache_file, manifest, result)
     return result
+
+
+def _beside(path: Path, suffix: str) -> Path:
+    """``path`` with ``suffix`` added (a folder named photos.v1 keeps its .v1)."""
+    return path.with_name(path.name + suffix)
 
 
 def _stamp(path: Path) -> list[int]:
@@ -130,10 +149,10 @@ def _default_cache() -> Path:
 
 def _read_cache(path: Path, manifest: dict) -> FolderImages | None:
     try:
-        saved = json.loads(path.with_suffix(".json").read_text())
+        saved = json.loads(_beside(path, ".json").read_text())
         if saved.get("manifest") != manifest:
             return None
-        with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
+        with np.load(_beside(path, ".npz"), allow_pickle=False) as arrays:
             images, labels, is_test = arrays["images"], arrays["labels"], arrays["is_test"]
     except (OSError, ValueError, KeyError):
         return None
@@ -146,11 +165,11 @@ def _read_cache(path: Path, manifest: dict) -> FolderImages | None:
 def _write_cache(path: Path, manifest: dict, result: FolderImages) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path.with_suffix(".npz")) as handle:
+        with atomic_write(_beside(path, ".npz")) as handle:
             np.savez(handle, images=result.images, labels=result.labels, is_test=result.is_test)
         record = {"manifest": manifest, "split": result.has_test_split,
                   "skipped": list(result.skipped)}  # fmt: skip
-        with atomic_write(path.with_suffix(".json")) as handle:
+        with atomic_write(_beside(path, ".json")) as handle:
             handle.write(json.dumps(record).encode())
     except OSError as error:  # a cache is a convenience: say so, and go on
         print(f"faltung: cannot cache the decoded images in {path} ({error})", file=sys.stderr)

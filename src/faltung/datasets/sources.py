@@ -84,24 +84,36 @@ def load_data(
         raise DatasetError(
             f"{path}: not an image folder, .csv or .npz file (or a folder of IDX files)"
         )
+    if len(x) == 0:
+        raise DatasetError(f"{path}: no images")
     if classes is None:
         top = max(int(y.max()), int(y_test.max()) if y_test is not None and y_test.size else 0)
+        missing = np.setdiff1d(np.arange(min(top + 1, len(y) + 1)), y)
+        if top >= len(y) or missing.size:  # checked before naming top + 1 classes
+            first = int(missing[0]) if missing.size else len(y)
+            raise DatasetError(
+                f"{path}: no training image has label {first} of 0..{top}; labels must "
+                "number the classes 0, 1, 2, ... without gaps"
+            )
         classes = tuple(str(k) for k in range(top + 1))
+    if len(classes) < 2:
+        raise DatasetError(
+            f"{path}: every image has one label ({classes[0]}); a classifier needs two "
+            "classes or more (for a CSV file: is the label the first column?)"
+        )
     for split, labels in (("training", y), ("test", y_test)):
         if labels is not None and labels.size and labels.max() >= len(classes):
             raise DatasetError(
                 f"{path}: {split} label {labels.max()} is out of range for the "
                 f"{len(classes)} classes"
             )
-    if len(x) == 0:
-        raise DatasetError(f"{path}: no images")
     held_out = x_test is None
     if held_out:
         held = stratified_split(y, DEFAULT_TEST_SPLIT if test_split is None else test_split, seed)
         if not held.any():
             raise DatasetError(f"{path}: {len(x)} images are too few to hold out a test split")
         x, y, x_test, y_test = x[~held], y[~held], x[held], y[held]
-    return ImageDataset(path.name, x, y, x_test, y_test, classes, held_out)
+    return ImageDataset(path.resolve().name, x, y, x_test, y_test, classes, held_out)
 
 
 def _adapt(path: Path, x, channels, size):
