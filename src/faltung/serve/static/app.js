@@ -14,6 +14,7 @@ const EXPLAIN = {
   Flatten: "the same numbers, laid out as one long vector",
   Dense: "every output is a weighted sum of all inputs, plus a bias",
   Dropout: "off at prediction time: passes its input through",
+  Standardise: "the image as the network was trained to see it: (pixel − mean) / std for each channel",
   BatchNorm1D: "normalised with the statistics learned in training",
   BatchNorm2D: "each channel normalised with the statistics learned in training",
   Softmax: "turns scores into probabilities that sum to 1",
@@ -48,7 +49,9 @@ function paint(canvas, bytes, offset, h, w, lut) {
   for (let i = 0; i < h * w; i++) {
     const v = (bytes[offset + i] ?? 0) * 3;
     image.data[i * 4] = lut[v]; image.data[i * 4 + 1] = lut[v + 1];
-    image.data[i * 4 + 2] = lut[v + 2]; image.data[i * 4 + 3] = 255;
+    image.data[i * 4 + 2] = lut[v + 2];
+    // Cells past the data (a vector's last row) stay transparent: they are no value.
+    image.data[i * 4 + 3] = offset + i < bytes.length ? 255 : 0;
   }
   ctx.putImageData(image, 0, 0);
 }
@@ -286,12 +289,14 @@ function buildLayers() {
     let channels, h, w;
     if (layer.shape.length === 3) [channels, h, w] = layer.shape;
     else {
-      // A vector: its units as one near-square image (the last row padded).
-      channels = 1; w = Math.ceil(Math.sqrt(layer.shape[0])); h = Math.ceil(layer.shape[0] / w);
+      // A vector: a few units as one row, more as a near-square image (the last row short).
+      const units = layer.shape[0];
+      channels = 1; w = units <= 32 ? units : Math.ceil(Math.sqrt(units)); h = Math.ceil(units / w);
     }
     const isConv = state.info.convolutions.includes(layer.name);
     if (isConv) maps.classList.add("conv");
-    const zoom = Math.max(1, Math.round(Math.min(72, Math.max(36, 3 * Math.max(h, w))) / Math.max(h, w)));
+    let zoom = Math.max(1, Math.round(Math.min(72, Math.max(36, 3 * Math.max(h, w))) / Math.max(h, w)));
+    if (h === 1) zoom = Math.max(zoom, 20);  // one row of units: cells large enough to see
     const canvases = [];
     for (let k = 0; k < channels; k++) {
       const canvas = document.createElement("canvas");
@@ -313,7 +318,6 @@ function buildLayers() {
       canvases.push(canvas);
       maps.append(canvas);
     }
-    // A vector's image has padding cells: pad the byte string with zeros to fill it.
     section.append(title, about, maps);
     container.append(section);
     return { canvases, h, w, range };
@@ -358,8 +362,14 @@ function showSum(r) {
   $("detail").hidden = false;
   $("detail-title").textContent = `${r.layer}, channel ${r.channel}, position (${r.row}, ${r.col})`;
   const terms = r.partial_sums.map((s) => s.toFixed(3)).join(" + ");
+  // The input index under kernel offset v: position·stride + dilation·v − padding.
+  const index = (position, stride, dilation, start, v) => {
+    const pad = position * stride - start;
+    return `${position}·${stride} + ${dilation === 1 ? "" : dilation + "·"}${v}` + (pad ? ` − ${pad}` : "");
+  };
   $("detail-formula").textContent =
-    `x[${r.row},${r.col}] = Σc Σa Σb w[c,a,b] · y[c, ${r.row}·${r.stride[0]}+a, ${r.col}·${r.stride[1]}+b] + bias\n= ` +
+    `x[${r.row},${r.col}] = Σc Σa Σb w[c,a,b] · y[c, ${index(r.row, r.stride[0], r.dilation[0], r.top, "a")}, ` +
+    `${index(r.col, r.stride[1], r.dilation[1], r.left, "b")}] + bias\n= ` +
     (r.partial_sums.length > 6 ? `(${r.partial_sums.length} channel sums) ` : `${terms} `) +
     `+ ${r.bias.toFixed(3)} = ${r.value.toFixed(4)}`;
   const body = $("detail-body");
