@@ -149,7 +149,10 @@ def test_csv_with_and_without_header(tmp_path):
         ("1,0,0,0,300\n", "line 1: pixels must be integers in 0..255"),
         ("-1,0,0,0,0\n", "line 1: label -1 is not a class index"),
         ("label,a\n", "no rows"),
-        ("1,x,0,0,0\n", "not a table of numbers"),
+        ("1,x,0,0,0\n", "line 1: 'x' is not a number"),
+        ("label,a,b,c,d\n1,0,0,0,0\n2,0,0,0\n", "line 3: 4 values, the lines before have 5"),
+        ("label;pixels\n1;0;0;0;0\n", "line 2: '1;0;0;0;0' is not a number"),
+        ("0," + ",".join(["0"] * 12) + "\n", "pass --channels 3 for colour images"),
     ],
 )
 def test_csv_errors(tmp_path, content, message):
@@ -198,6 +201,8 @@ def test_npz_layouts(tmp_path, layout):
          "labels must number the classes 0, 1, 2, ... without gaps"),
         ({"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0, 0])},
          "a classifier needs two classes or more"),
+        ({"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0, 1]), "classes": np.array("ab")},
+         "'classes' must be a list of names"),
     ],
 )  # fmt: skip
 def test_npz_errors(tmp_path, arrays, message):
@@ -223,6 +228,16 @@ def test_preprocessing_and_lazy_batches():
     assert Preprocessing.from_json(prep.to_json()) == prep
     identity = Preprocessing.identity(3)
     np.testing.assert_array_equal(identity(images), images.astype(np.float32) * np.float32(1 / 255))
+
+
+def test_a_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path):
+    images, labels = draw_shapes(3, 4)
+    rows = np.concatenate([labels[:, None], images.reshape(len(images), -1)], axis=1)
+    text = "\n".join(",".join(str(v) for v in row) for row in rows)
+    path = tmp_path / "bom.csv"
+    path.write_text(text, encoding="utf-8-sig")
+    data = load_data(path, test_split=0.3)
+    assert len(data.train_images) + len(data.test_images) == len(images)
 
 
 def test_a_csv_with_its_label_last_is_refused(tmp_path):

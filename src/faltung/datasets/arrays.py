@@ -30,7 +30,8 @@ def load_csv(
     """
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as handle:
+        # utf-8-sig: a spreadsheet's byte-order mark must not hide the first row's label
+        with open(path, encoding="utf-8-sig") as handle:
             first = handle.readline()
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path}: cannot read ({error})") from None
@@ -38,9 +39,12 @@ def load_csv(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an empty file: our own error says so
-            table = np.loadtxt(path, delimiter=",", skiprows=int(header), ndmin=2, dtype=float)
-    except ValueError as error:
-        raise DatasetError(f"{path}: not a table of numbers ({error})") from None
+            table = np.loadtxt(
+                path, delimiter=",", skiprows=int(header), ndmin=2, dtype=float,
+                encoding="utf-8-sig",
+            )  # fmt: skip
+    except ValueError:
+        raise DatasetError(f"{path}: {_first_bad_line(path, int(header))}") from None
     if table.size == 0:
         raise DatasetError(f"{path}: no rows")
     labels, pixels = table[:, 0], table[:, 1:]
@@ -63,6 +67,23 @@ def load_csv(
     return images, labels.astype(np.int64)
 
 
+def _first_bad_line(path: Path, skip: int) -> str:
+    """Why NumPy could not read ``path`` as a table: its first ragged or non-numeric line."""
+    width = None
+    with open(path, encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number <= skip or not line.strip():
+                continue
+            cells = line.rstrip("\r\n").split(",")
+            bad = next((cell for cell in cells if not _is_number(cell)), None)
+            if bad is not None:
+                return f"line {number}: {bad.strip()[:20]!r} is not a number (comma-separated)"
+            if width is not None and len(cells) != width:
+                return f"line {number}: {len(cells)} values, the lines before have {width}"
+            width = len(cells)
+    return "not a table of numbers separated by commas"
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -81,8 +102,10 @@ def _image_shape(path: Path, count: int, channels: int | None, size: tuple[int, 
         return (c, *size)
     side = math.isqrt(count // c) if count % c == 0 else 0
     if side == 0 or c * side * side != count:
+        colour = channels is None and count % 3 == 0 and math.isqrt(count // 3) ** 2 * 3 == count
+        hint = "--channels 3 for colour images (planes R, G, B), or " if colour else ""
         raise DatasetError(
-            f"{path}: {count} pixels a row are not {c} square image(s); pass --image-size HxW"
+            f"{path}: {count} pixels a row are not {c} square image(s); pass {hint}--image-size HxW"
         )
     return (c, side, side)
 
@@ -120,7 +143,12 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray | tuple[str, 
             )
     if result["x_test"] is not None and result["x_test"].shape[1:] != result["x"].shape[1:]:
         raise DatasetError(f"{path}: test images {result['x_test'].shape[1:]} differ from training")
-    result["classes"] = tuple(str(c) for c in arrays["classes"]) if "classes" in arrays else None
+    classes = arrays.get("classes")
+    if classes is not None and classes.ndim != 1:
+        raise DatasetError(
+            f"{path}: 'classes' must be a list of names (K,), got shape {classes.shape}"
+        )
+    result["classes"] = None if classes is None else tuple(str(c) for c in classes)
     return result
 
 
