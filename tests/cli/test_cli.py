@@ -134,7 +134,7 @@ def test_optimizer_and_schedule_choices_come_from_the_registries():
 
 def test_missing_data_directory_and_files(tmp_path, synthetic_dir, capsys):
     assert train(tmp_path / "a", tmp_path / "nowhere") == 2
-    assert "data directory does not exist" in capsys.readouterr().err
+    assert "no such file or directory" in capsys.readouterr().err
     (synthetic_dir / "t10k-images-idx3-ubyte.gz").unlink()
     assert train(tmp_path / "b", synthetic_dir) == 2
     err = capsys.readouterr().err
@@ -314,13 +314,13 @@ def test_momentum_is_plain_unless_nesterov_is_asked_for():
 def test_failed_runs_leave_no_output_directory(tmp_path, synthetic_dir, monkeypatch, capsys):
     out = tmp_path / "deep" / "run"
     assert train(out, tmp_path / "nowhere") == 2  # a bad --data
-    assert "data directory does not exist" in capsys.readouterr().err
+    assert "no such file or directory" in capsys.readouterr().err
     assert main(["train", "--preset", "lenet", "--data", str(synthetic_dir), "--out", str(out),
                  "--test-size", "51"]) == 2  # fmt: skip
     assert "--test-size 51 exceeds the 50 images available" in capsys.readouterr().err
     monkeypatch.setenv("FALTUNG_DATA", str(tmp_path / "missing"))
     assert main(["train", "--preset", "lenet", "--out", str(out), *SMALL]) == 2
-    assert "missing: data directory does not exist" in capsys.readouterr().err
+    assert "missing: no such file or directory" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from ..datasets import DatasetError, load_dataset
+from ..datasets.preprocess import to_unit
 from ._model import class_names, image_shape, load_with_metadata, output_count
 from .errors import UsageError
 
@@ -25,12 +26,12 @@ def run_serve(args: argparse.Namespace) -> int:
         note = "the model file names no dataset; pass --dataset and --data"
     else:
         try:
-            data = load_dataset(dataset, args.data)
+            data = load_dataset(dataset, args.data, normalize=False)  # uint8: no float copy
         except (DatasetError, ValueError, OSError) as error:
             note = f"could not load {dataset}: {error}"
         else:
             if tuple(data.test_images.shape[1:]) == shape:
-                images, labels = data.test_images, data.test_labels
+                images, labels = to_unit(data.test_images), data.test_labels
             else:
                 note = f"{dataset} images are {data.test_images.shape[1:]}, the model takes {shape}"
     title = f"{Path(args.model).name}: {metadata.get('preset', 'model')}"
