@@ -230,8 +230,11 @@ def pictures():
     rgba = np.dstack([rgb, rng.integers(0, 256, (24, 32), dtype=np.uint8)])
     dark16 = rng.integers(0, 256, (24, 32)).astype(np.uint16)
     bright16 = rng.integers(0, 65536, (24, 32)).astype(np.uint16)
+    transparent = Image.fromarray(bright16)
+    transparent.info["transparency"] = int(bright16[0, 0])  # one level marks transparency
     return [
         ("L", Image.fromarray(rgb[..., 0])),
+        ("I16-transparent", transparent),
         ("RGB", Image.fromarray(rgb)),
         ("RGBA", Image.fromarray(rgba)),
         ("P", Image.fromarray(rgb).convert("P")),
@@ -252,3 +255,16 @@ def test_predict_reads_a_file_as_training_reads_its_folder(tmp_path, kind, pictu
     np.testing.assert_array_equal(predicted, trained / np.float32(255))
     if kind == "I16-dark":  # 16-bit values of at most 255 are dark, not full range
         assert predicted.max() < 0.01
+    if kind.startswith("I16-"):  # scaled by the full range, not clipped to 8 bits (white)
+        assert predicted.mean() < 0.6
+
+
+@pytest.mark.parametrize("layout", ["chw", "hwc"])
+def test_a_colour_npy_array_is_one_image_of_the_models_channels(tmp_path, layout):
+    image = np.random.default_rng(0).integers(0, 256, (3, 6, 8), dtype=np.uint8)
+    np.save(tmp_path / "c.npy", image if layout == "chw" else image.transpose(1, 2, 0))
+    got = load_image(tmp_path / "c.npy", (6, 8), channels=3)
+    np.testing.assert_array_equal(got, image / np.float32(255))
+    assert load_image(tmp_path / "c.npy", (3, 4), resize=True, channels=3).shape == (3, 3, 4)
+    with pytest.raises(ImageError, match=r"expected one image \(2, H, W\) or \(H, W, 2\)"):
+        load_image(tmp_path / "c.npy", (6, 8), channels=2)

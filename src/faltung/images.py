@@ -18,6 +18,8 @@ import numpy as np
 # which declare billions of pixels in a few kilobytes, are refused before decoding.
 MAX_PIXELS = 2**25
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
+# The files of those formats that image folders are read from, and predict finds in one.
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
 class ImageError(ValueError):
@@ -34,9 +36,10 @@ def load_image(
     """A (C, H, W) float32 image in [0, 1] from a .npy array or an image file.
 
     An image file is read as training reads an image folder (:func:`decode`), to grey with
-    ``channels=1`` or RGB with ``channels=3``; a .npy array is one grey image. An image of
-    the wrong size is an error unless ``resize``. ``invert`` turns dark-on-light drawings
-    into the light-on-dark digits MNIST is made of (see :func:`is_dark_on_light` to decide).
+    ``channels=1`` or RGB with ``channels=3``; a .npy array is one image of ``channels``
+    channels. An image of the wrong size is an error unless ``resize``. ``invert`` turns
+    dark-on-light drawings into the light-on-dark digits MNIST is made of (see
+    :func:`is_dark_on_light` to decide).
     """
     path = Path(path)
     size = (int(size[0]), int(size[1]))
@@ -45,12 +48,9 @@ def load_image(
     if not path.exists():
         raise ImageError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
-        if channels == 3:
-            raise ImageError(f"{path}: this model reads RGB image files, not .npy arrays")
-        image = _from_npy(path, size, resize)
-        if image.shape != size:
-            image = _resize(image, size)
-        image = image[None]
+        image = _from_npy(path, size, resize, channels)
+        if image.shape[1:] != size:
+            image = np.stack([_resize(plane, size) for plane in image])
     else:
         image = _from_picture(path, size, resize, channels)
     if invert:
@@ -65,9 +65,6 @@ def decode(Image, picture, channels: int, size: tuple[int, int] | None = None) -
     range (or by 255 for a 32-bit "I" image that uses only 8 bits), float grey taken as
     [0, 1]; then grey (``channels=1``) or RGB, resized bilinearly to ``size`` (H, W).
     """
-    if picture.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in picture.info:
-        rgba = picture.convert("RGBA")
-        picture = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
     if picture.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         grey = np.nan_to_num(np.asarray(picture, np.float32))
         if picture.mode == "F":
@@ -76,7 +73,13 @@ def decode(Image, picture, channels: int, size: tuple[int, int] | None = None) -
             top = 255.0
         else:
             top = 65535.0
-        picture = Image.fromarray(np.round(np.clip(grey / top, 0, 1) * 255).astype(np.uint8))
+        levels = np.round(np.clip(grey / top, 0, 1) * 255).astype(np.uint8)
+        if "transparency" in picture.info:  # one grey value marks the transparent pixels
+            levels[grey == picture.info["transparency"]] = 0
+        picture = Image.fromarray(levels)
+    elif picture.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in picture.info:
+        rgba = picture.convert("RGBA")
+        picture = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
     picture = picture.convert("L" if channels == 1 else "RGB")
     if size is not None and picture.size != (size[1], size[0]):
         picture = picture.resize((size[1], size[0]), Image.Resampling.BILINEAR)
@@ -117,7 +120,9 @@ def _check_size(path: Path, height: int, width: int, size: tuple[int, int], resi
         )
 
 
-def _from_npy(path: Path, size: tuple[int, int], resize: bool) -> np.ndarray:
+def _from_npy(path: Path, size: tuple[int, int], resize: bool, channels: int) -> np.ndarray:
+    """(C, H, W) in [0, 1] from one image: grey (H, W) or (1, H, W); else (C, H, W) or
+    (H, W, C)."""
     try:
         # Mapped, not read: the header's declared shape is checked before any data is.
         array = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -125,12 +130,20 @@ def _from_npy(path: Path, size: tuple[int, int], resize: bool) -> np.ndarray:
         raise ImageError(f"{path}: not a readable .npy array ({error})") from None
     if not isinstance(array, np.ndarray):
         raise ImageError(f"{path}: not a single .npy array")
-    shape = tuple(n for n in array.shape if n != 1)
-    if len(shape) != 2:
-        raise ImageError(
-            f"{path}: expected one grey image (H, W) or (1, H, W), got shape {array.shape}"
+    if channels == 1:
+        shape = (1, *(n for n in array.shape if n != 1))
+    elif array.ndim == 3 and array.shape[-1] == channels and array.shape[0] != channels:
+        array, shape = np.moveaxis(array, -1, 0), (channels, *array.shape[:2])
+    else:
+        shape = array.shape
+    if len(shape) != 3 or shape[0] != channels:
+        wanted = (
+            "grey image (H, W) or (1, H, W)"
+            if channels == 1
+            else f"image ({channels}, H, W) or (H, W, {channels})"
         )
-    _check_size(path, shape[0], shape[1], size, resize)
+        raise ImageError(f"{path}: expected one {wanted}, got shape {array.shape}")
+    _check_size(path, shape[1], shape[2], size, resize)
     array = np.array(array).reshape(shape)
     if array.dtype == np.uint8:
         return array / np.float32(255)

@@ -151,6 +151,9 @@ class ModelMetadata:
     # {"mean": [...], "std": [...]} per channel, from the training split (see
     # faltung.datasets.preprocess); None in files from before it was recorded: pixels in [0, 1].
     preprocessing: dict[str, list[float]] | None = None
+    # datasets.fingerprint of the test images and labels of training, so that evaluate can
+    # tell whether it finds them again; None in files from before it was recorded.
+    test_digest: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -162,6 +165,7 @@ class ModelMetadata:
             "settings": dict(self.settings),
             "test_indices": None if self.test_indices is None else list(self.test_indices),
             "preprocessing": self.preprocessing,
+            "test_digest": self.test_digest,
         }
         return {**self.extra, **{k: v for k, v in known.items() if v is not None}}
 
@@ -197,12 +201,19 @@ class ModelMetadata:
                 settings=dict(data.get("settings") or {}),
                 test_indices=None if indices is None else tuple(int(i) for i in indices),
                 preprocessing=_preprocessing(data.get("preprocessing")),
+                test_digest=_optional_str(data.get("test_digest")),
                 extra=extra,
             )
         except (TypeError, ValueError) as error:
             raise ValueError(f"metadata does not fit its fields ({error})") from None
         if any(n < 1 for n in metadata.input_shape):
             raise ValueError(f"metadata: input shape {metadata.input_shape} is not positive")
+        channels = metadata.input_shape[0] if len(metadata.input_shape) == 3 else None
+        if metadata.preprocessing and len(metadata.preprocessing["mean"]) != channels:
+            raise ValueError(
+                f"metadata: preprocessing of {len(metadata.preprocessing['mean'])} channels "
+                f"for input shape {metadata.input_shape}"
+            )
         return metadata
 
 
@@ -211,7 +222,10 @@ def _preprocessing(value: Any) -> dict[str, list[float]] | None:
         return None
     if not isinstance(value, dict) or set(value) != {"mean", "std"}:
         raise ValueError("metadata: preprocessing must be {'mean': [...], 'std': [...]}")
-    return {key: [float(v) for v in value[key]] for key in ("mean", "std")}
+    result = {key: [float(v) for v in value[key]] for key in ("mean", "std")}
+    if len(result["mean"]) != len(result["std"]) or min(result["std"], default=0) <= 0:
+        raise ValueError("metadata: preprocessing needs one positive std per mean")
+    return result
 
 
 def _optional_str(value: Any) -> str | None:

@@ -102,3 +102,33 @@ def test_explain_inverts_a_dark_digit_on_light_paper_as_predict_does(grey_model,
     assert printed.splitlines()[1].startswith(f"{light}: c{label} (")
     assert main([*args, "--invert", "no"]) == 0
     assert "inverted" not in capsys.readouterr().out
+
+
+def test_a_gallery_needs_misclassified_and_no_mistakes_draw_nothing(
+    tmp_path, synthetic_dir, capsys, monkeypatch
+):
+    model = tmp_path / "model.npz"
+    assert main(["evaluate", str(model), "--gallery", "g.png"]) == 2
+    assert "--gallery names the picture of --misclassified N" in capsys.readouterr().err
+
+    from faltung.cli import explain as explain_cli
+    from faltung.explain import mistakes
+
+    monkeypatch.chdir(tmp_path)
+    nothing = mistakes.Mistakes(*(np.zeros(0, np.int64) for _ in range(3)), np.zeros(0))
+    monkeypatch.setattr(mistakes, "confident_mistakes", lambda *args, **kwargs: nothing)
+    images = np.zeros((3, 1, 4, 4), np.float32)
+    explain_cli.write_mistakes_gallery(
+        None, images, np.zeros(3, np.int64), classes=["a"], count=5, path="g.png",
+        pixels=images, numbers=np.arange(3),
+    )  # fmt: skip
+    assert "no misclassified images among 3: nothing to draw" in capsys.readouterr().out
+    assert not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "http"])
+def test_serve_refuses_a_port_that_is_not_one(port, capsys):
+    with pytest.raises(SystemExit) as stopped:  # argparse's own usage error
+        main(["serve", "model.npz", "--port", port])
+    assert stopped.value.code == 2
+    assert "must be a port number from 0 to 65535" in capsys.readouterr().err

@@ -7,7 +7,14 @@ import os
 import numpy as np
 import pytest
 
-from faltung.datasets import DatasetError, ImageArray, Preprocessing, load_data, stratified_split
+from faltung.datasets import (
+    DatasetError,
+    ImageArray,
+    Preprocessing,
+    check_training_labels,
+    load_data,
+    stratified_split,
+)
 from faltung.datasets import folder as folder_module
 from faltung.datasets.folder import load_folder
 
@@ -195,12 +202,8 @@ def test_npz_layouts(tmp_path, layout):
         ({"x": np.zeros((2, 4), np.uint8), "y": np.array([0, 1])}, "has shape"),
         ({"x": np.full((2, 4, 4), 2.0), "y": np.array([0, 1])}, r"must be finite and in \[0, 1\]"),
         ({"x": np.zeros((0, 4, 4), np.uint8), "y": np.zeros(0, int)}, "holds no images"),
-        ({"x": np.zeros((3, 4, 4), np.uint8), "y": np.array([0, 2, 2])},
-         "no training image has label 1 of 0..2"),
         ({"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0, 10**8])},
-         "labels must number the classes 0, 1, 2, ... without gaps"),
-        ({"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0, 0])},
-         "a classifier needs two classes or more"),
+         "label 100000000 is beyond the 65,536 classes read"),
         ({"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0, 1]), "classes": np.array("ab")},
          "'classes' must be a list of names"),
     ],
@@ -240,7 +243,22 @@ def test_a_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path):
     assert len(data.train_images) + len(data.test_images) == len(images)
 
 
-def test_a_csv_with_its_label_last_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ([0, 2, 2, 0, 2, 0], "no training image has label 1 of 0..2"),
+        ([0] * 6, "a classifier needs two classes or more"),
+    ],
+)
+def test_training_needs_labels_that_number_two_classes_or_more(tmp_path, labels, message):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((6, 4, 4), np.uint8), y=np.array(labels))
+    data = load_data(path, test_split=0.5)  # evaluate reads such data: a subset of classes
+    with pytest.raises(DatasetError, match=message):
+        check_training_labels(data)
+
+
+def test_a_csv_with_its_label_last_is_refused_for_training(tmp_path):
     """MNIST's first pixel is always 0: read as the label, every image is of one class."""
     images, labels = draw_shapes(5, 8)
     images[:, 0, 0, 0] = 0
@@ -248,7 +266,22 @@ def test_a_csv_with_its_label_last_is_refused(tmp_path):
     np.savetxt(path, np.concatenate([images.reshape(15, -1), labels[:, None]], 1), fmt="%d",
                delimiter=",")  # fmt: skip
     with pytest.raises(DatasetError, match="is the label the first column"):
-        load_data(path)
+        check_training_labels(load_data(path))
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        (("train", "val"), "train: a split folder"),
+        (("box/train", "box/test", "bar/train"), "/train: a split folder inside a class"),
+    ],
+)
+def test_split_folders_in_other_layouts_are_refused(tmp_path, cache, layout, message):
+    images, _ = draw_shapes(2, 8)
+    for folder in layout:
+        write_folder(tmp_path / "d" / folder, images[:2], np.array([0, 1]))
+    with pytest.raises(DatasetError, match=message):
+        load_folder(tmp_path / "d", cache=cache)
 
 
 def test_images_in_subfolders_count_and_hidden_files_do_not(tmp_path, cache):

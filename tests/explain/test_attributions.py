@@ -180,14 +180,15 @@ def test_bad_arguments_are_refused(rng):
 
 
 def test_behind_its_standardisation_a_model_is_explained_in_pixels(rng):
+    from faltung.datasets import Preprocessing
     from faltung.explain.pixels import in_pixels
 
     model = colour_net()
     settle_batch_norm(model, rng.random((8, 3, 32, 32), dtype=np.float32))
     model = copy.deepcopy(model).astype(np.float64).eval()
     mean, std = [0.5, 0.4, 0.3], [0.25, 0.5, 2.0]
-    assert in_pixels(model, [0.0] * 3, [1.0] * 3) is model
-    pixels = in_pixels(model, mean, std)
+    assert in_pixels(model, Preprocessing.identity(3)) is model
+    pixels = in_pixels(model, Preprocessing(tuple(mean), tuple(std)))
     image = rng.random((3, 32, 32))
     standardised = (image - np.reshape(mean, (3, 1, 1))) / np.reshape(std, (3, 1, 1))
     np.testing.assert_allclose(pixels(image[None]), model(standardised[None]), rtol=1e-12)
@@ -198,3 +199,13 @@ def test_behind_its_standardisation_a_model_is_explained_in_pixels(rng):
     ig = integrated_gradients(pixels, image, target=2, steps=256)
     scores = pixels(np.stack([image, 0 * image]))[:, 2]  # the baseline is black pixels
     assert abs(ig.sum() - (scores[0] - scores[1])) < 1e-2 * abs(scores[0] - scores[1])
+
+
+def test_uint8_pixels_are_read_as_in_0_1(rng):
+    from faltung.explain import activations
+
+    model = colour_net().eval()
+    image = rng.integers(0, 256, (3, 32, 32), dtype=np.uint8)
+    floats = image.astype(np.float32) / np.float32(255)
+    np.testing.assert_array_equal(activations(model, image)["fc"], activations(model, floats)["fc"])
+    np.testing.assert_array_equal(saliency(model, image, 1), saliency(model, floats, 1))

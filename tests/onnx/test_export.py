@@ -226,6 +226,42 @@ def test_the_preprocessing_prop_describes_the_whole_pipeline(tmp_path, recorded,
     assert metadata.get("preprocessing") == recorded.get("preprocessing")
 
 
+@pytest.mark.parametrize(
+    ("prop", "kept"),
+    [
+        ({"scale": 1 / 255, "mean": [0.5], "std": [0.25]}, True),
+        ({"mean": [127.0], "std": [64.0]}, False),  # no scale: in 0..255 units, perhaps
+        ({"scale": "1/255", "mean": [0.5], "std": [0.25]}, False),
+        ({"scale": 1.0, "mean": [0.5], "std": [0.25]}, False),
+    ],
+)
+def test_a_standardisation_is_read_from_the_prop_alone_only_in_faltungs_units(tmp_path, prop, kept):
+    model = build([Conv2D(1, 2, 3), Flatten(), Dense(2 * 4 * 4, 3)])
+    path = fonnx.export(model, tmp_path / "m.onnx", input_shape=(1, 6, 6))
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]  # another tool's file: no faltung.metadata
+    onnx.helper.set_model_props(proto, {"preprocessing": json.dumps(prop)})
+    onnx.save(proto, str(path))
+    _, metadata = fonnx.load(path)
+    if kept:
+        assert metadata["preprocessing"] == {"mean": [0.5], "std": [0.25]}
+    else:
+        assert "preprocessing" not in metadata
+        assert json.loads(metadata["onnx"]["preprocessing"]) == prop
+
+
+def test_a_standardisation_for_other_channels_is_refused(tmp_path):
+    model = build([Conv2D(1, 2, 3), Flatten(), Dense(2 * 4 * 4, 3)])
+    path = fonnx.export(model, tmp_path / "m.onnx", input_shape=(1, 6, 6))
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    prop = {"scale": 1 / 255, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]}
+    onnx.helper.set_model_props(proto, {"preprocessing": json.dumps(prop)})
+    onnx.save(proto, str(path))
+    with pytest.raises(fonnx.OnnxImportError, match="metadata_props: .*preprocessing of 3"):
+        fonnx.load(path)
+
+
 def test_another_tools_preprocessing_prop_is_kept_aside(tmp_path):
     model = build([Conv2D(1, 2, 3), Flatten(), Dense(2 * 4 * 4, 3)])
     path = fonnx.export(model, tmp_path / "m.onnx", input_shape=(1, 6, 6))
@@ -263,3 +299,11 @@ def test_float64_models_export_as_double(tmp_path):
     x = np.random.default_rng(0).normal(size=(3, 1, 5, 5))
     assert again.dtype == np.float64
     np.testing.assert_array_equal(again(x), model(x))
+
+
+def test_names_inside_a_residual_block_come_back(tmp_path):
+    model = build([Conv2D(1, 2, 3, padding=1),
+                   Residual([("c1", Conv2D(2, 2, 3, padding=1)), ("act", ReLU())],
+                            shortcut=[("proj", Conv2D(2, 2, 1))])])  # fmt: skip
+    back, _ = fonnx.load(fonnx.export(model, tmp_path / "m.onnx", input_shape=(1, 6, 6)))
+    assert [name for name, _ in back.named_layers()] == [name for name, _ in model.named_layers()]

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..datasets import DATASETS, Preprocessing
 from ..explain.pixels import in_pixels
+from ..images import is_dark_on_light
 from ..io import load_model
 from ..model import Sequential
 from ..summary import dry_run
@@ -25,7 +26,7 @@ def load_with_metadata(path: str | os.PathLike[str]) -> tuple[Sequential, dict[s
     model, metadata = load_model(path)
     channels = metadata.input_shape[0]
     preprocessing = Preprocessing.from_json(metadata.preprocessing, channels)
-    model = in_pixels(model.eval(), preprocessing.mean, preprocessing.std)
+    model = in_pixels(model.eval(), preprocessing)
     return model, metadata.to_json()
 
 
@@ -49,8 +50,15 @@ def output_count(model: Sequential, shape: tuple[int, int, int]) -> int:
     return int(np.prod(y.shape[1:]))
 
 
-def inverts_drawings(dataset: str | None) -> bool:
-    """Whether ``--invert auto`` may turn over a grey image that is dark on light, for a
-    model trained on ``dataset``: MNIST's and Fashion-MNIST's images are light on black,
-    as were those of model files that name no dataset; one's own are taken as they are."""
-    return dataset is None or dataset in DATASETS
+def choose_inversion(mode: str, image: np.ndarray, dataset: str | None) -> tuple[bool, bool]:
+    """(invert, decided by ``auto``) for ``--invert MODE`` and one (C, H, W) image, for a
+    model trained on ``dataset``.
+
+    ``auto`` turns over a grey image that is dark on light (a drawing, a photo of paper)
+    for a model of MNIST or Fashion-MNIST, whose images are light on black, as were those of
+    model files that name no dataset; one's own images and colour pictures are taken as
+    they are.
+    """
+    drawings = len(image) == 1 and (dataset is None or dataset in DATASETS)
+    auto = mode == "auto" and drawings and is_dark_on_light(image[0])
+    return mode == "yes" or auto, auto

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..datasets import DATASETS
+from ..datasets import DATASETS, ImageArray
 from ..datasets.preprocess import to_unit
 from ..explain import activations, conv_layers, filters, integrated_gradients, occlusion, saliency
 from ..explain.features import probabilities as class_probabilities
@@ -17,10 +18,11 @@ from ..explain.plots import (
     plot_filters,
     plot_probabilities,
 )
-from ..images import ImageError, is_dark_on_light, load_image
+from ..images import ImageError, load_image
 from ..layers import Softmax
+from ..model import Sequential
 from ..viz import _pyplot
-from ._model import class_names, image_shape, inverts_drawings, load_with_metadata
+from ._model import choose_inversion, class_names, image_shape, load_with_metadata
 from .errors import UsageError
 
 
@@ -28,33 +30,12 @@ def load_input(path: str, shape: tuple[int, int, int], resize: bool) -> np.ndarr
     """The image as (C, H, W) float32 in [0, 1], read as predict reads it; a model of other
     than one or three channels takes a .npy array (C, H, W) or (H, W, C)."""
     channels, h, w = shape
+    if channels not in (1, 3) and Path(path).suffix.lower() != ".npy":
+        raise UsageError(f"{path}: a {channels}-channel model reads .npy arrays")
     try:
-        if Path(path).suffix.lower() == ".npy" and channels != 1:
-            return _load_array(Path(path), shape)
-        if channels not in (1, 3):
-            raise UsageError(
-                f"{path}: a {channels}-channel model reads .npy arrays ({channels}, H, W)"
-            )
         return load_image(path, (h, w), resize, channels=channels)
     except ImageError as error:
         raise UsageError(str(error)) from None
-
-
-def _load_array(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise UsageError(f"{path}: not a readable .npy array ({error})") from None
-    if array.ndim == 3 and array.shape[-1] == shape[0] and array.shape[0] != shape[0]:
-        array = np.moveaxis(array, -1, 0)
-    if array.shape != shape:
-        raise UsageError(f"{path}: array of shape {array.shape}, the model takes {shape}")
-    if array.dtype == np.uint8:
-        return (array / np.float32(255)).astype(np.float32)
-    in_range = array.dtype.kind == "f" and np.all(np.isfinite(array))
-    if not in_range or array.min() < 0 or array.max() > 1:
-        raise UsageError(f"{path}: expected uint8 or float values in [0, 1]")
-    return array.astype(np.float32)
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -63,10 +44,8 @@ def run_explain(args: argparse.Namespace) -> int:
     model, metadata = load_with_metadata(args.model)
     shape = image_shape(model, metadata)
     image = load_input(args.image, shape, args.resize).astype(model.dtype)
-    # As in predict: a grey dark-on-light drawing is inverted unless told otherwise.
-    drawings = shape[0] == 1 and inverts_drawings(metadata.get("dataset"))
-    auto = args.invert == "auto" and drawings and is_dark_on_light(image[0])
-    if args.invert == "yes" or auto:
+    invert, auto = choose_inversion(args.invert, image, metadata.get("dataset"))  # as predict
+    if invert:
         image = (1 - image).astype(model.dtype)
         if auto:
             print(f"{args.image}: inverted (a dark digit on a light background)")
@@ -122,8 +101,8 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def write_mistakes_gallery(
-    model, images, labels: np.ndarray, classes, count: int, path: str, pixels: np.ndarray,
-    numbers: np.ndarray,
+    model: Sequential, images: np.ndarray | ImageArray, labels: np.ndarray, *,
+    classes: Sequence[str], count: int, path: str, pixels: np.ndarray, numbers: np.ndarray,
 ) -> None:  # fmt: skip
     """``faltung evaluate --misclassified N``: the N most confident mistakes as one picture.
 
@@ -170,7 +149,13 @@ def add_explain_parsers(commands, positive_int) -> None:
     )
     explain.add_argument("model", metavar="MODEL.npz")
     explain.add_argument("image", metavar="IMAGE", help="PNG/JPEG or .npy, the model's size")
-    explain.add_argument("--out", metavar="DIR", required=True, help="where the pictures go")
+    explain.add_argument(
+        "--out",
+        metavar="DIR",
+        required=True,
+        help="where the pictures go (the numbered pictures of an earlier run in DIR/layers "
+        "are replaced)",
+    )
     explain.add_argument(
         "--class", dest="target", type=int, metavar="K", help="explain class K (default: the top)"
     )

@@ -20,15 +20,14 @@ from ..datasets import (
     load_dataset,
     subset_indices,
 )
-from ..datasets.folder import EXTENSIONS
 from ..functional import softmax
-from ..images import ImageError, is_dark_on_light, load_image
+from ..images import EXTENSIONS, ImageError, load_image
 from ..io import ModelMetadata, infer_input_shape, load_model
 from ..presets import get_preset
 from ..summary import count_flops, training_step_flops
 from ..train import evaluate
 from ..viz import plot_confusion
-from ._model import inverts_drawings
+from ._model import choose_inversion
 from ._text import plural
 from .errors import UsageError
 from .explain import write_mistakes_gallery
@@ -96,9 +95,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         data = load_dataset(dataset, args.data, normalize=False)
     preprocessing = Preprocessing.from_json(meta.preprocessing, meta.input_shape[0])
     index, what, as_recorded = choose_test_images(args, meta, data.name, len(data.test_images))
-    digest = meta.extra.get("test_digest")
-    if as_recorded and digest is not None:
-        if fingerprint(data.test_images[index], data.test_labels[index]) != digest:
+    if as_recorded and meta.test_digest is not None:
+        if fingerprint(data.test_images[index], data.test_labels[index]) != meta.test_digest:
             print(
                 f"faltung: warning: these are not the images {args.model} was tested on in "
                 f"training: {data.name} has changed since (files added, removed or "
@@ -110,8 +108,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(model, images, labels, num_classes=len(classes))
     print(f"{args.model}: accuracy {result.accuracy:.4f} (loss {result.loss:.4f}) on {what}")
     print("per-class accuracy:")
-    for name, acc in zip(classes, result.per_class_accuracy):
-        print(f"  {name:>12}  {acc:.4f}")
+    counts = result.confusion.sum(axis=1)
+    for name, acc, count in zip(classes, result.per_class_accuracy, counts):
+        print(f"  {name:>12}  {acc:.4f}" if count else f"  {name:>12}  (no images)")
     print("confusion matrix (rows: true class, columns: predicted):")
     width = max(4, len(str(result.confusion.max())) + 1)
     print("      " + "".join(f"{i:>{width}}" for i in range(len(result.confusion))))
@@ -126,8 +125,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print(f"wrote {written}: the confusion matrix as a picture")
     if args.misclassified:
         write_mistakes_gallery(
-            model, images, labels, classes, args.misclassified,
-            args.gallery or "misclassified.png", data.test_images[index], index,
+            model, images, labels, classes=classes, count=args.misclassified,
+            path=args.gallery or "misclassified.png", pixels=data.test_images[index],
+            numbers=index,
         )  # fmt: skip
     return 0
 
@@ -136,18 +136,20 @@ def in_model_classes(
     model_classes: tuple[str, ...], data: ImageDataset, labels: np.ndarray
 ) -> tuple[list[str], np.ndarray]:
     """(class names, labels as the model's class numbers): the data's classes are matched
-    to the model's by name, so a folder may hold some of them, in any order. Names that
-    share nothing with the model's (an old file without names) are matched by position."""
+    to the model's by name, so a folder may hold some of them, in any order. Labels of data
+    without names (a CSV's, an npz's), or whose names share nothing with the model's, are
+    the model's class numbers."""
     position = {name: k for k, name in enumerate(model_classes)}
-    if not any(name in position for name in data.classes):
+    if not data.named or not any(name in position for name in data.classes):
         if len(data.classes) > len(model_classes):
             raise UsageError(
                 f"{data.name} has {len(data.classes)} classes, the model {len(model_classes)}"
             )
-        print(
-            f"note: the class names of {data.name} are not the model's; matched by position",
-            file=sys.stderr,
-        )
+        if data.named:
+            print(
+                f"note: the class names of {data.name} are not the model's; matched by position",
+                file=sys.stderr,
+            )
         return list(model_classes), labels
     unknown = [name for name in data.classes if name not in position]
     if unknown:
@@ -173,7 +175,6 @@ def run_predict(args: argparse.Namespace) -> int:
     files = expand_folders(args.files, EXTENSIONS + ((".npy",) if shape[0] == 1 else ()))
     # A model trained with --image-size saw every image resized: predict does the same.
     resize = args.resize or bool(meta.settings.get("image_size"))
-    drawings = shape[0] == 1 and inverts_drawings(meta.dataset)
     failures = 0
     for start in range(0, len(files), args.batch_size):
         chunk = files[start : start + args.batch_size]
@@ -187,11 +188,9 @@ def run_predict(args: argparse.Namespace) -> int:
                 errors[name] = str(error)
                 failures += 1
                 continue
-            # Only grey digits come dark on light by accident; colour pictures are as taken.
-            auto = args.invert == "auto" and drawings and is_dark_on_light(image)
-            invert = args.invert == "yes" or auto
+            invert, auto = choose_inversion(args.invert, image, meta.dataset)
             images.append(1 - image if invert else image)
-            if args.invert == "auto" and invert:
+            if auto:
                 notes.append("  [inverted: dark digit on a light background]")
             else:
                 notes.append("  [inverted]" if invert else "")

@@ -25,6 +25,7 @@ from ..datasets import (
     ImageArray,
     ImageDataset,
     Preprocessing,
+    check_training_labels,
     fingerprint,
     is_own_data,
     load_data,
@@ -255,13 +256,15 @@ def load_training_data(args: argparse.Namespace, settings: dict[str, Any]) -> Im
     """The user's own images (--data FOLDER|FILE.csv|FILE.npz), else an IDX dataset; uint8."""
     if is_own_data(args.data):
         size = settings.get("image_size")
-        return load_data(
+        data = load_data(
             args.data,
             settings.get("channels"),
             tuple(size) if size else None,
             settings["val_split"] or None,
             settings["seed"],
         )
+        check_training_labels(data)
+        return data
     return load_dataset(settings["dataset"], args.data, normalize=False)
 
 
@@ -316,7 +319,7 @@ def run_train(args: argparse.Namespace) -> int:
         if args.model and not Path(args.model).is_file():
             raise UsageError(f"--model {args.model}: no such file")
         data = load_training_data(args, settings)
-        if data.held_out and getattr(args, "val_split", None) == 0:
+        if data.held_out and args.val_split == 0:
             raise UsageError(
                 f"--val-split 0: {data.name} has no test split of its own, so a fraction of "
                 f"it is held out to test on (default {DEFAULT_TEST_SPLIT})"
@@ -455,7 +458,7 @@ def run_train(args: argparse.Namespace) -> int:
         settings=settings,
         test_indices=tuple(test_index.tolist()),
         preprocessing=preprocessing.to_json(),
-        extra={"test_digest": test_digest},
+        test_digest=test_digest,
     )
     written = [save_model(model, out / "model.npz", metadata), checkpoint, *history_writer.paths]
     metrics = {

@@ -6,7 +6,13 @@ from .errors import DatasetError
 from .idx import read_idx, write_idx
 from .mnist import ImageDataset, load_dataset, to_float
 from .preprocess import ImageArray, Preprocessing
-from .sources import DEFAULT_TEST_SPLIT, is_own_data, load_data, stratified_split
+from .sources import (
+    DEFAULT_TEST_SPLIT,
+    check_training_labels,
+    is_own_data,
+    load_data,
+    stratified_split,
+)
 from .subsets import fingerprint, subset_indices
 
 __all__ = [
@@ -16,6 +22,7 @@ __all__ = [
     "ImageArray",
     "ImageDataset",
     "Preprocessing",
+    "check_training_labels",
     "dataset_info",
     "fingerprint",
     "is_own_data",

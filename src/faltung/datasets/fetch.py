@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .._atomic import atomic_write
 from .catalog import DATASETS, DataFile, DatasetInfo
-from .errors import DatasetError
+from .errors import NOT_DATA, DatasetError
 from .idx import read_bytes
 
 Downloader = Callable[[str, Path], None]
@@ -140,9 +140,7 @@ def locate(
     spec = info.files[role]
     if data_dir is not None:
         if data_dir.exists() and not data_dir.is_dir():
-            raise DatasetError(
-                f"{data_dir}: not an image folder, a .csv or .npz file, or a folder of IDX files"
-            )
+            raise DatasetError(f"{data_dir}: {NOT_DATA}")
         if not data_dir.is_dir():
             raise DatasetError(f"{data_dir}: no such file or directory")
         path = find_in(data_dir, spec)

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_write
-from ..images import MAX_PIXELS, decode
+from ..images import EXTENSIONS, FORMATS, MAX_PIXELS, decode
 from .errors import DatasetError
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-FORMATS = ("PNG", "JPEG", "GIF", "BMP")  # those of EXTENSIONS
+SPLIT_NAMES = ("train", "test", "val", "valid", "validation")
+LAYOUTS = "DIR/<class>/*.png, or DIR/train/<class>/... and DIR/test/<class>/..."
 CACHE_VERSION = 1
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
@@ -57,9 +57,13 @@ def scan_folder(root: Path) -> tuple[list[tuple[str, int, bool]], tuple[str, ...
         if entry.is_dir() and not entry.name.startswith(".")
     )
     if not classes:
+        raise DatasetError(f"{root / parts[0][0]}: no class folders; expected {LAYOUTS}")
+    # A split folder among the classes is a layout we do not read, not a class.
+    misplaced = [name for name in classes if name.lower() in SPLIT_NAMES] if not split else []
+    if misplaced and any(entry.is_dir() for entry in os.scandir(root / misplaced[0])):
         raise DatasetError(
-            f"{root / parts[0][0]}: no class folders; expected DIR/<class name>/*.png "
-            f"(or DIR/train/<class>/... and DIR/test/<class>/...)"
+            f"{root / misplaced[0]}: a split folder (train/ and test/ go together); "
+            f"expected {LAYOUTS}"
         )
     files: list[tuple[str, int, bool]] = []
     for part, is_test in parts:
@@ -91,6 +95,11 @@ def _images_in(folder: Path) -> list[str]:
     found = []
     for directory, folders, files in os.walk(folder):
         folders[:] = [name for name in folders if not name.startswith(".")]
+        split = next((name for name in folders if name.lower() in SPLIT_NAMES), None)
+        if split is not None:
+            raise DatasetError(
+                f"{Path(directory, split)}: a split folder inside a class; expected {LAYOUTS}"
+            )
         inside = Path(directory).relative_to(folder)
         found += [
             str(inside / name)

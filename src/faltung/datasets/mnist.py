@@ -19,7 +19,8 @@ from .pypi_mnist import rebuild_idx_files
 class ImageDataset:
     """Images (N, C, H, W) and integer labels (N,) of a training and a test split.
 
-    ``held_out`` says that the test split was drawn from data that had none of its own.
+    ``held_out`` says that the test split was drawn from data that had none of its own;
+    ``named`` that the class names came with the data, not from counting its labels.
     """
 
     name: str
@@ -29,6 +30,7 @@ class ImageDataset:
     test_labels: np.ndarray
     classes: tuple[str, ...]
     held_out: bool = False
+    named: bool = True
 
 
 def to_float(images: np.ndarray) -> np.ndarray:

@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import load_csv, load_npz
-from .errors import DatasetError
+from .errors import NOT_DATA, DatasetError
 from .folder import load_folder
 from .mnist import ImageDataset
 
 # The held-out share when the data has no test split of its own.
 DEFAULT_TEST_SPLIT = 0.2
+# Labels of unnamed data (a CSV's, an npz's) above this are a mistake, not classes.
+MAX_CLASSES = 1 << 16
 
 
 def is_own_data(path: str | os.PathLike[str] | None) -> bool:
@@ -81,26 +83,15 @@ def load_data(
         )
         x, x_test = (_adapt(path, a, channels, image_size) for a in (x, x_test))
     else:
-        raise DatasetError(
-            f"{path}: not an image folder, .csv or .npz file (or a folder of IDX files)"
-        )
+        raise DatasetError(f"{path}: {NOT_DATA}")
     if len(x) == 0:
         raise DatasetError(f"{path}: no images")
+    named = classes is not None
     if classes is None:
         top = max(int(y.max()), int(y_test.max()) if y_test is not None and y_test.size else 0)
-        missing = np.setdiff1d(np.arange(min(top + 1, len(y) + 1)), y)
-        if top >= len(y) or missing.size:  # checked before naming top + 1 classes
-            first = int(missing[0]) if missing.size else len(y)
-            raise DatasetError(
-                f"{path}: no training image has label {first} of 0..{top}; labels must "
-                "number the classes 0, 1, 2, ... without gaps"
-            )
+        if top >= MAX_CLASSES:  # before naming top + 1 classes
+            raise DatasetError(f"{path}: label {top} is beyond the {MAX_CLASSES:,} classes read")
         classes = tuple(str(k) for k in range(top + 1))
-    if len(classes) < 2:
-        raise DatasetError(
-            f"{path}: every image has one label ({classes[0]}); a classifier needs two "
-            "classes or more (for a CSV file: is the label the first column?)"
-        )
     for split, labels in (("training", y), ("test", y_test)):
         if labels is not None and labels.size and labels.max() >= len(classes):
             raise DatasetError(
@@ -113,7 +104,23 @@ def load_data(
         if not held.any():
             raise DatasetError(f"{path}: {len(x)} images are too few to hold out a test split")
         x, y, x_test, y_test = x[~held], y[~held], x[held], y[held]
-    return ImageDataset(path.resolve().name, x, y, x_test, y_test, classes, held_out)
+    return ImageDataset(path.resolve().name, x, y, x_test, y_test, classes, held_out, named)
+
+
+def check_training_labels(data: ImageDataset) -> None:
+    """Labels a classifier can be trained on: two classes or more, and labels that number
+    the classes without gaps where the data does not name them (a CSV's, an npz's)."""
+    if len(data.classes) < 2:
+        raise DatasetError(
+            f"{data.name}: every image has one label ({data.classes[0]}); a classifier needs "
+            "two classes or more (for a CSV file: is the label the first column?)"
+        )
+    missing = np.setdiff1d(np.arange(len(data.classes)), data.train_labels)
+    if not data.named and missing.size:
+        raise DatasetError(
+            f"{data.name}: no training image has label {missing[0]} of 0..{len(data.classes) - 1};"
+            " labels must number the classes 0, 1, 2, ... without gaps"
+        )
 
 
 def _adapt(path: Path, x, channels, size):

@@ -25,8 +25,9 @@ def subset_indices(n_total: int, size: int | None, seed: int) -> np.ndarray:
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
-    """A digest of shapes, values of 1-D arrays (labels) and up to 4,096 evenly spaced
-    items of each larger array (images): the same data gives the same digest."""
+    """A digest of shapes, the values of 1-D arrays (labels) and every k-th item of each
+    larger array (images), k = len // 4096 (4,096 to 8,191 items): the same data gives the
+    same digest. Model files keep such digests: the sampling must not change."""
     digest = hashlib.blake2b(digest_size=16)
     for array in arrays:
         digest.update(f"{array.dtype.str}{array.shape}".encode())

@@ -1,7 +1,9 @@
 """Attributions for one class: which input pixels the network's score depends on.
 
 All gradients come from ``model.backward`` (see ``backprop.py``); nothing here
-differentiates anything by hand. Images are (C, H, W); batches (N, C, H, W).
+differentiates anything by hand. Images are (C, H, W); batches (N, C, H, W); uint8 pixels
+are scaled to [0, 1] first. A model trained on standardised pixels is explained in the
+image's pixels behind ``explain.pixels.in_pixels``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import numpy as np
 
 from ..model import Sequential
 from .backprop import class_gradients
-from .features import predict_probabilities
+from .features import as_input, predict_probabilities
 
 
 def _as_batch(x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -20,10 +22,6 @@ def _as_batch(x: np.ndarray) -> tuple[np.ndarray, bool]:
     if x.ndim == 4:
         return x, False
     raise ValueError(f"expected an image (C, H, W) or a batch (N, C, H, W), got shape {x.shape}")
-
-
-def _float(model: Sequential, x: np.ndarray) -> np.ndarray:
-    return x.astype(model.dtype, copy=False) if x.dtype.kind != "f" else x
 
 
 def predicted_class(model: Sequential, x: np.ndarray) -> np.ndarray:
@@ -40,7 +38,7 @@ def saliency(
     usual one-channel saliency map.
     """
     batch, single = _as_batch(x)
-    batch = _float(model, batch)
+    batch = as_input(model, batch)
     targets = predicted_class(model, batch) if target is None else target
     grads, _ = class_gradients(model, batch, targets)
     return grads[0] if single else grads
@@ -50,7 +48,7 @@ def gradient_x_input(
     model: Sequential, x: np.ndarray, target: int | np.ndarray | None = None
 ) -> np.ndarray:
     """x * d score[target] / d x: the first-order share of each pixel in the score."""
-    return saliency(model, x, target) * _float(model, np.asarray(x))
+    return saliency(model, x, target) * as_input(model, np.asarray(x))
 
 
 def integrated_gradients(
@@ -70,7 +68,7 @@ def integrated_gradients(
     """
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
-    x = _float(model, np.asarray(image))
+    x = as_input(model, np.asarray(image))
     if x.ndim != 3:
         raise ValueError(f"expected one image (C, H, W), got shape {x.shape}")
     base = np.broadcast_to(np.asarray(baseline, dtype=x.dtype), x.shape)
@@ -98,7 +96,7 @@ def occlusion(
     broadcast mask and evaluated in batches. Returns an (H, W) map: each pixel holds the
     mean drop over the patches that covered it. Positive means the pixel supported the class.
     """
-    x = _float(model, np.asarray(image))
+    x = as_input(model, np.asarray(image))
     if x.ndim != 3:
         raise ValueError(f"expected one image (C, H, W), got shape {x.shape}")
     _, h, w = x.shape

@@ -17,11 +17,9 @@ def activations(model: Sequential, x: np.ndarray) -> dict[str, np.ndarray]:
 
     ``x`` is one image (C, H, W) or a batch (N, C, H, W); outputs keep the same batching.
     """
-    x = np.asarray(x)
+    x = as_input(model, np.asarray(x))
     single = x.ndim == 3
     out = x[None] if single else x
-    if out.dtype.kind != "f":
-        out = out.astype(model.dtype)
     was_training = model.training
     model.eval()
     outputs: dict[str, np.ndarray] = {}
@@ -31,6 +29,14 @@ def activations(model: Sequential, x: np.ndarray) -> dict[str, np.ndarray]:
     finally:
         model.train(was_training)
     return outputs
+
+
+def as_input(model: Sequential, x: np.ndarray) -> np.ndarray:
+    """Images as the model's float type: uint8 pixels scaled to [0, 1] (as every loader of
+    faltung's does), floats as they are."""
+    if x.dtype == np.uint8:
+        return x.astype(model.dtype) / model.dtype.type(255)
+    return x if x.dtype.kind == "f" else x.astype(model.dtype)
 
 
 def probabilities(model: Sequential, scores: np.ndarray) -> np.ndarray:

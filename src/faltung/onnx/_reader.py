@@ -22,6 +22,7 @@ from ..model import Sequential
 from . import _pool_ops  # noqa: F401  (registers the pooling importers)
 from ._graph import BATCH, UNKNOWN, Graph, Shape, describe, fail
 from ._ops import IMPORTERS, Step
+from ._writer import PIPELINE_PREPROCESSING
 from .errors import OnnxImportError, require_onnx
 
 MIN_OPSET = 7
@@ -34,7 +35,6 @@ LAYER_PREFIX = {
 }  # fmt: skip
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
 ELEMENT_TYPES = {1: np.dtype(np.float32), 11: np.dtype(np.float64)}
-PIXEL_SCALE = 1 / 255  # faltung's pipeline: 8-bit pixels to [0, 1] (see _writer)
 
 
 def read_model(path: str | os.PathLike[str]) -> tuple[Sequential, dict[str, Any]]:
@@ -48,8 +48,6 @@ def read_model(path: str | os.PathLike[str]) -> tuple[Sequential, dict[str, Any]
         raise OnnxImportError(f"{path}: not a readable ONNX file ({error})") from None
     try:
         model, metadata = build(proto, path.parent)
-        ModelMetadata.from_json(metadata, model)  # what a model file must hold
-        return model, metadata
     except OnnxImportError as error:
         raise OnnxImportError(f"{path}: {error}") from None
     except (ValueError, TypeError, IndexError, KeyError, OverflowError, RecursionError) as error:
@@ -57,6 +55,11 @@ def read_model(path: str | os.PathLike[str]) -> tuple[Sequential, dict[str, Any]
         raise OnnxImportError(
             f"{path}: malformed graph ({type(error).__name__}: {error})"
         ) from None
+    try:
+        ModelMetadata.from_json(metadata, model)  # what a model file must hold
+    except ValueError as error:
+        raise OnnxImportError(f"{path}: its metadata_props: {error}") from None
+    return model, metadata
 
 
 def build(proto: Any, base_dir: Path | None) -> tuple[Sequential, dict[str, Any]]:
@@ -236,9 +239,11 @@ def _assemble(steps: list[Step], dtype: np.dtype) -> Sequential:
 
 
 def _layer_name(step: Step, earlier: list[Step]) -> str:
-    """A node's plain name (as faltung writes them) if it has one, else conv1, fc2, ..."""
+    """A node's plain name (as faltung writes them, the last part of a dotted one inside a
+    residual block) if it has one, else conv1, fc2, ..."""
     taken = {s.name for s in earlier}
-    plain = [n.name for n in step.nodes if PLAIN_NAME.match(n.name) and n.name not in taken]
+    names = [n.name.rsplit(".", 1)[-1] for n in step.nodes]
+    plain = [name for name in names if PLAIN_NAME.match(name) and name not in taken]
     if plain:
         step.name = plain[0]
         return step.name
@@ -278,8 +283,9 @@ def _metadata(proto: Any, input_shape: Shape) -> dict[str, Any]:
 def _standardisation(prop: dict[str, Any] | None) -> dict[str, list[float]] | None:
     """faltung's {mean, std} from a ``preprocessing`` prop that describes its pipeline
     (pixels divided by 255, then each channel standardised), else None."""
-    if prop is None or not math.isclose(prop.get("scale", PIXEL_SCALE), PIXEL_SCALE):
-        return None
+    scale = None if prop is None else prop.get("scale")
+    if not _is_number(scale) or not math.isclose(scale, PIPELINE_PREPROCESSING["scale"]):
+        return None  # mean and std in other units, or of another pipeline
     values = [prop.get("mean"), prop.get("std")]
     if not all(isinstance(v, list) and v and all(_is_number(n) for n in v) for v in values):
         return None

@@ -45,8 +45,8 @@ INPUT_NAME, OUTPUT_NAME = "input", "output"
 # What faltung's data pipeline does to an image before the first layer, written into
 # models trained by ``faltung train`` so that other runtimes can feed them correctly:
 # 8-bit pixels times ``scale``, then (x - mean) / std per channel when the model records a
-# standardisation (datasets.preprocess); NCHW float32.
-PIPELINE_PREPROCESSING = {"scale": 1 / 255, "layout": "NCHW", "dtype": "float32"}
+# standardisation (datasets.preprocess); NCHW, in the model's float type.
+PIPELINE_PREPROCESSING = {"scale": 1 / 255, "layout": "NCHW"}
 
 
 class GraphBuilder:
@@ -347,19 +347,22 @@ def build_model_proto(
         producer_version=__version__,
         ir_version=IR_VERSION,
     )
-    props = metadata_props(metadata, shape)
+    props = metadata_props(metadata, shape, dtype)
     helper.set_model_props(proto, props)
     return proto
 
 
-def metadata_props(metadata: dict[str, Any], shape: tuple[int | str, ...]) -> dict[str, str]:
+def metadata_props(
+    metadata: dict[str, Any], shape: tuple[int | str, ...], dtype: np.dtype
+) -> dict[str, str]:
     """String key/value pairs: the common keys for other tools, the whole record as JSON."""
     props = {"input_shape": json.dumps(list(shape))}
     if metadata.get("classes") is not None:
         props["class_names"] = json.dumps(list(metadata["classes"]))
     standardisation = metadata.get("preprocessing")
     if standardisation is not None or "dataset" in metadata:
-        props["preprocessing"] = json.dumps({**PIPELINE_PREPROCESSING, **(standardisation or {})})
+        pipeline = {**PIPELINE_PREPROCESSING, "dtype": np.dtype(dtype).name}
+        props["preprocessing"] = json.dumps({**pipeline, **(standardisation or {})})
     if metadata:
         props["faltung.metadata"] = json.dumps(metadata)
     return props
