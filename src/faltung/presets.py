@@ -196,7 +196,7 @@ PRESETS: dict[str, Preset] = {
             "warmup": 0.5,
             "train_size": None,
             "test_size": None,
-            "augment": "flip",  # not for digits (see cli.train.preset_augment)
+            "augment": "flip",  # not for digits (see cli.settings.preset_augment)
         },
     ),
 }

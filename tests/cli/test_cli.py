@@ -295,7 +295,7 @@ def test_nesterov_and_momentum_flags_that_cannot_apply(tmp_path, flags, message,
 
 
 def test_momentum_is_plain_unless_nesterov_is_asked_for():
-    from faltung.cli.train import make_optimizer, resolve_settings
+    from faltung.cli.settings import make_optimizer, resolve_settings
     from faltung.presets import article_network
 
     def optimizer(*flags):
@@ -373,7 +373,7 @@ def test_train_on_the_reference_kernels_matches_the_fast_run(tmp_path, synthetic
 
 
 def test_label_smoothing_is_a_setting_of_the_run(tmp_path, synthetic_dir, capsys):
-    from faltung.cli.train import resolve_settings
+    from faltung.cli.settings import resolve_settings
 
     args = build_parser().parse_args(["train", "--preset", "lenet"])
     assert resolve_settings(args, None)["label_smoothing"] == 0.0
@@ -392,7 +392,7 @@ def test_label_smoothing_is_a_setting_of_the_run(tmp_path, synthetic_dir, capsys
 
 
 def test_the_resnet_presets_flips_are_not_for_digits(tmp_path, synthetic_dir, capsys):
-    from faltung.cli.train import preset_augment
+    from faltung.cli.settings import preset_augment
 
     preset = build_parser().parse_args(["train", "--preset", "resnet"])
     asked = build_parser().parse_args(["train", "--preset", "resnet", "--augment", "flip"])

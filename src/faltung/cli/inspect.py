@@ -95,14 +95,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         data = load_dataset(dataset, args.data, normalize=False)
     preprocessing = Preprocessing.from_json(meta.preprocessing, meta.input_shape[0])
     index, what, as_recorded = choose_test_images(args, meta, data.name, len(data.test_images))
-    if as_recorded and meta.test_digest is not None:
-        if fingerprint(data.test_images[index], data.test_labels[index]) != meta.test_digest:
-            print(
-                f"faltung: warning: these are not the images {args.model} was tested on in "
-                f"training: {data.name} has changed since (files added, removed or "
-                "relabelled), and a held-out split drawn again may hold training images",
-                file=sys.stderr,
-            )
+    if as_recorded:
+        warn_if_not_recorded(args.model, meta, data, index)
     images = ImageArray(data.test_images[index], preprocessing)
     classes, labels = in_model_classes(meta.classes, data, data.test_labels[index])
     result = evaluate(model, images, labels, num_classes=len(classes))
@@ -130,6 +124,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
             numbers=index,
         )  # fmt: skip
     return 0
+
+
+def warn_if_not_recorded(
+    model: str, meta: ModelMetadata, data: ImageDataset, index: np.ndarray
+) -> None:
+    """Say so when the test images recorded for ``model`` are not those it was tested on in
+    training (their digest differs: a folder changed since); older files record none."""
+    if meta.test_digest is None:
+        return
+    if fingerprint(data.test_images[index], data.test_labels[index]) != meta.test_digest:
+        print(
+            f"faltung: warning: these are not the images {model} was tested on in "
+            f"training: {data.name} has changed since (files added, removed or "
+            "relabelled), and a held-out split drawn again may hold training images",
+            file=sys.stderr,
+        )
 
 
 def in_model_classes(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import math
 import os
@@ -45,56 +44,25 @@ from ..io import (
 from ..losses import SoftmaxCrossEntropy
 from ..model import Sequential
 from ..netfile import check_shapes, read_network
-from ..optim import OPTIMIZERS, Optimizer
 from ..presets import get_preset
-from ..schedules import SCHEDULES, Schedule
 from ..train import EpochPrinter, HistoryWriter, ProgressBar, Trainer, evaluate
 from ..train.insight import LayerStatistics
 from ..train.trainer import CHECKPOINT_FORMAT
 from ..viz import plot_confusion, plot_history
 from ._text import plural
 from .errors import UsageError
+from .settings import (
+    check_optimizer_flags,
+    describe_training,
+    make_optimizer,
+    make_schedule,
+    preset_augment,
+    preset_name,
+    resolve_settings,
+    saved_settings,
+)
 
-SETTING_KEYS = (
-    "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-    "schedule", "lr_step", "lr_gamma", "warmup", "train_size", "test_size", "val_split", "seed",
-    "kernels", "channels", "image_size", "normalize", "augment", "label_smoothing",
-)  # fmt: skip
 RESULT_FILES = ("model.npz", "checkpoint.npz", "metrics.json")
-
-
-def resolve_settings(args: argparse.Namespace, saved: dict[str, Any] | None) -> dict[str, Any]:
-    """Preset defaults, overridden by the flags given; on --resume the saved settings rule."""
-    preset = get_preset(preset_name(args))
-    given = {k: getattr(args, k) for k in SETTING_KEYS if getattr(args, k, None) is not None}
-    if isinstance(given.get("normalize"), str):
-        given["normalize"] = given["normalize"] == "yes"
-    if saved is None:
-        defaults = {
-            "dataset": "mnist", "val_split": 0.0, "seed": 0, "nesterov": False, "kernels": "fast",
-            "normalize": True, "label_smoothing": 0.0,
-        }  # fmt: skip
-        # A network of one's own takes the preset's training settings, not its pixel scaling.
-        chosen = {k: v for k, v in preset.defaults.items() if k != "normalize" or not args.model}
-        return {**defaults, **chosen, **given}
-    # Checkpoints from before --nesterov existed used Nesterov whenever momentum > 0, those
-    # from before --kernels ran on the fast kernels, and those before --normalize or
-    # --label-smoothing did neither.
-    saved = {
-        "nesterov": saved.get("momentum", 0) > 0, "kernels": "fast", "normalize": False,
-        "label_smoothing": 0.0, **saved,
-    }  # fmt: skip
-    conflicts = [
-        f"--{k.replace('_', '-')} {v} (checkpoint: {saved.get(k)})"
-        for k, v in given.items()
-        if k != "epochs" and saved.get(k) != v
-    ]
-    if conflicts:
-        raise UsageError(
-            f"--resume continues with the checkpoint's settings; these flags differ: "
-            f"{', '.join(conflicts)}"
-        )
-    return {**saved, **({"epochs": given["epochs"]} if "epochs" in given else {})}
 
 
 def check_output(out: Path, resume: bool, overwrite: bool) -> None:
@@ -144,95 +112,8 @@ def create_output(out: Path) -> None:
         ) from None
 
 
-def constructor_arguments(cls: type, available: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``available`` that ``cls``'s constructor names."""
-    accepted = inspect.signature(cls).parameters
-    return {k: v for k, v in available.items() if k in accepted}
-
-
-def make_optimizer(model, settings: dict[str, Any]) -> Optimizer:
-    cls = OPTIMIZERS[settings["optimizer"]]
-    available = {
-        "lr": settings["lr"],
-        "weight_decay": settings["weight_decay"],
-        "momentum": settings["momentum"],
-        "nesterov": settings.get("nesterov", False),
-    }
-    return cls(model.parameters(), **constructor_arguments(cls, available))
-
-
-def check_optimizer_flags(args: argparse.Namespace, settings: dict[str, Any]) -> None:
-    """A flag the chosen optimiser has no use for is an error, not silently ignored."""
-    accepted = inspect.signature(OPTIMIZERS[settings["optimizer"]]).parameters
-    for flag, key in (("--momentum", "momentum"), ("--nesterov", "nesterov")):
-        if getattr(args, key, None) is not None and key not in accepted:
-            raise UsageError(f"{flag} does not apply to --optimizer {settings['optimizer']}")
-    if settings.get("nesterov") and not settings["momentum"] > 0:
-        raise UsageError("--nesterov needs a positive --momentum")
-
-
-def make_schedule(settings: dict[str, Any]) -> Schedule:
-    cls = SCHEDULES[settings["schedule"]]
-    lr = settings["lr"]
-    available = {
-        "base_lr": lr,
-        "step_size": settings["lr_step"],
-        "gamma": settings["lr_gamma"],
-        "total_epochs": settings["epochs"],
-        "min_lr": lr * 0.01,
-        "warmup_epochs": settings["warmup"],
-    }
-    return cls(**constructor_arguments(cls, available))
-
-
-def preset_augment(text: str | None, args: argparse.Namespace, digits: bool) -> str | None:
-    """A preset's augmentation without flips for digits (a mirrored digit is another glyph,
-    or none); what ``--augment`` asks for is kept as it is."""
-    if not digits or not text or args.augment is not None or text in ("auto", "none"):
-        return text
-    return ",".join(name for name in text.split(",") if name.strip() != "flip") or None
-
-
-def describe_training(settings: dict[str, Any]) -> str:
-    """The optimisation that will actually run, in words, from the resolved settings."""
-    optimizer = f"{settings['optimizer']} lr {settings['lr']:g}"
-    if settings["optimizer"] in ("sgd", "rmsprop") and settings["momentum"]:
-        kind = "Nesterov momentum" if settings.get("nesterov") else "momentum"
-        optimizer += f", {kind} {settings['momentum']:g}"
-    if settings["weight_decay"]:
-        kind = "decoupled" if settings["optimizer"] == "adamw" else "L2"
-        optimizer += f", {kind} weight decay {settings['weight_decay']:g}"
-    schedule = {
-        "step": f"lr x{settings['lr_gamma']:g} every {plural(settings['lr_step'], 'epoch')}",
-        "exponential": f"lr x{settings['lr_gamma']:g} every epoch",
-        "cosine": f"cosine decay to lr x0.01 over {plural(settings['epochs'], 'epoch')}",
-    }.get(settings["schedule"], f"{settings['schedule']} lr")
-    if settings["warmup"]:
-        schedule += f" after {plural(settings['warmup'], 'warm-up epoch')}"
-    smoothing = settings.get("label_smoothing", 0.0)
-    loss = f", label smoothing {smoothing:g}" if smoothing else ""
-    return (
-        f"{plural(settings['epochs'], 'epoch')} at batch {settings['batch_size']}, {optimizer}, "
-        f"{schedule}{loss}, seed {settings['seed']}"
-    )
-
-
 def count(n: int, total: int, split: str) -> str:
     return f"all {total:,} {split} images" if n == total else f"{n:,} of {total:,} {split} images"
-
-
-def saved_settings(checkpoint: Path, preset: str) -> dict[str, Any] | None:
-    """The settings of the run in ``checkpoint`` (None if there is none)."""
-    if not checkpoint.is_file():
-        return None
-    header, _ = read_archive(checkpoint, CHECKPOINT_FORMAT)
-    saved = header.get("config", {}).get("preset")
-    if saved != preset:
-        raise UsageError(
-            f"{checkpoint} belongs to preset {saved!r}, not {preset!r}: resume it with "
-            f"--preset {saved} --out {checkpoint.parent} --resume"
-        )
-    return header["config"]["settings"]
 
 
 def take(images: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -241,15 +122,6 @@ def take(images: np.ndarray, index: np.ndarray) -> np.ndarray:
     if len(index) == len(images) and np.array_equal(index, np.arange(len(images))):
         return images
     return images[index]
-
-
-def preset_name(args: argparse.Namespace) -> str:
-    """--preset, else 'lenet' for a --model network or one's own images (all of them, at
-    batch 64: the article's 10,000 and 100 MNIST images fit no other data), else 'article'."""
-    if args.preset:
-        return args.preset
-    own_data = is_own_data(getattr(args, "data", None))
-    return "lenet" if getattr(args, "model", None) or own_data else "article"
 
 
 def load_training_data(args: argparse.Namespace, settings: dict[str, Any]) -> ImageDataset:
