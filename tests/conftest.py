@@ -25,7 +25,9 @@ def rng() -> np.random.Generator:
 def mnist_dir() -> Path:
     """The shared MNIST copy developers and CI have; tests using it skip elsewhere."""
     path = Path(os.environ.get("FALTUNG_TEST_MNIST", MNIST_DIR))
-    if not (path / "train-images-idx3-ubyte.gz").exists():
+    # The four IDX files, gzipped as published or plain as faltung's cache keeps them.
+    name = "train-images-idx3-ubyte"
+    if not ((path / name).exists() or (path / f"{name}.gz").exists()):
         pytest.skip(f"MNIST not present at {path}")
     return path
 

@@ -323,10 +323,21 @@ def test_evaluate_matches_classes_by_name_and_warns_of_changed_data(tmp_path, sh
     extra = shapes_dir / "box" / "zz_extra.png"
     shutil.copy(sorted((shapes_dir / "box").iterdir())[0], extra)
     assert main(["evaluate", str(model), "--data", str(shapes_dir)]) == 0
-    assert "these are not the images" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "these are not the images" in printed.err
+    assert (
+        "drawn again from the changed data" in printed.out and "as in training" not in printed.out
+    )
 
 
 def test_own_data_without_a_test_split_needs_a_held_out_fraction(tmp_path, shapes_dir, capsys):
     args = ["train", "--data", str(shapes_dir), "--out", str(tmp_path / "r"), "--val-split", "0"]
     assert main(args) == 2
     assert "--val-split 0: shapes has no test split of its own" in capsys.readouterr().err
+
+
+def test_a_run_of_own_data_is_named_after_it(tmp_path, shapes_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--data", str(shapes_dir), "--epochs", "1", "--no-plots"]
+    assert main(args) == 0
+    assert (tmp_path / "runs" / "shapes" / "model.npz").is_file()

@@ -152,7 +152,7 @@ def test_csv_with_and_without_header(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("1,0,0,0\n", "3 pixels a row are not 1 square image"),
+        ("1,0,0,0\n", "3 pixels a row do not make a square image of 1 channel"),
         ("1,0,0,0,300\n", "line 1: pixels must be integers in 0..255"),
         ("-1,0,0,0,0\n", "line 1: label -1 is not a class index"),
         ("label,a\n", "no rows"),
@@ -266,6 +266,11 @@ def test_a_csv_with_its_label_last_is_refused_for_training(tmp_path):
     np.savetxt(path, np.concatenate([images.reshape(15, -1), labels[:, None]], 1), fmt="%d",
                delimiter=",")  # fmt: skip
     with pytest.raises(DatasetError, match="is the label the first column"):
+        check_training_labels(load_data(path))
+    images[:, 0, 0, 0] = np.arange(15) // 2 * 2  # a first pixel that varies: labels with gaps
+    np.savetxt(path, np.concatenate([images.reshape(15, -1), labels[:, None]], 1), fmt="%d",
+               delimiter=",")  # fmt: skip
+    with pytest.raises(DatasetError, match="without gaps .is the label the first column"):
         check_training_labels(load_data(path))
 
 

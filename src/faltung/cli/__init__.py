@@ -137,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="standardise each channel with the training split's mean and std (default: yes, "
         "except for the article and lenet presets, which train on pixels in [0, 1])",
     )
-    train.add_argument("--out", metavar="DIR", help="output directory (default: runs/PRESET)")
+    train.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output directory (default: runs/ and the name of your data, of the --model "
+        "file, or of the preset)",
+    )
     train.add_argument("--epochs", type=positive_int)
     train.add_argument("--batch-size", type=positive_int)
     train.add_argument("--optimizer", choices=list(OPTIMIZERS))

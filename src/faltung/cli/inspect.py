@@ -95,8 +95,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         data = load_dataset(dataset, args.data, normalize=False)
     preprocessing = Preprocessing.from_json(meta.preprocessing, meta.input_shape[0])
     index, what, as_recorded = choose_test_images(args, meta, data.name, len(data.test_images))
-    if as_recorded:
-        warn_if_not_recorded(args.model, meta, data, index)
+    if as_recorded and test_images_changed(meta, data, index):
+        print(
+            f"faltung: warning: these are not the images {args.model} was tested on in "
+            f"training: {data.name} has changed since (files added, removed or relabelled), "
+            "and a held-out split drawn again may hold training images",
+            file=sys.stderr,
+        )
+        what = f"{len(index):,} {data.name} test images, drawn again from the changed data"
     images = ImageArray(data.test_images[index], preprocessing)
     classes, labels = in_model_classes(meta.classes, data, data.test_labels[index])
     result = evaluate(model, images, labels, num_classes=len(classes))
@@ -126,20 +132,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def warn_if_not_recorded(
-    model: str, meta: ModelMetadata, data: ImageDataset, index: np.ndarray
-) -> None:
-    """Say so when the test images recorded for ``model`` are not those it was tested on in
-    training (their digest differs: a folder changed since); older files record none."""
+def test_images_changed(meta: ModelMetadata, data: ImageDataset, index: np.ndarray) -> bool:
+    """Whether the recorded test images are no longer those the model was tested on in
+    training (their digest differs: a folder changed since); older files cannot tell."""
     if meta.test_digest is None:
-        return
-    if fingerprint(data.test_images[index], data.test_labels[index]) != meta.test_digest:
-        print(
-            f"faltung: warning: these are not the images {model} was tested on in "
-            f"training: {data.name} has changed since (files added, removed or "
-            "relabelled), and a held-out split drawn again may hold training images",
-            file=sys.stderr,
-        )
+        return False
+    return fingerprint(data.test_images[index], data.test_labels[index]) != meta.test_digest
 
 
 def in_model_classes(

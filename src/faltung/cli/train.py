@@ -124,6 +124,15 @@ def take(images: np.ndarray, index: np.ndarray) -> np.ndarray:
     return images[index]
 
 
+def default_out(args: argparse.Namespace, preset: str) -> str:
+    """The run's folder under runs/: named after one's own data, else the --model file,
+    else the preset, so that runs of different data do not meet in runs/lenet."""
+    if is_own_data(args.data):
+        path = Path(args.data).resolve()
+        return path.name if path.is_dir() else path.stem
+    return Path(args.model).stem if args.model else preset
+
+
 def load_training_data(args: argparse.Namespace, settings: dict[str, Any]) -> ImageDataset:
     """The user's own images (--data FOLDER|FILE.csv|FILE.npz), else an IDX dataset; uint8."""
     if is_own_data(args.data):
@@ -174,8 +183,7 @@ def build_network(
 
 def run_train(args: argparse.Namespace) -> int:
     preset = get_preset(preset_name(args))
-    default_out = Path(args.model).stem if args.model else preset.name
-    out = Path(args.out or os.path.join("runs", default_out))
+    out = Path(args.out or os.path.join("runs", default_out(args, preset.name)))
     checkpoint = out / "checkpoint.npz"
     # Under mpiexec every rank checks its inputs; a failure anywhere is one error everywhere.
     comm = world()

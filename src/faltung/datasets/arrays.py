@@ -105,7 +105,8 @@ def _image_shape(path: Path, count: int, channels: int | None, size: tuple[int, 
         colour = channels is None and count % 3 == 0 and math.isqrt(count // 3) ** 2 * 3 == count
         hint = "--channels 3 for colour images (planes R, G, B), or " if colour else ""
         raise DatasetError(
-            f"{path}: {count} pixels a row are not {c} square image(s); pass {hint}--image-size HxW"
+            f"{path}: {count} pixels a row do not make a square image of {c} channel(s); "
+            f"pass {hint}--image-size HxW"
         )
     return (c, side, side)
 

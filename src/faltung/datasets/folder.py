@@ -63,7 +63,7 @@ def scan_folder(root: Path) -> tuple[list[tuple[str, int, bool]], tuple[str, ...
     if misplaced and any(entry.is_dir() for entry in os.scandir(root / misplaced[0])):
         raise DatasetError(
             f"{root / misplaced[0]}: a split folder (train/ and test/ go together); "
-            f"expected {LAYOUTS}"
+            f"expected {LAYOUTS} (for one folder of classes, pass {root / misplaced[0]} itself)"
         )
     files: list[tuple[str, int, bool]] = []
     for part, is_test in parts:

@@ -110,16 +110,17 @@ def load_data(
 def check_training_labels(data: ImageDataset) -> None:
     """Labels a classifier can be trained on: two classes or more, and labels that number
     the classes without gaps where the data does not name them (a CSV's, an npz's)."""
+    hint = " (is the label the first column?)" if data.name.lower().endswith(".csv") else ""
     if len(data.classes) < 2:
         raise DatasetError(
             f"{data.name}: every image has one label ({data.classes[0]}); a classifier needs "
-            "two classes or more (for a CSV file: is the label the first column?)"
+            f"two classes or more{hint}"
         )
     missing = np.setdiff1d(np.arange(len(data.classes)), data.train_labels)
     if not data.named and missing.size:
         raise DatasetError(
             f"{data.name}: no training image has label {missing[0]} of 0..{len(data.classes) - 1};"
-            " labels must number the classes 0, 1, 2, ... without gaps"
+            f" labels must number the classes 0, 1, 2, ... without gaps{hint}"
         )
 
 
