@@ -77,6 +77,8 @@ def test_parse_names_and_defaults():
     assert parse_augment("flip, contrast").names == ("flip", "contrast")
     with pytest.raises(ValueError, match="unknown augmentation 'rotate'"):
         parse_augment("rotate")
+    with pytest.raises(ValueError, match="',' names no augmentation"):
+        parse_augment(",")
 
 
 def test_training_with_augmentation_resumes_bit_exactly(tmp_path):

@@ -136,4 +136,7 @@ def parse_augment(text: str | None, digits: bool = False) -> Augment | None:
         return None
     if text == "auto":
         return Augment(["shift", "affine"] if digits else ["shift", "flip"])
-    return Augment([name.strip() for name in text.split(",") if name.strip()])
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"{text!r} names no augmentation; give some of {', '.join(TRANSFORMS)}")
+    return Augment(names)

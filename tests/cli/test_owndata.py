@@ -341,3 +341,19 @@ def test_a_run_of_own_data_is_named_after_it(tmp_path, shapes_dir, monkeypatch):
     args = ["train", "--data", str(shapes_dir), "--epochs", "1", "--no-plots"]
     assert main(args) == 0
     assert (tmp_path / "runs" / "shapes" / "model.npz").is_file()
+
+
+def test_serve_shows_the_test_images_of_own_data(shapes_model):
+    from argparse import Namespace
+
+    from faltung.cli._model import load_with_metadata
+    from faltung.cli.serve import sample_images
+
+    model, shapes_dir = shapes_model
+    _, metadata = load_with_metadata(model)
+    images, labels, note = sample_images(Namespace(data=str(shapes_dir), dataset=None), metadata,
+                                         (1, 16, 16))  # fmt: skip
+    assert note == "" and images.shape == (18, 1, 16, 16) and 0 <= images.min() <= images.max() <= 1
+    assert sorted(np.bincount(labels).tolist()) == [6, 6, 6]
+    _, _, note = sample_images(Namespace(data=None, dataset=None), metadata, (1, 16, 16))
+    assert note == "the model was trained on your own images (shapes); pass --data"

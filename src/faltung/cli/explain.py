@@ -181,4 +181,9 @@ def add_explain_parsers(commands, positive_int) -> None:
         choices=list(DATASETS),
         help="test images for the random and mistake buttons (default: the model's dataset)",
     )
-    serve.add_argument("--data", metavar="DIR", help="directory with the dataset's IDX files")
+    serve.add_argument(
+        "--data",
+        metavar="PATH",
+        help="directory with the dataset's IDX files, or your own images (a folder, .csv or "
+        ".npz) for a model trained on them",
+    )

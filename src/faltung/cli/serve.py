@@ -5,11 +5,41 @@ from __future__ import annotations
 import argparse
 import threading
 from pathlib import Path
+from typing import Any
 
-from ..datasets import DatasetError, load_dataset
+import numpy as np
+
+from ..datasets import DATASETS, DatasetError, is_own_data, load_data, load_dataset
 from ..datasets.preprocess import to_unit
 from ._model import class_names, image_shape, load_with_metadata, output_count
 from .errors import UsageError
+from .inspect import in_model_classes
+
+
+def sample_images(
+    args: argparse.Namespace, metadata: dict[str, Any], shape: tuple[int, int, int]
+) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """The page's test images (floats in [0, 1]) with their labels as the model's class
+    numbers, or None and why not: a known dataset's, or one's own images given as --data
+    (the test split of training, drawn as evaluate draws it)."""
+    settings = metadata.get("settings") or {}
+    dataset = args.dataset or metadata.get("dataset")
+    try:
+        if is_own_data(args.data):
+            split = settings.get("val_split") or None
+            data = load_data(args.data, shape[0], shape[1:], split, int(settings.get("seed", 0)))
+        elif dataset in DATASETS:
+            data = load_dataset(dataset, args.data, normalize=False)  # uint8: only test to float
+        elif dataset is None:
+            return None, None, "the model file names no dataset; pass --dataset and --data"
+        else:
+            return None, None, f"the model was trained on your own images ({dataset}); pass --data"
+        _, labels = in_model_classes(tuple(metadata["classes"]), data, data.test_labels)
+    except (DatasetError, UsageError, ValueError, OSError) as error:
+        return None, None, f"could not load {args.data or dataset}: {error}"
+    if tuple(data.test_images.shape[1:]) != shape:
+        return None, None, f"the images are {data.test_images.shape[1:]}, the model takes {shape}"
+    return to_unit(data.test_images), labels, ""
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -19,21 +49,7 @@ def run_serve(args: argparse.Namespace) -> int:
     model, metadata = load_with_metadata(args.model)
     shape = image_shape(model, metadata)
     classes = class_names(metadata, output_count(model, shape))
-    images = labels = None
-    dataset = args.dataset or metadata.get("dataset")
-    note = ""
-    if dataset is None:
-        note = "the model file names no dataset; pass --dataset and --data"
-    else:
-        try:
-            data = load_dataset(dataset, args.data, normalize=False)  # uint8: no float copy
-        except (DatasetError, ValueError, OSError) as error:
-            note = f"could not load {dataset}: {error}"
-        else:
-            if tuple(data.test_images.shape[1:]) == shape:
-                images, labels = to_unit(data.test_images), data.test_labels
-            else:
-                note = f"{dataset} images are {data.test_images.shape[1:]}, the model takes {shape}"
+    images, labels, note = sample_images(args, metadata, shape)
     title = f"{Path(args.model).name}: {metadata.get('preset', 'model')}"
     engine = Engine(model, shape, classes, title, images, labels, note)
     try:
