@@ -22,6 +22,7 @@ import numpy as np
 
 from . import __version__
 from ._atomic import atomic_write
+from .datasets.preprocess import Preprocessing
 from .model import Sequential
 from .summary import dry_run
 
@@ -222,10 +223,7 @@ def _preprocessing(value: Any) -> dict[str, list[float]] | None:
         return None
     if not isinstance(value, dict) or set(value) != {"mean", "std"}:
         raise ValueError("metadata: preprocessing must be {'mean': [...], 'std': [...]}")
-    result = {key: [float(v) for v in value[key]] for key in ("mean", "std")}
-    if len(result["mean"]) != len(result["std"]) or min(result["std"], default=0) <= 0:
-        raise ValueError("metadata: preprocessing needs one positive std per mean")
-    return result
+    return Preprocessing.from_json(value).to_json()  # its checks: one positive std per mean
 
 
 def _optional_str(value: Any) -> str | None:
