@@ -115,7 +115,7 @@ def test_a_gallery_needs_misclassified_and_no_mistakes_draw_nothing(
     from faltung.explain import mistakes
 
     monkeypatch.chdir(tmp_path)
-    nothing = mistakes.Mistakes(*(np.zeros(0, np.int64) for _ in range(3)), np.zeros(0))
+    nothing = mistakes.Mistakes(*(np.zeros(0, np.int64) for _ in range(3)), np.zeros(0), 0)
     monkeypatch.setattr(mistakes, "confident_mistakes", lambda *args, **kwargs: nothing)
     images = np.zeros((3, 1, 4, 4), np.float32)
     explain_cli.write_mistakes_gallery(

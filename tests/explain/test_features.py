@@ -84,3 +84,12 @@ def test_probabilities_of_a_model_that_ends_in_softmax(rng):
     x = rng.random((4, 1, 4, 4), dtype=np.float32)
     np.testing.assert_allclose(predict_probabilities(model, x), model.eval().forward(x))
     assert occlusion(model, x[0], 1, patch=2).shape == (4, 4)
+
+
+def test_mistakes_are_ranked_by_confidence_and_counted_in_all():
+    from faltung.explain.mistakes import rank_mistakes
+
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]])
+    found = rank_mistakes(probabilities, np.array([0, 0, 0, 1]), count=2)
+    assert found.index.tolist() == [1, 3] and found.predicted.tolist() == [1, 0]
+    assert found.total == 3  # the third mistake is past count

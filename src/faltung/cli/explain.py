@@ -128,7 +128,7 @@ def write_mistakes_gallery(
         raise UsageError(f"cannot write {path} ({error.strerror or error})") from None
     if drawn is None:
         raise UsageError("--misclassified draws a picture: pip install 'faltung[plot]'")
-    print(f"wrote {path}: {title} (of {int(np.sum(model.predict(images) != labels))} in all)")
+    print(f"wrote {path}: {title} (of {found.total} in all)")
 
 
 def port(text: str) -> int:

@@ -16,6 +16,7 @@ class Mistakes:
     true: np.ndarray
     predicted: np.ndarray
     probability: np.ndarray  # of the predicted (wrong) class
+    total: int  # the misclassified images in all; ``index`` holds the first ``count``
 
 
 def confident_mistakes(
@@ -33,4 +34,6 @@ def rank_mistakes(
     wrong = np.flatnonzero(predicted != labels)
     confidence = probabilities[wrong, predicted[wrong]]
     order = wrong[np.argsort(-confidence, kind="stable")][:count]
-    return Mistakes(order, labels[order], predicted[order], probabilities[order, predicted[order]])
+    return Mistakes(
+        order, labels[order], predicted[order], probabilities[order, predicted[order]], len(wrong)
+    )
