@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,15 +77,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("--gallery names the picture of --misclassified N; give that too")
     model, meta = load_model(args.model)
     if is_own_data(args.data):
-        # The same split as in training: the same seed and fraction draw the same images.
-        settings = meta.settings
-        data = load_data(
-            args.data,
-            meta.input_shape[0],
-            tuple(meta.input_shape[1:]),
-            settings.get("val_split") or None,
-            int(settings.get("seed", 0)),
-        )
+        data = split_as_in_training(args.data, meta.input_shape, meta.settings)
     else:
         dataset = args.dataset or meta.dataset or "mnist"
         if args.dataset is None and dataset not in DATASETS:
@@ -130,6 +123,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
             numbers=index,
         )  # fmt: skip
     return 0
+
+
+def split_as_in_training(
+    path: str, input_shape: tuple[int, ...], settings: dict[str, Any]
+) -> ImageDataset:
+    """One's own images at the model's shape, split as training split them: the same seed
+    and held-out fraction draw the same test images."""
+    return load_data(
+        path,
+        input_shape[0],
+        tuple(input_shape[1:]),
+        settings.get("val_split") or None,
+        int(settings.get("seed", 0)),
+    )
 
 
 def test_images_changed(meta: ModelMetadata, data: ImageDataset, index: np.ndarray) -> bool:

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import DATASETS, DatasetError, is_own_data, load_data, load_dataset
+from ..datasets import DATASETS, DatasetError, is_own_data, load_dataset
 from ..datasets.preprocess import to_unit
 from ._model import class_names, image_shape, load_with_metadata, output_count
 from .errors import UsageError
-from .inspect import in_model_classes
+from .inspect import in_model_classes, split_as_in_training
 
 
 def sample_images(
@@ -22,12 +22,10 @@ def sample_images(
     """The page's test images (floats in [0, 1]) with their labels as the model's class
     numbers, or None and why not: a known dataset's, or one's own images given as --data
     (the test split of training, drawn as evaluate draws it)."""
-    settings = metadata.get("settings") or {}
     dataset = args.dataset or metadata.get("dataset")
     try:
         if is_own_data(args.data):
-            split = settings.get("val_split") or None
-            data = load_data(args.data, shape[0], shape[1:], split, int(settings.get("seed", 0)))
+            data = split_as_in_training(args.data, shape, metadata.get("settings") or {})
         elif dataset in DATASETS:
             data = load_dataset(dataset, args.data, normalize=False)  # uint8: only test to float
         elif dataset is None:
