@@ -25,14 +25,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import conv_fast
+from . import conv_fast, winograd
 from .layout import crop_padding, pad_nchw
 from .shapes import ConvGeometry, Padding2D, conv_geometry
 from .windows import col2im, sliding_windows
 
 
 class ConvCache(NamedTuple):
-    cols: np.ndarray | None  # (G, N*Ho*Wo, kh*kw*C/G): the im2col matrix, reused for dW
+    # (G, N*Ho*Wo, kh*kw*C/G): the im2col matrix, reused for dW; or, for a convolution
+    # Winograd's algorithm computes (conv_fast), its transformed tiles.
+    cols: np.ndarray | winograd.Tiles | None
     # A large batch runs in chunks and keeps the input (N, C, H, W) instead, from which
     # conv_fast pads and gathers each chunk's matrix again; x is None when cols is kept.
     x: np.ndarray | None

@@ -1,0 +1,118 @@
+"""Winograd's F(4 x 4, 5 x 5): its matrices, and the convolution it computes, against the
+reference kernels, forward and backward, in every shape and chunking it takes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faltung import functional as fast
+from faltung.functional import conv_fast, winograd
+from faltung.functional import reference as ref
+from faltung.functional.layout import is_channels_last
+from faltung.functional.shapes import conv_geometry
+
+
+@pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (6, 3), (2, 5), (3, 5), (4, 5)])
+def test_the_transforms_compute_a_correlation(m, r):
+    at, g, bt = winograd.transforms(m, r, np.dtype(np.float64))
+    rng = np.random.default_rng(m * 10 + r)
+    d, w = rng.standard_normal(m + r - 1), rng.standard_normal(r)
+    expected = [d[i : i + r] @ w for i in range(m)]
+    np.testing.assert_allclose(at @ ((g @ w) * (bt @ d)), expected, rtol=1e-12, atol=1e-12)
+
+
+def _geometry(x_shape, padding=0, stride=1, dilation=1, groups=1, cin=None):
+    cin = x_shape[1] // groups if cin is None else cin
+    return conv_geometry(x_shape, (6, cin, 5, 5), stride, padding, dilation, groups)
+
+
+def test_it_is_taken_for_lenets_second_convolution_only():
+    assert winograd.pays(_geometry((5, 20, 12, 12)))
+    assert not winograd.pays(_geometry((5, 1, 28, 28)))  # one channel: im2col
+    assert not winograd.pays(_geometry((5, 4, 12, 12), stride=2))
+    assert not winograd.pays(_geometry((5, 4, 12, 12), dilation=2))
+    assert not winograd.pays(_geometry((5, 4, 12, 12), groups=2))
+    assert not winograd.pays(_geometry((5, 4, 7, 7)))  # a 3 x 3 output, under one tile
+    assert not winograd.pays(conv_geometry((5, 4, 9, 9), (6, 4, 3, 3), 1, 0, 1, 1))
+
+
+SHAPES = [
+    # (N, C, H, W), O, padding: whole tiles, ragged tiles, padding, one image
+    ((3, 20, 12, 12), 50, 0),
+    ((2, 3, 11, 9), 4, 0),
+    ((4, 2, 7, 8), 5, 2),
+    ((1, 5, 9, 13), 3, (1, 2)),
+    ((3, 4, 6, 6), 2, "same"),
+]
+
+
+def _inputs(shape, out_channels, dtype, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    w = (rng.standard_normal((out_channels, shape[1], 5, 5)) / (5 * shape[1] ** 0.5)).astype(dtype)
+    return x, w, rng.standard_normal(out_channels).astype(dtype)
+
+
+@pytest.mark.parametrize("chunk_bytes", [winograd.CHUNK_BYTES, 1])
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("shape,out_channels,padding", SHAPES)
+def test_forward_and_backward_match_the_reference_in_float64(
+    shape, out_channels, padding, channels_last, chunk_bytes, monkeypatch
+):
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)  # 1: one image per chunk
+    rng = np.random.default_rng(0)
+    x, w, b = _inputs(shape, out_channels, np.float64, rng)
+    if channels_last:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    y, cache = fast.conv2d_forward(x, w, b, padding=padding)
+    assert isinstance(cache.cols, winograd.Tiles) and is_channels_last(y)
+    y_ref, cache_ref = ref.conv2d_forward(x, w, b, padding=padding)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        fast.conv2d_forward(x, w, b, padding=padding, need_cache=False)[0],
+        y_ref,
+        rtol=1e-10,
+        atol=1e-10,
+    )
+    dy = rng.standard_normal(y.shape)
+    for need_input_grad in (True, False):
+        got = fast.conv2d_backward(dy, cache, need_input_grad)
+        expected = ref.conv2d_backward(dy, cache_ref, need_input_grad)
+        for a, e in zip(got, expected):
+            if e is None:
+                assert a is None
+            else:
+                np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-10)
+    assert is_channels_last(fast.conv2d_backward(dy, cache)[0])
+
+
+@pytest.mark.parametrize("shape,out_channels,padding", SHAPES)
+def test_float32_error_stays_near_im2cols(shape, out_channels, padding):
+    """F(4, 5)'s float32 rounding, against the float64 result, as a fraction of each
+    result's largest value: measured 1e-6 to 5e-6 (im2col's: about 2e-7)."""
+    rng = np.random.default_rng(1)
+    x, w, b = _inputs(shape, out_channels, np.float32, rng)
+    y, cache = fast.conv2d_forward(x, w, b, padding=padding)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = (y, *fast.conv2d_backward(dy, cache))
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+    y64, cache64 = ref.conv2d_forward(x64, w64, b64, padding=padding)
+    expected = (y64, *ref.conv2d_backward(dy.astype(np.float64), cache64))
+    for a, e in zip(got, expected):
+        assert a.dtype == np.float32
+        assert np.abs(a - e).max() <= 2e-5 * np.abs(e).max()
+
+
+def test_im2col_and_winograd_agree_on_lenets_second_convolution(monkeypatch):
+    rng = np.random.default_rng(2)
+    x, w, b = _inputs((6, 20, 12, 12), 50, np.float64, rng)
+    y, cache = fast.conv2d_forward(x, w, b)
+    dy = rng.standard_normal(y.shape)
+    grads = fast.conv2d_backward(dy, cache)
+    monkeypatch.setattr(winograd, "KERNELS", ())
+    y2, cache2 = fast.conv2d_forward(x, w, b)
+    assert not isinstance(cache2.cols, winograd.Tiles)
+    np.testing.assert_allclose(y, y2, rtol=1e-10, atol=1e-10)
+    for a, e in zip(grads, fast.conv2d_backward(dy, cache2)):
+        np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-10)
+    assert conv_fast.forward(x, fast.conv.weight_matrix(w, 1), cache.geometry) is None
