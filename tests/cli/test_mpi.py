@@ -123,7 +123,14 @@ def test_a_rank_killed_ends_the_job_keeps_the_checkpoint_and_resume_finishes(str
     reference = weights(straight[0])
     for key, value in weights(out).items():
         error = np.linalg.norm(value - reference[key]) / np.linalg.norm(reference[key])
-        print(key, error, np.linalg.norm(reference[key]), np.abs(value - reference[key]).max(), np.abs(reference[key]).max()); assert error < 1e-5, key
+        print(
+            key,
+            error,
+            np.linalg.norm(reference[key]),
+            np.abs(value - reference[key]).max(),
+            np.abs(reference[key]).max(),
+        )
+        assert error < 1e-5, key
 
 
 @pytest.mark.parametrize(

@@ -27,14 +27,22 @@ def _geometry(x_shape, padding=0, stride=1, dilation=1, groups=1, cin=None):
     return conv_geometry(x_shape, (6, cin, 5, 5), stride, padding, dilation, groups)
 
 
-def test_it_is_taken_for_lenets_second_convolution_only():
-    assert winograd.pays(_geometry((5, 20, 12, 12)))
-    assert not winograd.pays(_geometry((5, 1, 28, 28)))  # one channel: im2col
-    assert not winograd.pays(_geometry((5, 4, 12, 12), stride=2))
-    assert not winograd.pays(_geometry((5, 4, 12, 12), dilation=2))
-    assert not winograd.pays(_geometry((5, 4, 12, 12), groups=2))
-    assert not winograd.pays(_geometry((5, 4, 7, 7)))  # a 3 x 3 output, under one tile
-    assert not winograd.pays(conv_geometry((5, 4, 9, 9), (6, 4, 3, 3), 1, 0, 1, 1))
+def test_it_is_taken_for_5x5_kernels_over_enough_channels_only():
+    assert winograd.pays(_geometry((5, 20, 12, 12)))  # LeNet's conv2
+    assert winograd.pays(_geometry((5, 8, 12, 12)))
+    assert not winograd.pays(_geometry((5, 1, 28, 28)))  # LeNet's conv1
+    assert not winograd.pays(_geometry((5, 6, 14, 14)))  # too few channels
+    assert not winograd.pays(_geometry((5, 8, 12, 12), stride=2))
+    assert not winograd.pays(_geometry((5, 8, 12, 12), dilation=2))
+    assert not winograd.pays(_geometry((5, 16, 12, 12), groups=2))
+    assert not winograd.pays(_geometry((5, 8, 7, 7)))  # a 3 x 3 output, under one tile
+    assert not winograd.pays(conv_geometry((5, 8, 9, 9), (6, 8, 3, 3), 1, 0, 1, 1))
+
+
+@pytest.fixture
+def few_channels_too(monkeypatch):
+    """Small problems, down to two channels, take the path too: it is exact for any."""
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 2)
 
 
 SHAPES = [
@@ -57,7 +65,7 @@ def _inputs(shape, out_channels, dtype, rng):
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("shape,out_channels,padding", SHAPES)
 def test_forward_and_backward_match_the_reference_in_float64(
-    shape, out_channels, padding, channels_last, chunk_bytes, monkeypatch
+    shape, out_channels, padding, channels_last, chunk_bytes, monkeypatch, few_channels_too
 ):
     monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)  # 1: one image per chunk
     rng = np.random.default_rng(0)
@@ -87,7 +95,7 @@ def test_forward_and_backward_match_the_reference_in_float64(
 
 
 @pytest.mark.parametrize("shape,out_channels,padding", SHAPES)
-def test_float32_error_stays_near_im2cols(shape, out_channels, padding):
+def test_float32_error_stays_near_im2cols(shape, out_channels, padding, few_channels_too):
     """F(4, 5)'s float32 rounding, against the float64 result, as a fraction of each
     result's largest value: measured 1e-6 to 5e-6 (im2col's: about 2e-7)."""
     rng = np.random.default_rng(1)

@@ -39,6 +39,12 @@ from .shapes import ConvGeometry
 
 # Kernel sizes that take this path (``pays``); a test empties it to force the others.
 KERNELS = ((5, 5),)
+# The products' inner dimension is the input channels. With few, they run slowly and the
+# transforms, whose cost does not shrink with C, dominate: forward and backward of 32
+# images, one thread, Winograd against im2col: 3 channels 0.88x, 6 0.95x, 8 1.03-1.50x,
+# 12 1.40x, 16 1.54x, LeNet's 20 (to 50) 2.5x (bench/NOTES.md, round nine). The 3 x 3
+# kernels of F(4 x 4, 3 x 3) lost in the resnet's whole steps (0.85-0.98x).
+MIN_CHANNELS = 8
 # The interpolation points, in the order they are taken; infinity is always the last.
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0)
 # Output tile side. F(4, 5) divides LeNet's 8 x 8 conv2 output exactly; F(2, 5) did 2.8x
@@ -84,19 +90,14 @@ def transforms(m: int, r: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray,
 
 
 def pays(geo: ConvGeometry) -> bool:
-    """Square 5 x 5 kernels (``KERNELS``), stride and dilation 1, no groups, several input
-    channels, and an output of at least one whole tile each way (measured: bench/NOTES.md,
-    round nine).
-
-    One input channel is left to im2col: its products (tiles x 1) @ (1 x O) would write
-    a*a/m^2 = 4 times the output to produce it.
-    """
+    """Square 5 x 5 kernels (``KERNELS``), stride and dilation 1, no groups, at least
+    ``MIN_CHANNELS`` input channels, and an output of at least one tile each way."""
     return (
         geo.kernel in KERNELS
         and geo.stride == (1, 1)
         and geo.dilation == (1, 1)
         and geo.groups == 1
-        and geo.input_shape[1] > 1
+        and geo.input_shape[1] >= MIN_CHANNELS
         and min(geo.out_hw) >= TILE
     )
 
