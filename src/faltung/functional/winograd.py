@@ -170,13 +170,21 @@ def _input_tiles(images: np.ndarray, lay: _Layout, out: np.ndarray) -> np.ndarra
     return block.reshape(a, a, -1)
 
 
+@functools.cache
+def _filter_matrix(m: int, r: int, dtype: np.dtype) -> np.ndarray:
+    """G (x) G, (a*a, r*r): G g G^T of every filter at once as one product, whose inner
+    dimension r*r and output a*a suit BLAS better than two products with r or a."""
+    _, g, _ = transforms(m, r, dtype)
+    return np.kron(g, g)
+
+
 def filter_transform(w_mat: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """U = G g G^T for every (c, o): (a*a, C, O), from the (O, (i, j, c)) weight matrix."""
     lay = _layout(geo)
-    _, g_mat, _ = transforms(lay.m, lay.r, w_mat.dtype)
     out_channels, c = w_mat.shape[0], geo.input_shape[1]
-    g = w_mat.reshape(out_channels, lay.r, lay.r, c).transpose(1, 2, 3, 0)  # (i, j, c, o)
-    return _sandwich(g_mat, g).reshape(lay.a * lay.a, c, out_channels)
+    g = w_mat.reshape(out_channels, lay.r * lay.r, c).transpose(1, 2, 0)  # ((i, j), c, o)
+    u = _filter_matrix(lay.m, lay.r, w_mat.dtype) @ g.reshape(lay.r * lay.r, -1)
+    return u.reshape(lay.a * lay.a, c, out_channels)
 
 
 def forward(
@@ -223,7 +231,7 @@ def backward(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(dW as (1, O, K) in im2col's column order, the padded dx (N, C, Hp, Wp) or None)."""
     lay = _layout(geo)
-    at, g_mat, bt = transforms(lay.m, lay.r, dy.dtype)
+    at, _, bt = transforms(lay.m, lay.r, dy.dtype)
     n, c = geo.input_shape[:2]
     out_channels, (out_h, out_w), (th, tw), a, m = (
         dy.shape[1],
@@ -260,8 +268,10 @@ def backward(
             dv = np.matmul(dm, tiles.u.transpose(0, 2, 1)).reshape(a, a, -1)
             dd = _sandwich(bt.T, dv).reshape(a, a, k, th, tw, c)  # B dV B^T
             _add_tiles(dd, dxp[start:stop], lay)
-    dg = _sandwich(g_mat.T, du.reshape(a, a, -1)).reshape(lay.r, lay.r, c, out_channels)
-    dw_mat = dg.transpose(3, 0, 1, 2).reshape(1, out_channels, -1)
+    dg = _filter_matrix(m, lay.r, du.dtype).T @ du.reshape(a * a, -1)  # G^T dU G
+    dw_mat = (
+        dg.reshape(lay.r * lay.r, c, out_channels).transpose(2, 0, 1).reshape(1, out_channels, -1)
+    )
     if dxp is None:
         return dw_mat, None
     hp, wp = geo.padded_shape[2:]
