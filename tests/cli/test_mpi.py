@@ -73,7 +73,7 @@ def test_two_ranks_train_data_parallel_and_rank_0_alone_reports_and_writes(strai
     reference = weights(single)
     # Equal up to float32 rounding: the two runs sum each step's gradients in different
     # orders (two halves over MPI, one batch here), and after three epochs the weights
-    # differ by a few 1e-6 (Winograd's conv2 rounds at about 3e-6 of its results' scale).
+    # differ by a few 1e-6 (Winograd's conv2 rounds at about 5e-6 of its results' scale).
     # Absolute, not relative to each tensor: a bias near zero magnifies a relative measure.
     for key, value in weights(out).items():
         np.testing.assert_allclose(value, reference[key], rtol=1e-4, atol=3e-5, err_msg=key)
@@ -121,16 +121,8 @@ def test_a_rank_killed_ends_the_job_keeps_the_checkpoint_and_resume_finishes(str
     assert code == 0, err
     assert "resuming at epoch" in stdout and "data-parallel" not in stdout
     reference = weights(straight[0])
-    for key, value in weights(out).items():
-        error = np.linalg.norm(value - reference[key]) / np.linalg.norm(reference[key])
-        print(
-            key,
-            error,
-            np.linalg.norm(reference[key]),
-            np.abs(value - reference[key]).max(),
-            np.abs(reference[key]).max(),
-        )
-        assert error < 1e-5, key
+    for key, value in weights(out).items():  # as in the first test: equal up to rounding
+        np.testing.assert_allclose(value, reference[key], rtol=1e-4, atol=3e-5, err_msg=key)
 
 
 @pytest.mark.parametrize(

@@ -28,15 +28,30 @@ def _geometry(x_shape, padding=0, stride=1, dilation=1, groups=1, cin=None):
 
 
 def test_it_is_taken_for_5x5_kernels_over_enough_channels_only():
-    assert winograd.pays(_geometry((5, 20, 12, 12)))  # LeNet's conv2
-    assert winograd.pays(_geometry((5, 8, 12, 12)))
-    assert not winograd.pays(_geometry((5, 1, 28, 28)))  # LeNet's conv1
-    assert not winograd.pays(_geometry((5, 6, 14, 14)))  # too few channels
-    assert not winograd.pays(_geometry((5, 8, 12, 12), stride=2))
-    assert not winograd.pays(_geometry((5, 8, 12, 12), dilation=2))
-    assert not winograd.pays(_geometry((5, 16, 12, 12), groups=2))
-    assert not winograd.pays(_geometry((5, 8, 7, 7)))  # a 3 x 3 output, under one tile
-    assert not winograd.pays(conv_geometry((5, 8, 9, 9), (6, 8, 3, 3), 1, 0, 1, 1))
+    def pays(geo, dtype=np.float32):
+        return winograd.pays(geo, np.dtype(dtype))
+
+    assert pays(_geometry((5, 20, 12, 12)))  # LeNet's conv2
+    assert pays(_geometry((5, 8, 12, 12)), np.float64)
+    assert not pays(_geometry((5, 8, 12, 12)), np.int64)  # its fractions would truncate
+    assert not pays(_geometry((5, 1, 28, 28)))  # LeNet's conv1
+    assert not pays(_geometry((5, 6, 14, 14)))  # too few channels
+    assert not pays(_geometry((5, 8, 12, 12), stride=2))
+    assert not pays(_geometry((5, 8, 12, 12), dilation=2))
+    assert not pays(_geometry((5, 16, 12, 12), groups=2))
+    assert not pays(_geometry((5, 8, 7, 7)))  # a 3 x 3 output, under one tile
+    assert not pays(conv_geometry((5, 8, 9, 9), (6, 8, 3, 3), 1, 0, 1, 1))
+
+
+def test_its_cached_matrices_are_read_only():
+    for matrix in winograd.transforms(4, 5, np.dtype(np.float32)):
+        with pytest.raises(ValueError):
+            matrix[0, 0] = 1.0
+
+
+def test_too_few_points_is_a_clear_error():
+    with pytest.raises(ValueError, match="finite points"):
+        winograd.transforms(8, 5, np.dtype(np.float64))
 
 
 @pytest.fixture
@@ -52,6 +67,8 @@ SHAPES = [
     ((4, 2, 7, 8), 5, 2),
     ((1, 5, 9, 13), 3, (1, 2)),
     ((3, 4, 6, 6), 2, "same"),
+    ((2, 3, 8, 9), 2, ((0, 3), (2, 1))),  # uneven padding
+    ((5, 8, 11, 9), 3, 0),  # ragged tiles at the default MIN_CHANNELS
 ]
 
 
@@ -61,13 +78,15 @@ def _inputs(shape, out_channels, dtype, rng):
     return x, w, rng.standard_normal(out_channels).astype(dtype)
 
 
-@pytest.mark.parametrize("chunk_bytes", [winograd.CHUNK_BYTES, 1])
+@pytest.mark.parametrize("images_per_chunk", [None, 1, 2])
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("shape,out_channels,padding", SHAPES)
 def test_forward_and_backward_match_the_reference_in_float64(
-    shape, out_channels, padding, channels_last, chunk_bytes, monkeypatch, few_channels_too
+    shape, out_channels, padding, channels_last, images_per_chunk, monkeypatch, few_channels_too
 ):
-    monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)  # 1: one image per chunk
+    """Whole, one image per chunk, and two (the last chunk short when N is odd)."""
+    if images_per_chunk is not None:
+        monkeypatch.setattr(winograd, "_images_per_chunk", lambda *args: images_per_chunk)
     rng = np.random.default_rng(0)
     x, w, b = _inputs(shape, out_channels, np.float64, rng)
     if channels_last:
@@ -83,6 +102,9 @@ def test_forward_and_backward_match_the_reference_in_float64(
         atol=1e-10,
     )
     dy = rng.standard_normal(y.shape)
+    if channels_last:  # as the layers after a convolution pass it back
+        dy = np.ascontiguousarray(dy.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    dy_before = dy.copy()
     for need_input_grad in (True, False):
         got = fast.conv2d_backward(dy, cache, need_input_grad)
         expected = ref.conv2d_backward(dy, cache_ref, need_input_grad)
@@ -92,6 +114,30 @@ def test_forward_and_backward_match_the_reference_in_float64(
             else:
                 np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-10)
     assert is_channels_last(fast.conv2d_backward(dy, cache)[0])
+    np.testing.assert_array_equal(dy, dy_before)  # an incoming gradient is never written
+
+
+@pytest.mark.parametrize("x_dtype,w_dtype", [(np.float32, np.float64), (np.float64, np.float32)])
+def test_mixed_dtypes_compute_in_the_wider_one(x_dtype, w_dtype):
+    rng = np.random.default_rng(3)
+    x, w, b = _inputs((2, 8, 10, 9), 3, np.float64, rng)
+    x, w = x.astype(x_dtype), w.astype(w_dtype)
+    y, cache = fast.conv2d_forward(x, w, b)
+    assert isinstance(cache.cols, winograd.Tiles) and y.dtype == np.float64
+    y_ref, cache_ref = ref.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-10)
+    dy = rng.standard_normal(y.shape)
+    for a, e in zip(fast.conv2d_backward(dy, cache), ref.conv2d_backward(dy, cache_ref)):
+        np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-10)
+
+
+def test_integer_inputs_take_im2col_and_stay_exact():
+    rng = np.random.default_rng(4)
+    x = rng.integers(-3, 4, (2, 8, 9, 9))
+    w = rng.integers(-2, 3, (3, 8, 5, 5))
+    y, cache = fast.conv2d_forward(x, w)
+    assert not isinstance(cache.cols, winograd.Tiles)
+    np.testing.assert_array_equal(y, ref.conv2d_forward(x, w)[0])
 
 
 @pytest.mark.parametrize("shape,out_channels,padding", SHAPES)

@@ -105,7 +105,7 @@ def images_per_chunk(geo: ConvGeometry, itemsize: int, need_cache: bool = True) 
 
 def forward(
     x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, need_cache: bool = True
-) -> tuple[np.ndarray | None, np.ndarray] | None:
+) -> tuple[np.ndarray | winograd.Tiles | None, np.ndarray] | None:
     """(cols, out) for the input ``x``, or None for the general im2col + GEMM.
 
     ``cols`` is None when the batch ran in chunks: backward gathers it again. For
@@ -114,7 +114,7 @@ def forward(
     """
     if geo.groups > 1:
         return _grouped_forward(pad_nchw(x, geo.padding), w_mat, geo)
-    if winograd.pays(geo):
+    if winograd.pays(geo, np.result_type(x, w_mat)):
         return winograd.forward(x, w_mat[0], geo, need_cache)
     chunk = images_per_chunk(geo, x.itemsize, need_cache)
     if chunk < geo.input_shape[0]:
@@ -129,7 +129,7 @@ def backward(
     dy: np.ndarray,
     dy_mat: np.ndarray,
     x: np.ndarray | None,
-    cols: np.ndarray | None,
+    cols: np.ndarray | winograd.Tiles | None,
     w_mat: np.ndarray,
     geo: ConvGeometry,
     need_input_grad: bool,
