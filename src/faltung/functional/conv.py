@@ -14,8 +14,9 @@ numbers faster and are tested against it. The general algorithm is three product
 
 Activations are channels-last in memory behind NCHW views (see ``layout``), so the GEMM's
 (N*Ho*Wo, O) result is the next layer's input without a transpose. Shapes for which
-another algorithm is faster (one input channel, groups, stride-1 input gradients, large
-batches in chunks) are handled in ``conv_fast``, which each step below asks once.
+another algorithm is faster (5x5 kernels by Winograd's, one input channel, groups,
+stride-1 input gradients, large batches in chunks) are handled in ``conv_fast``, which
+each step below asks once.
 """
 
 from __future__ import annotations
