@@ -121,7 +121,8 @@ def write_mistakes_gallery(
         f"true {names[t]}\nsaid {names[p]}\np = {q:.3f} (#{numbers[i]})"
         for i, t, p, q in zip(found.index, found.true, found.predicted, found.probability)
     ]
-    title = f"the {len(captions)} most confident mistakes (#: test image number)"
+    what = "the mistake" if len(captions) == 1 else f"the {len(captions)} most confident mistakes"
+    title = f"{what} (#: test image number)"
     try:
         drawn = plot_gallery(to_unit(pixels[found.index]), captions, title, path)
     except OSError as error:
