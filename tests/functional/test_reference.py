@@ -158,7 +158,7 @@ def test_a_size_keeping_input_gradient_is_a_correlation_and_agrees(
         conv_fast, "input_grad_correlation", lambda *a: calls.append(a) or original(*a)
     )
     monkeypatch.setattr(conv_fast, "ROW_WINDOW_MAX_ROWS", 0)
-    monkeypatch.setattr(winograd, "KERNELS", ())  # 5 x 5 would take Winograd's path
+    monkeypatch.setattr(winograd, "KERNELS", ())  # under test: the correlation, not Winograd
     if chunked:
         conv_in_chunks()
     y, cache = fast.conv2d_forward(x, w, None, 1, padding, dilation)
