@@ -11,6 +11,8 @@ from faltung.functional import conv_fast, winograd
 from faltung.functional import reference as ref
 from faltung.functional.layout import is_channels_last
 from faltung.functional.shapes import conv_geometry
+from faltung.gradcheck import gradcheck
+from faltung.layers import Conv2D
 
 
 @pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (6, 3), (2, 5), (3, 5), (4, 5)])
@@ -32,6 +34,8 @@ def test_it_is_taken_for_5x5_kernels_over_enough_channels_only():
         return winograd.pays(geo, np.dtype(dtype))
 
     assert pays(_geometry((5, 20, 12, 12)))  # LeNet's conv2
+    assert pays(_geometry((4, 20, 12, 12)))  # 16 tiles
+    assert not pays(_geometry((3, 20, 12, 12)))  # 12 tiles: im2col's three products win
     assert pays(_geometry((5, 8, 12, 12)), np.float64)
     assert not pays(_geometry((5, 8, 12, 12)), np.int64)  # its fractions would truncate
     assert not pays(_geometry((5, 1, 28, 28)))  # LeNet's conv1
@@ -56,8 +60,26 @@ def test_too_few_points_is_a_clear_error():
 
 @pytest.fixture
 def few_channels_too(monkeypatch):
-    """Small problems, down to two channels, take the path too: it is exact for any."""
+    """Small problems, down to two channels and one tile, take the path too: it is exact
+    for any."""
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 2)
+    monkeypatch.setattr(winograd, "MIN_TILES", 1)
+
+
+@pytest.mark.parametrize(
+    "layer,shape",
+    [
+        (lambda: Conv2D(3, 4, 5, rng=0), (2, 3, 12, 8)),  # whole tiles
+        (lambda: Conv2D(2, 3, 5, padding=1, rng=0), (1, 2, 7, 6)),  # 5 x 4: ragged
+    ],
+)
+def test_layer_gradients_through_winograd(layer, shape, few_channels_too):
+    conv = layer()
+    x = np.random.default_rng(0).standard_normal(shape)
+    conv.forward(x)
+    assert isinstance(conv._cache.cols, winograd.Tiles)  # the path under test
+    result = gradcheck(conv, x)
+    assert result.passed(1e-6), str(result)
 
 
 SHAPES = [
@@ -120,7 +142,7 @@ def test_forward_and_backward_match_the_reference_in_float64(
 @pytest.mark.parametrize("x_dtype,w_dtype", [(np.float32, np.float64), (np.float64, np.float32)])
 def test_mixed_dtypes_compute_in_the_wider_one(x_dtype, w_dtype):
     rng = np.random.default_rng(3)
-    x, w, b = _inputs((2, 8, 10, 9), 3, np.float64, rng)
+    x, w, b = _inputs((4, 8, 10, 9), 3, np.float64, rng)
     x, w = x.astype(x_dtype), w.astype(w_dtype)
     y, cache = fast.conv2d_forward(x, w, b)
     assert isinstance(cache.cols, winograd.Tiles) and y.dtype == np.float64

@@ -53,10 +53,6 @@ def conv_cases():
         (1, 2, 5, 4),
     )
     yield "conv-no-bias-1x1", lambda: Conv2D(3, 2, 1, bias=False, rng=0), (2, 3, 3, 5)
-    # 5 x 5 over 8 channels runs Winograd's F(4, 5) in the fast kernels: an output
-    # of whole tiles, and one that is not (padding 1: 7 x 6 -> 5 x 4).
-    yield "conv-5x5-winograd", lambda: Conv2D(8, 4, 5, rng=0), (2, 8, 12, 8)
-    yield "conv-5x5-winograd-p1", lambda: Conv2D(8, 3, 5, padding=1, rng=0), (1, 8, 7, 6)
 
 
 def pool_cases():

@@ -43,6 +43,10 @@ KERNELS = ((5, 5),)
 # and the transforms, whose cost per pixel does not shrink with C, dominate. Measured
 # from 3 to 32 channels: bench/NOTES.md, round nine.
 MIN_CHANNELS = 8
+# The products' rows are the batch's tiles: with few (one or two images of LeNet's conv2,
+# 4 tiles each), 64 products of a few rows cost more in calls than im2col's three
+# (bench/NOTES.md, round nine).
+MIN_TILES = 16
 # The interpolation points, in the order they are taken; infinity is always the last.
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0)
 # Output tile side: F(4, 5) divides LeNet's 8 x 8 conv2 output exactly. F(2, 5) saves
@@ -108,7 +112,8 @@ def _read_only(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def pays(geo: ConvGeometry, dtype: np.dtype) -> bool:
     """Floating-point data, square 5 x 5 kernels (``KERNELS``), stride and dilation 1, no
-    groups, at least ``MIN_CHANNELS`` input channels, an output of at least a tile each way."""
+    groups, at least ``MIN_CHANNELS`` input channels, an output of at least a tile each way,
+    and at least ``MIN_TILES`` tiles in the batch."""
     return (
         np.dtype(dtype).kind == "f"
         and geo.kernel in KERNELS
@@ -117,6 +122,7 @@ def pays(geo: ConvGeometry, dtype: np.dtype) -> bool:
         and geo.groups == 1
         and geo.input_shape[1] >= MIN_CHANNELS
         and min(geo.out_hw) >= TILE
+        and geo.input_shape[0] * _tiling(geo).per_image >= MIN_TILES
     )
 
 
