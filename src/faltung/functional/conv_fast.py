@@ -36,7 +36,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .._threads import blas_threads
 from . import winograd
-from .layout import crop_padding, pad_nchw, zeros_nchw
+from .layout import PaddedChunks, crop_padding, pad_nchw, zeros_nchw
 from .shapes import ConvGeometry, conv_geometry
 from .windows import col2im, sliding_windows
 
@@ -185,26 +185,6 @@ def weight_grad_matrix(dy_mat: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return (cols.T @ dy_mat).T
 
 
-class _PaddedChunks:
-    """Chunks of a batch, padded in one reused buffer whose zero border is written once:
-    only each chunk's interior is copied, and the padded batch is never written out."""
-
-    def __init__(self, x: np.ndarray, geo: ConvGeometry, chunk: int) -> None:
-        self.x = x
-        (top, _), (left, _) = geo.padding
-        self.interior = (slice(top, top + x.shape[2]), slice(left, left + x.shape[3]))
-        self.padded = any(any(side) for side in geo.padding)
-        if self.padded:
-            self.buffer = zeros_nchw((chunk, *geo.padded_shape[1:]), x.dtype)
-
-    def __call__(self, start: int, stop: int) -> np.ndarray:
-        if not self.padded:
-            return self.x[start:stop]
-        out = self.buffer[: stop - start]
-        out[:, :, self.interior[0], self.interior[1]] = self.x[start:stop]
-        return out
-
-
 def _gather(xp: np.ndarray, geo: ConvGeometry, buffer: np.ndarray) -> np.ndarray:
     """The im2col matrix (rows, K) of the images in ``xp``, copied into ``buffer``.
 
@@ -237,7 +217,7 @@ def _chunked_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry, chunk:
     n, per_image = geo.input_shape[0], geo.out_hw[0] * geo.out_hw[1]
     out = np.empty((geo.rows, w_mat.shape[0]), np.result_type(x, w_mat))
     buffer = np.empty(chunk * per_image * w_mat.shape[1], x.dtype)
-    padded = _PaddedChunks(x, geo, chunk)
+    padded = PaddedChunks(x, geo.padding, chunk)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         cols = _gather(padded(start, stop), geo, buffer)
@@ -280,7 +260,7 @@ def row_window_forward(x: np.ndarray, w_mat: np.ndarray, geo: ConvGeometry) -> n
     chunk = max(1, min(n, ROW_WINDOW_CHUNK_BYTES // per_image))
     rows_buffer = np.empty(chunk * row_values, x.dtype)
     products_buffer = np.empty(chunk * product_values, out.dtype)
-    padded = _PaddedChunks(x, geo, chunk)
+    padded = PaddedChunks(x, geo.padding, chunk)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         m = stop - start
@@ -313,7 +293,7 @@ def _chunked_backward(
     per_image, out_channels = out_h * out_w, w_mat.shape[0]
     chunk = images_per_chunk(geo, x.itemsize)
     buffer = np.empty(chunk * per_image * w_mat.shape[1], x.dtype)
-    padded = _PaddedChunks(x, geo, chunk)
+    padded = PaddedChunks(x, geo.padding, chunk)
     dw_mat = np.zeros(w_mat.shape, np.result_type(dy_mat, x))  # (O, K)
     dx_dtype = np.result_type(dy_mat, w_mat)
     dxp = zeros_nchw(geo.padded_shape, dx_dtype) if need_input_grad else None

@@ -48,6 +48,39 @@ def pad_nchw(x: np.ndarray, padding: Padding2D, value: float = 0.0) -> np.ndarra
     return out
 
 
+class PaddedChunks:
+    """Chunks of a batch, padded in one reused channels-last buffer whose zero border is
+    written once: only each chunk's interior is copied, and the padded batch is never
+    written out. The buffer may be larger than the padded images (``size``, (H, W): zeros
+    beyond the bottom and right padding) and of another float type (``dtype``); with
+    nothing to pad or convert, a chunk is a view of ``x``."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        padding: Padding2D,
+        chunk: int,
+        size: tuple[int, int] | None = None,
+        dtype: np.dtype | None = None,
+    ) -> None:
+        self.x = x
+        (top, bottom), (left, right) = padding
+        _, c, h, w = x.shape
+        size = (h + top + bottom, w + left + right) if size is None else tuple(size)
+        dtype = x.dtype if dtype is None else np.dtype(dtype)
+        self.interior = (slice(top, top + h), slice(left, left + w))
+        self.copied = size != (h, w) or dtype != x.dtype
+        if self.copied:
+            self.buffer = zeros_nchw((chunk, c, *size), dtype)
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        if not self.copied:
+            return self.x[start:stop]
+        out = self.buffer[: stop - start]
+        out[:, :, self.interior[0], self.interior[1]] = self.x[start:stop]
+        return out
+
+
 def crop_padding(x: np.ndarray, padding: Padding2D) -> np.ndarray:
     (top, bottom), (left, right) = padding
     h, w = x.shape[2:]

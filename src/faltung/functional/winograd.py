@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .layout import PaddedChunks
 from .shapes import ConvGeometry
 
 # Kernel sizes that take this path (``pays``); a test empties it to force the others.
@@ -171,25 +172,6 @@ def _images_per_chunk(t: _Tiling, out_channels: int, itemsize: int, n: int) -> i
     return max(1, min(n, CHUNK_BYTES // per_image))
 
 
-def _padded_chunks(x: np.ndarray, geo: ConvGeometry, t: _Tiling, chunk: int, dtype: np.dtype):
-    """Yield (start, stop, images): the batch chunk by chunk as NHWC arrays of the tiles'
-    extent (the padding, and zeros to whole tiles), copied into one buffer whose border
-    is written once; or views of ``x`` itself when it needs neither."""
-    n, c, h, w = x.shape
-    nhwc = x.transpose(0, 2, 3, 1)
-    (top, _), (left, _) = geo.padding
-    if t.extent == (h, w) and x.dtype == dtype:  # then no padding either
-        for start in range(0, n, chunk):
-            yield start, min(n, start + chunk), nhwc[start : start + chunk]
-        return
-    buffer = np.zeros((chunk, *t.extent, c), dtype)
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        images = buffer[: stop - start]
-        images[:, top : top + h, left : left + w] = nhwc[start:stop]
-        yield start, stop, images
-
-
 def _input_tiles(images: np.ndarray, t: _Tiling, out: np.ndarray) -> np.ndarray:
     """Copy every a x a input tile of NHWC ``images`` into ``out`` as (a, a, tiles*C)."""
     n, _, _, c = images.shape
@@ -226,8 +208,12 @@ def forward(
     v_all = np.empty((t.a * t.a, n * t.per_image, c), dtype) if need_cache else None
     out = np.empty((n, out_h, out_w, out_channels), dtype)
     whole_tiles = (t.rows * t.m, t.cols * t.m) == (out_h, out_w)
-    for start, stop, images in _padded_chunks(x, geo, t, chunk, dtype):
+    # The padded input grown to whole tiles, in the product's dtype, a chunk at a time.
+    padded = PaddedChunks(x, geo.padding, chunk, t.extent, dtype)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
         k = stop - start
+        images = padded(start, stop).transpose(0, 2, 3, 1)  # NHWC
         v = _sandwich(bt, _input_tiles(images, t, tiles_buffer)).reshape(t.a * t.a, -1, c)
         if v_all is not None:
             v_all[:, start * t.per_image : stop * t.per_image] = v
