@@ -185,6 +185,44 @@ def test_divergence_stops_with_epoch_and_step_and_keeps_the_good_checkpoint(tmp_
     assert (tmp_path / "ckpt.npz").read_bytes() == good
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_gradient_stops_the_step_before_the_update(bad):
+    """The loss can stay finite while a gradient does not (an overflow in backward): the
+    step stops, names the parameter, and the weights keep their last finite values."""
+    trainer = make_trainer(epochs=1)
+    conv = trainer.model["conv"]
+    backward = conv.backward
+
+    def poisoned(dy):
+        dx = backward(dy)
+        conv.grads["bias"] = conv.grads["bias"].copy()
+        conv.grads["bias"][1] = bad
+        return dx
+
+    conv.backward = poisoned
+    before = {k: v.copy() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(TrainingDiverged, match="at epoch 1, step 1: the gradient of conv.bias"):
+        trainer.fit()
+    for key, value in trainer.model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
+
+
+def test_huge_finite_gradients_are_not_taken_for_infinite():
+    """Each gradient element is checked, not a sum of them, which would overflow."""
+    trainer = make_trainer(epochs=1, optimizer=SGD, lr=1e-60)
+    fc = trainer.model["fc"]
+    backward = fc.backward
+
+    def huge(dy):
+        dx = backward(dy)
+        fc.grads["weight"] = np.full_like(fc.grads["weight"], 3e38)
+        return dx
+
+    fc.backward = huge
+    trainer.fit()  # float32's largest is 3.4e38: any two of these would sum to infinity
+    assert np.isfinite(fc.params["weight"]).all()
+
+
 def test_nan_weights_are_never_written(tmp_path):
     trainer = make_trainer(tmp_path, epochs=1)
     trainer.save_checkpoint(tmp_path / "ckpt.npz")

@@ -232,7 +232,7 @@ class Trainer:
             raise self._diverged(f"the loss became {loss}")
         self.model.backward(self.loss.backward())
         for p in self.optimizer.params:
-            if p.grad is not None and not math.isfinite(float(p.grad.sum())):
+            if p.grad is not None and not np.isfinite(p.grad).all():
                 raise self._diverged(f"the gradient of {p.name} became NaN or infinite")
         return loss * len(index), int(np.count_nonzero(logits.argmax(axis=1) == labels))
 
