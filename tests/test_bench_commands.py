@@ -38,7 +38,7 @@ def test_throughput_pair_alternates_and_takes_the_ratio_window_by_window(monkeyp
     import bench.run as run
 
     # Seconds per call, window by window as they run. Ours is twice as fast in every pair,
-    # but the machine slows down three times between the third pair's two windows.
+    # but the machine slows down five times between the third pair's two windows.
     script = iter([1, 2, 2, 1, 1, 10, 10, 5, 5, 10])
     order: list[str] = []
 
