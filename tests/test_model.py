@@ -186,3 +186,19 @@ def test_metadata_of_the_wrong_type_is_a_model_file_error(tmp_path):
     path = save_model(small_model(), tmp_path / "m.npz", {"input_shape": "big"})
     with pytest.raises(ModelFileError, match="metadata"):
         load_model(path)
+
+
+def test_a_model_ending_in_softmax_gives_its_outputs_as_probabilities():
+    from faltung.layers import Softmax
+
+    head = [("flat", Flatten()), ("fc", Dense(16, 3))]
+    logits_model = Sequential(head, seed=0)
+    model = Sequential([*head, ("probs", Softmax())])
+    x = np.random.default_rng(1).random((5, 1, 4, 4), dtype=np.float32)
+    assert model.ends_in_softmax and not logits_model.ends_in_softmax
+    np.testing.assert_allclose(model.predict_proba(x), logits_model.predict_proba(x), rtol=1e-6)
+    body = model.before_softmax()
+    assert list(body.layers) == ["flat", "fc"] and body.layers["fc"] is model.layers["fc"]
+    assert list(model.layers) == ["flat", "fc", "probs"]  # the model itself is unchanged
+    with pytest.raises(ValueError, match="must end in a Softmax"):
+        logits_model.before_softmax()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from . import parallel
 from .functional import softmax
 from .init import as_generator
-from .layers import Layer, MaxPool2D, Parameter, ReLU, layer_from_config
+from .layers import Layer, MaxPool2D, Parameter, ReLU, Softmax, layer_from_config
 from .layers.fusion import forward_in_order
 from .summary import summary
 
@@ -174,9 +175,33 @@ class Sequential:
         finally:
             self.train(was_training)
 
+    @property
+    def ends_in_softmax(self) -> bool:
+        """Whether the last layer is a Softmax over the classes: the outputs are then
+        probabilities already, and a cross-entropy that applies the softmax itself must be
+        trained on ``before_softmax`` instead."""
+        last = next(reversed(self.layers.values()))
+        return isinstance(last, Softmax) and last.axis in (1, -1)
+
+    def before_softmax(self) -> Sequential:
+        """This model without its final Softmax: the same layer objects, so that training
+        it trains this model. Cross-entropy on its outputs (logits) is cross-entropy on this
+        model's probabilities, computed stably."""
+        if not self.ends_in_softmax or len(self.layers) == 1:
+            raise ValueError("before_softmax: the model must end in a Softmax after other layers")
+        body = copy.copy(self)  # shares the layers; __getstate__ leaves the shards behind
+        body.layers = dict(list(self.layers.items())[:-1])
+        body._order = []
+        return body
+
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """Class probabilities from this model's outputs (N, K): the outputs themselves
+        when the model ends in a Softmax layer, else their softmax."""
+        return outputs if self.ends_in_softmax else softmax(outputs)
+
     def predict_proba(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """Class probabilities (softmax of the outputs), in eval mode."""
-        return np.concatenate([softmax(logits) for logits in self.iter_logits(x, batch_size)])
+        """Class probabilities (``probabilities`` of the outputs), in eval mode."""
+        return np.concatenate([self.probabilities(z) for z in self.iter_logits(x, batch_size)])
 
     def predict(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Predicted class of each input, in eval mode."""

@@ -357,3 +357,29 @@ def test_serve_shows_the_test_images_of_own_data(shapes_model):
     assert sorted(np.bincount(labels).tolist()) == [6, 6, 6]
     _, _, note = sample_images(Namespace(data=None, dataset=None), metadata, (1, 16, 16))
     assert note == "the model was trained on your own images (shapes); pass --data"
+
+
+def test_a_network_ending_in_softmax_trains_and_predicts_as_one_without(
+    tmp_path, shapes_dir, capsys
+):
+    """Cross-entropy is taken on the scores before a final Softmax (not on its output), and
+    the probabilities printed are the model's own, not a second softmax of them."""
+    runs = {}
+    for name, extra in (("plain", []), ("softmax", [{"name": "probs", "type": "Softmax"}])):
+        net = tmp_path / f"{name}.json"
+        net.write_text(json.dumps({"layers": NET["layers"] + extra}))
+        runs[name] = tmp_path / name
+        args = ["train", "--model", str(net), "--data", str(shapes_dir), "--epochs", "2",
+                "--batch-size", "8", "--out", str(runs[name]), "--no-plots"]  # fmt: skip
+        assert main(args) == 0
+    assert "the network ends in Softmax: training takes cross-entropy" in capsys.readouterr().out
+    plain, _ = load_model(runs["plain"] / "model.npz")
+    with_softmax, _ = load_model(runs["softmax"] / "model.npz")
+    for key, value in plain.state_dict().items():
+        np.testing.assert_array_equal(with_softmax.state_dict()[key], value, err_msg=key)
+    printed = {}
+    for name in runs:
+        assert main(["predict", str(runs[name] / "model.npz"), str(shapes_dir / "box")]) == 0
+        assert main(["evaluate", str(runs[name] / "model.npz"), "--data", str(shapes_dir)]) == 0
+        printed[name] = capsys.readouterr().out.replace(str(runs[name]), "RUN")
+    assert printed["softmax"] == printed["plain"]

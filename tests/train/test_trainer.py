@@ -292,3 +292,19 @@ def test_evaluate_sizes_the_confusion_matrix_by_the_model_not_by_ten():
     assert evaluate(model, x, labels, num_classes=5).confusion.shape == (5, 5)
     with pytest.raises(ValueError, match="do not fit a model with 3 outputs"):
         evaluate(model, x, np.full(12, 3))
+
+
+def test_cross_entropy_after_a_final_softmax_is_refused_with_the_way_out():
+    from faltung.layers import Softmax
+
+    trainer = make_trainer(epochs=1)
+    layers = [*trainer.model.layers.items(), ("probs", Softmax())]
+    model = Sequential(layers)
+    with pytest.raises(ValueError, match=r"applies the softmax again; train model.before_softmax"):
+        Trainer(
+            model, SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.1), small_data()[0], 1, 10
+        )
+    body = model.before_softmax()
+    Trainer(
+        body, SoftmaxCrossEntropy(), SGD(body.parameters(), lr=0.1), small_data()[0], 1, 10
+    ).fit()

@@ -21,7 +21,6 @@ from ..datasets import (
     load_dataset,
     subset_indices,
 )
-from ..functional import softmax
 from ..images import EXTENSIONS, ImageError, load_image
 from ..io import ModelMetadata, infer_input_shape, load_model
 from ..presets import get_preset
@@ -213,7 +212,7 @@ def run_predict(args: argparse.Namespace) -> int:
         if images:
             inputs = preprocessing(np.stack(images))
             logits = model.iter_logits(inputs, args.batch_size)
-            results = zip(np.concatenate([softmax(z) for z in logits]), notes)
+            results = zip(np.concatenate([model.probabilities(z) for z in logits]), notes)
         for name in chunk:
             if name in errors:
                 sys.stdout.flush()

@@ -276,8 +276,11 @@ def run_train(args: argparse.Namespace) -> int:
     history_writer = HistoryWriter(out)
     loss = SoftmaxCrossEntropy(settings.get("label_smoothing", 0.0), kernels=kernels)
     with comm.together():
+        # A final Softmax is trained through the logits before it: cross-entropy applies
+        # the softmax itself, stably (Sequential.before_softmax shares the layers).
+        trained = model.before_softmax() if model.ends_in_softmax else model
         trainer = Trainer(
-            model, loss, make_optimizer(model, settings),
+            trained, loss, make_optimizer(trained, settings),
             (train_x, train_y),
             epochs=settings["epochs"], batch_size=settings["batch_size"],
             schedule=make_schedule(settings), test_data=(test_x, test_y), val_data=val_data,
@@ -305,6 +308,11 @@ def run_train(args: argparse.Namespace) -> int:
         + (f" (drawn with seed {settings['seed']})" if subsets else "")
         + f"; model: {model.num_parameters():,} parameters; output: {out}"
     )
+    if model.ends_in_softmax:
+        print(
+            "the network ends in Softmax: training takes cross-entropy on the scores "
+            "before it (the same loss, computed stably)"
+        )
     if comm.size > 1:
         print(f"data-parallel: {comm.describe(settings['batch_size'])}")
     batch = math.ceil(settings["batch_size"] / comm.size)  # the first process's share

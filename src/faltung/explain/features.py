@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..functional import softmax
 from ..functional.shapes import resolve_padding
-from ..layers import Conv2D, Softmax
+from ..layers import Conv2D
 from ..model import Sequential
 
 
@@ -40,15 +39,13 @@ def as_input(model: Sequential, x: np.ndarray) -> np.ndarray:
 
 
 def probabilities(model: Sequential, scores: np.ndarray) -> np.ndarray:
-    """Class probabilities from the model's outputs (N, K): softmax of logits, unless the
-    model ends in a Softmax layer and its outputs already are probabilities."""
-    last = next(reversed(model.layers.values()))
-    return scores if isinstance(last, Softmax) else softmax(scores)
+    """Class probabilities from the model's outputs (N, K) (``Sequential.probabilities``)."""
+    return model.probabilities(scores)
 
 
 def predict_probabilities(model: Sequential, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """``probabilities`` of a batch, computed in eval mode and in batches."""
-    return np.concatenate([probabilities(model, z) for z in model.iter_logits(x, batch_size)])
+    return model.predict_proba(x, batch_size)
 
 
 def conv_layers(model: Sequential) -> list[str]:

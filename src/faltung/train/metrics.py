@@ -10,6 +10,10 @@ from ..distributed import Communicator
 from ..functional import softmax_cross_entropy_forward
 from ..model import Sequential
 
+# A model that ends in Softmax outputs probabilities; their logarithms are scores whose
+# softmax gives them back. A probability that underflowed to 0 counts as this one.
+TINY = 1e-30
+
 
 @dataclass
 class Evaluation:
@@ -58,7 +62,8 @@ def evaluate(
                     f"labels {labels.min()}..{labels.max()} do not fit a model with "
                     f"{logits.shape[1]} outputs and {k} classes"
                 )
-        loss, _ = softmax_cross_entropy_forward(logits, labels[start : start + len(logits)])
+        scores = np.log(np.maximum(logits, TINY)) if model.ends_in_softmax else logits
+        loss, _ = softmax_cross_entropy_forward(scores, labels[start : start + len(logits)])
         loss_sum += loss * len(logits)
         predictions.append(logits.argmax(axis=1))
         start += len(logits)

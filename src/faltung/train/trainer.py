@@ -31,7 +31,7 @@ import numpy as np
 from .. import io as model_io
 from .. import parallel
 from ..distributed import Communicator, FlatReducer
-from ..losses import Loss
+from ..losses import Loss, SoftmaxCrossEntropy
 from ..model import Sequential
 from ..optim import Optimizer
 from ..schedules import Schedule
@@ -99,6 +99,11 @@ class Trainer:
             raise ValueError(f"drop_last with {len(images)} images leaves no batch of {batch_size}")
         if checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be positive, got {checkpoint_every}")
+        if isinstance(loss, SoftmaxCrossEntropy) and model.ends_in_softmax:
+            raise ValueError(
+                "the model ends in Softmax and SoftmaxCrossEntropy applies the softmax again; "
+                "train model.before_softmax() (the same layers), which takes the loss stably"
+            )
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
         self.images, self.labels = images, labels
         self.test_data, self.val_data = test_data, val_data
