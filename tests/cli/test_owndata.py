@@ -330,6 +330,24 @@ def test_evaluate_matches_classes_by_name_and_warns_of_changed_data(tmp_path, sh
     )
 
 
+def test_evaluate_scores_every_image_of_new_data_and_says_what_it_scored(
+    tmp_path, shapes_model, capsys
+):
+    """A folder the model was not trained on is a new labelled set: every image of it is
+    scored, not a fifth drawn as a test split. --all on the training folder scores all of
+    it too, and says that its training images are among them."""
+    model, shapes_dir = shapes_model
+    images, labels = draw_shapes(7, 16, seed=5)
+    write_folder(tmp_path / "new", images, labels)
+    capsys.readouterr()
+    assert main(["evaluate", str(model), "--data", str(tmp_path / "new")]) == 0
+    assert "on all 21 images of new\n" in capsys.readouterr().out
+    assert main(["evaluate", str(model), "--data", str(shapes_dir), "--all"]) == 0
+    assert "on all 90 images of shapes (its training images included)" in capsys.readouterr().out
+    assert main(["evaluate", str(model), "--data", str(shapes_dir)]) == 0
+    assert "on all 18 shapes test images, as in training" in capsys.readouterr().out
+
+
 def test_own_data_without_a_test_split_needs_a_held_out_fraction(tmp_path, shapes_dir, capsys):
     args = ["train", "--data", str(shapes_dir), "--out", str(tmp_path / "r"), "--val-split", "0"]
     assert main(args) == 2

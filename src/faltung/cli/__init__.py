@@ -203,7 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="score N test images drawn with --seed, the same N that train --test-size N drew "
         "(default: the test images recorded in the model file)",
     )
-    which.add_argument("--all", action="store_true", help="score every test image")
+    which.add_argument(
+        "--all",
+        action="store_true",
+        help="score every test image (of your own data without a test split: every image)",
+    )
     evaluate.add_argument(
         "--seed",
         type=non_negative_int,

@@ -75,7 +75,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.gallery and not args.misclassified:
         raise UsageError("--gallery names the picture of --misclassified N; give that too")
     model, meta = load_model(args.model)
-    if is_own_data(args.data):
+    own = is_own_data(args.data)
+    if own:
         data = split_as_in_training(args.data, meta.input_shape, meta.settings)
     else:
         dataset = args.dataset or meta.dataset or "mnist"
@@ -86,7 +87,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
             )
         data = load_dataset(dataset, args.data, normalize=False)
     preprocessing = Preprocessing.from_json(meta.preprocessing, meta.input_shape[0])
-    index, what, as_recorded = choose_test_images(args, meta, data.name, len(data.test_images))
+    pool_x, pool_y = data.test_images, data.test_labels
+    if own and data.held_out and (args.all or data.name != meta.dataset):
+        # Data without a test split of its own: with --all, or when it is not the data the
+        # model was trained on (a new set of labelled images), every image of it counts.
+        pool_x = np.concatenate([data.train_images, data.test_images])
+        pool_y = np.concatenate([data.train_labels, data.test_labels])
+        index, as_recorded = np.arange(len(pool_x)), False
+        what = f"all {len(pool_x):,} images of {data.name}"
+        if data.name == meta.dataset:
+            what += " (its training images included)"
+    elif own and args.all:
+        index, as_recorded = np.arange(len(pool_x)), False
+        what = f"all {len(pool_x):,} test images of {data.name}"
+    else:
+        index, what, as_recorded = choose_test_images(args, meta, data.name, len(pool_x))
     if as_recorded and test_images_changed(meta, data, index):
         print(
             f"faltung: warning: these are not the images {args.model} was tested on in "
@@ -95,8 +110,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         what = f"{len(index):,} {data.name} test images, drawn again from the changed data"
-    images = ImageArray(data.test_images[index], preprocessing)
-    classes, labels = in_model_classes(meta.classes, data, data.test_labels[index])
+    images = ImageArray(pool_x[index], preprocessing)
+    classes, labels = in_model_classes(meta.classes, data, pool_y[index])
     result = evaluate(model, images, labels, num_classes=len(classes))
     print(f"{args.model}: accuracy {result.accuracy:.4f} (loss {result.loss:.4f}) on {what}")
     print("per-class accuracy:")
@@ -118,7 +133,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.misclassified:
         write_mistakes_gallery(
             model, images, labels, classes=classes, count=args.misclassified,
-            path=args.gallery or "misclassified.png", pixels=data.test_images[index],
+            path=args.gallery or "misclassified.png", pixels=pool_x[index],
             numbers=index,
         )  # fmt: skip
     return 0
