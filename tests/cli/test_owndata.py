@@ -242,6 +242,19 @@ def test_resume_with_a_network_file_and_augmentation_is_bit_exact(tmp_path, shap
         np.testing.assert_array_equal(value, resumed.state_dict()[name], err_msg=name)
 
 
+def test_resume_on_other_images_is_refused(tmp_path, shapes_dir, net_file, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--model", str(net_file), "--out", str(out), "--batch-size", "8",
+            "--no-plots"]  # fmt: skip
+    assert main([*base, "--data", str(shapes_dir), "--epochs", "1"]) == 0
+    images, labels = draw_shapes(30, 16, seed=9)
+    write_folder(tmp_path / "other", images, labels)
+    capsys.readouterr()
+    assert main([*base, "--data", str(tmp_path / "other"), "--epochs", "2", "--resume"]) == 2
+    assert "--resume: these are not the images the run in" in capsys.readouterr().err
+    assert main([*base, "--data", str(shapes_dir), "--epochs", "2", "--resume"]) == 0
+
+
 def test_own_images_without_a_preset_train_on_all_of_them(tmp_path, shapes_dir, capsys):
     """The article's 10,000 and 100 MNIST images fit no other data: own images default to
     lenet's settings, which take every image."""

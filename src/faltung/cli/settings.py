@@ -151,4 +151,9 @@ def saved_settings(checkpoint: Path, preset: str) -> dict[str, Any] | None:
             f"{checkpoint} belongs to preset {saved!r}, not {preset!r}: resume it with "
             f"--preset {saved} --out {checkpoint.parent} --resume"
         )
-    return header["config"]["settings"]
+    return {**header["config"]["settings"], DATA_KEY: header["config"].get("data")}
+
+
+# Where saved_settings puts the digest of the checkpoint's training and test data: not a
+# setting, but checked on --resume like one (checkpoints before it have none).
+DATA_KEY = "_data"

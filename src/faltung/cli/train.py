@@ -52,6 +52,7 @@ from ..viz import plot_confusion, plot_history
 from ._text import plural
 from .errors import UsageError
 from .settings import (
+    DATA_KEY,
     check_optimizer_flags,
     describe_training,
     make_optimizer,
@@ -190,6 +191,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not comm.is_root:  # rank 0 speaks for all; the others still report errors on stderr
         sys.stdout = open(os.devnull, "w")
     saved = comm.on_root(saved_settings, checkpoint, preset.name) if args.resume else None
+    saved_data = saved.pop(DATA_KEY, None) if saved is not None else None
     with comm.together():
         settings = resolve_settings(args, saved)
         check_optimizer_flags(args, settings)
@@ -223,6 +225,12 @@ def run_train(args: argparse.Namespace) -> int:
         train_x, train_y = take(data.train_images, train_index), data.train_labels[train_index]
         test_x, test_y = take(data.test_images, test_index), data.test_labels[test_index]
         test_digest = fingerprint(test_x, test_y)  # evaluate checks it finds these again
+        data_digest = fingerprint(train_x, train_y, test_x, test_y)
+        if saved_data is not None and saved_data != data_digest:
+            raise UsageError(
+                f"--resume: these are not the images the run in {out} trained on "
+                f"({data.name}, as drawn with its settings); give the same --data"
+            )
         val_data = None
         if settings["val_split"] and not data.held_out:
             n_val = round(len(train_x) * settings["val_split"])
@@ -265,7 +273,7 @@ def run_train(args: argparse.Namespace) -> int:
     comm.check_same(
         {
             "settings": settings,
-            "data": fingerprint(train_x, train_y, test_x, test_y),
+            "data": data_digest,
             "model": model.config(),
             "weights": fingerprint(*model.state_dict().values()),
         }
@@ -290,7 +298,7 @@ def run_train(args: argparse.Namespace) -> int:
                 else []
             ),
             seed=settings["seed"], checkpoint_path=checkpoint, augment=augment,
-            config={"preset": preset.name, "settings": settings,
+            config={"preset": preset.name, "settings": settings, "data": data_digest,
                     **({"model": str(args.model)} if args.model else {})},
             comm=comm,
         )  # fmt: skip
