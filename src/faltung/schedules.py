@@ -1,7 +1,9 @@
 """Learning-rate schedules as pure functions of the (fractional) epoch.
 
 A schedule holds no state beyond its settings, so resuming from a checkpoint needs only the
-epoch: ``lr = schedule(epoch + step / steps_per_epoch)``.
+epoch. The trainer takes each step's rate at the middle of the step,
+``lr = schedule(epoch + (step + 1/2) / steps_per_epoch)``, so that a warm-up from 0 does not
+waste the first step, nor a decay to 0 the last.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -308,3 +310,26 @@ def test_cross_entropy_after_a_final_softmax_is_refused_with_the_way_out():
     Trainer(
         body, SoftmaxCrossEntropy(), SGD(body.parameters(), lr=0.1), small_data()[0], 1, 10
     ).fit()
+
+
+def test_each_step_takes_the_schedule_at_its_middle_so_a_warm_up_never_stands_still():
+    """One step per epoch and a warm-up from 0: the step at epoch 0 must still move the
+    weights; and a cosine decay to 0 still moves them in its last step."""
+    trainer = make_trainer(epochs=2, optimizer=SGD)
+    trainer.batch_size = len(trainer.images)  # one step per epoch
+    trainer.schedule = CosineDecay(0.1, 2, warmup_epochs=1)
+    rates = []
+
+    class Rates(Callback):
+        def on_batch_end(self, trainer, step, logs):
+            rates.append(trainer.optimizer.lr)
+
+    trainer.callbacks.append(Rates())
+    before = {k: v.copy() for k, v in trainer.model.state_dict().items()}
+    trainer.epochs = 1
+    trainer.fit()
+    assert rates == [0.1 * 0.5]  # at epoch 1/2: halfway through the warm-up from 0
+    assert not np.array_equal(trainer.model.state_dict()["fc.weight"], before["fc.weight"])
+    trainer.epochs = 2
+    trainer.fit()
+    assert rates[1] == 0.1 * (1 + math.cos(math.pi / 2)) / 2 > 0  # halfway down

@@ -182,7 +182,9 @@ class Trainer:
             started = time.perf_counter()
             index = batch_indices(order, self.step, self.batch_size)
             if self.schedule is not None:
-                self.optimizer.lr = self.schedule(epoch + self.step / steps)
+                # The schedule at the middle of the step: a warm-up from 0 then starts
+                # above 0, and a cosine decay to 0 still moves in its last step.
+                self.optimizer.lr = self.schedule(epoch + (self.step + 0.5) / steps)
             loss_sum, correct = learn(epoch, index)
             self.optimizer.step()
             sums = self._sums
