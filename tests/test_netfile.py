@@ -81,6 +81,15 @@ def test_toml_shapes_that_do_not_fit_name_the_layer(tmp_path):
         ({"type": "Conv3D"}, "conv1: unknown layer type 'Conv3D'"),
         ({"kernel": 3}, "conv1: Conv2D got an unexpected keyword argument 'kernel'"),
         ({"out_channels": 0}, "conv1: channel counts must be positive"),
+        ({"type": ["Conv2D"]}, r"conv1: 'type' must be a layer's class name, got \['Conv2D'\]"),
+        ({"args": 5}, "conv1: 'args' must be a table of arguments, got 5"),
+        ({"args": [1, 2]}, r"conv1: 'args' must be a table of arguments, got \[1, 2\]"),
+        ({"in_channels": "one"}, "conv1: Conv2D's in_channels must be an integer, got 'one'"),
+        ({"in_channels": True}, "conv1: Conv2D's in_channels must be an integer, got True"),
+        ({"bias": "no"}, "conv1: Conv2D's bias must be true or false, got 'no'"),
+        ({"kernel_size": [3, "3"]}, "kernel_size must be an integer or a list of integers"),
+        ({"padding": 1.5}, "padding must be an integer or a list of integers or a string"),
+        ({"dtype": "float64"}, "conv1: every layer of a network file takes the model's dtype"),
     ],
 )
 def test_layer_errors_name_layer_and_field(tmp_path, change, message):
@@ -107,3 +116,34 @@ def test_nested_errors_and_bad_files(tmp_path):
     path.write_text(json.dumps({"layers": []}))
     with pytest.raises(ValueError, match="expected a list 'layers'"):
         read_network(path)
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        (
+            {"type": "LeakyReLU", "negative_slope": "x"},
+            "LeakyReLU's negative_slope must be a number",
+        ),
+        ({"type": "LpPool2D", "p": "abc", "kernel_size": 2}, "LpPool2D's p must be a number"),
+        ({"type": "Residual", "body": "conv"}, "body must be a list of layer tables, got 'conv'"),
+        ({"type": "Dense", "in_features": 10**6, "out_features": 10**6}, "do not fit in memory"),
+    ],
+)
+def test_argument_types_are_checked_and_name_the_layer(tmp_path, layer, message):
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps({"layers": [{"name": "odd", **layer}]}))
+    with pytest.raises(ValueError, match=f"net.json: odd: .*{message}"):
+        read_network(path)
+
+
+def test_linear_is_dense_and_p_may_be_inf(tmp_path):
+    path = tmp_path / "net.json"
+    layers = [
+        {"name": "pool", "type": "LpPool2D", "p": "inf", "kernel_size": 2},
+        {"name": "flat", "type": "Flatten"},
+        {"name": "fc", "type": "Linear", "in_features": 4, "out_features": 2},
+    ]
+    path.write_text(json.dumps({"layers": layers, "input_shape": [1, 4, 4]}))
+    model, _ = read_network(path)
+    assert type(model["fc"]).__name__ == "Dense" and model["pool"].p == float("inf")

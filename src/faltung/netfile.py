@@ -16,11 +16,13 @@ names the layer and what is wrong; shapes are checked by running one zero image 
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from .layers import LAYER_TYPES
 from .model import Sequential
 
 RESERVED = ("name", "type", "args")
@@ -62,18 +64,81 @@ def read_network(path: str | os.PathLike[str]) -> tuple[Sequential, tuple[int, .
 
 
 def _entry(path: Path, table: Any, where: str) -> dict[str, Any]:
-    """``{"name", "type", "args"}`` from a table with inline or nested arguments."""
+    """``{"name", "type", "args"}`` from a table with inline or nested arguments, each
+    argument checked against the type its constructor declares."""
     if not isinstance(table, dict) or "type" not in table:
         raise ValueError(f"{path}: {where}: each layer needs a 'type' (and a 'name')")
     name = str(table.get("name", where))
-    args = dict(table.get("args", {}))
-    args.update({k: v for k, v in table.items() if k not in RESERVED})
+    kind, args = table["type"], table.get("args", {})
+    if not isinstance(kind, str):
+        raise ValueError(f"{path}: {name}: 'type' must be a layer's class name, got {kind!r}")
+    if not isinstance(args, dict):
+        raise ValueError(f"{path}: {name}: 'args' must be a table of arguments, got {args!r}")
+    args = {**args, **{k: v for k, v in table.items() if k not in RESERVED}}
     for key in ("body", "shortcut"):
-        if isinstance(args.get(key), list):
+        if key in args and args[key] is not None:
+            if not isinstance(args[key], list):
+                raise ValueError(
+                    f"{path}: {name}: {key} must be a list of layer tables, got {args[key]!r}"
+                )
             args[key] = [
                 _entry(path, inner, f"{name}.{key}[{i}]") for i, inner in enumerate(args[key])
             ]
-    return {"name": name, "type": table["type"], "args": args}
+    if kind in LAYER_TYPES:  # an unknown type is named, with the known ones, when built
+        _check_arguments(path, name, kind, args)
+    return {"name": name, "type": kind, "args": args}
+
+
+# How each declared type reads in an error message.
+_KINDS = {
+    "int": "an integer",
+    "Sequence[int]": "a list of integers",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "None": "null",
+}
+
+
+def _check_arguments(path: Path, name: str, kind: str, args: dict[str, Any]) -> None:
+    """Each argument of the right JSON/TOML type for its constructor's annotation (ints,
+    lists of ints, numbers, booleans, strings), so that "bias": "no" is refused rather
+    than taken for true. Unknown arguments are left to the constructor, which names them."""
+    parameters = inspect.signature(LAYER_TYPES[kind]).parameters
+    for key, value in args.items():
+        if key == "dtype":
+            raise ValueError(
+                f"{path}: {name}: every layer of a network file takes the model's dtype "
+                "(float32); remove dtype"
+            )
+        if key not in parameters or key in ("body", "shortcut"):
+            continue
+        declared = [part.strip() for part in str(parameters[key].annotation).split("|")]
+        if any(part not in _KINDS and not part.startswith("np.") for part in declared):
+            continue  # Any, or a type files cannot spell: the constructor checks it
+        if not _fits(value, declared, key):
+            wanted = " or ".join(_KINDS[part] for part in declared if part in _KINDS)
+            raise ValueError(f"{path}: {name}: {kind}'s {key} must be {wanted}, got {value!r}")
+
+
+def _fits(value: Any, declared: list[str], key: str) -> bool:
+    if value is None:
+        return "None" in declared
+    if isinstance(value, bool):
+        return "bool" in declared
+    if isinstance(value, int):
+        return "int" in declared or "float" in declared or any("np." in d for d in declared)
+    if isinstance(value, float):
+        return "float" in declared
+    if isinstance(value, str):
+        if key == "p" and "float" in declared:  # LpPool2D's p = "inf" in JSON
+            return value.strip().lower() in ("inf", "infinity")
+        return "str" in declared
+    if isinstance(value, list):
+        return "Sequence[int]" in declared and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+    return False
 
 
 def check_shapes(model: Sequential, input_shape: tuple[int, ...], source: Any) -> None:

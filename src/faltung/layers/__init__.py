@@ -36,6 +36,7 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         Tanh,
     )
 }
+LAYER_TYPES["Linear"] = Linear  # a model's config still names it Dense
 
 __all__ = [
     "LAYER_TYPES",

@@ -35,6 +35,8 @@ def layer_from_config(entry: Mapping[str, Any]) -> Layer:
         raise ValueError(f"{name}: {kind} {str(error).split(') ', 1)[-1]}") from None
     except ValueError as error:  # the layer's own check, which knows only its class name
         raise ValueError(f"{name}: {str(error).split(': ', 1)[-1]}") from None
+    except MemoryError:
+        raise ValueError(f"{name}: {kind}'s parameters do not fit in memory") from None
 
 
 class _Container(Layer):
