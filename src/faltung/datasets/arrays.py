@@ -18,6 +18,9 @@ import numpy as np
 
 from .errors import DatasetError
 
+# Labels of unnamed data (a CSV's, an npz's) above this are a mistake, not classes.
+MAX_CLASSES = 1 << 16
+
 
 def load_csv(
     path: str | os.PathLike[str],
@@ -49,11 +52,18 @@ def load_csv(
         raise DatasetError(f"{path}: no rows")
     labels, pixels = table[:, 0], table[:, 1:]
     line = 2 + int(header)
-    bad = np.flatnonzero((labels != np.round(labels)) | (labels < 0))
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~(np.round(labels) == labels) | (labels < 0))
     if bad.size:
         raise DatasetError(
             f"{path}: line {bad[0] + line - 1}: label {labels[bad[0]]:g} is not a class index "
             f"(0, 1, 2, ...)"
+        )
+    if labels.max() >= MAX_CLASSES:  # before the int64 conversion, which would wrap 1e20
+        row = int(labels.argmax())
+        raise DatasetError(
+            f"{path}: line {row + line - 1}: label {labels[row]:g} is beyond the "
+            f"{MAX_CLASSES:,} classes read"
         )
     bad_rows = np.flatnonzero(
         np.any((pixels < 0) | (pixels > 255) | (pixels != np.round(pixels)), 1)

@@ -7,15 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrays import load_csv, load_npz
+from .arrays import MAX_CLASSES, load_csv, load_npz
 from .errors import NOT_DATA, DatasetError
 from .folder import load_folder
 from .mnist import ImageDataset
 
 # The held-out share when the data has no test split of its own.
 DEFAULT_TEST_SPLIT = 0.2
-# Labels of unnamed data (a CSV's, an npz's) above this are a mistake, not classes.
-MAX_CLASSES = 1 << 16
 
 
 def is_own_data(path: str | os.PathLike[str] | None) -> bool:
