@@ -111,3 +111,27 @@ def test_training_with_augmentation_resumes_bit_exactly(tmp_path):
     Trainer(plain, SoftmaxCrossEntropy(), SGD(plain.parameters(), lr=0.1), data, epochs=3,
             batch_size=6).fit()  # fmt: skip
     assert not np.array_equal(plain.parameters()[0].value, whole.parameters()[0].value)
+
+
+def test_standardised_images_are_augmented_as_pixels_first():
+    """A shift brings in black (pixel 0), which standardised is -mean/std, not 0; the
+    brightness offset is in pixel units. Both happen before the standardisation."""
+    from faltung import Sequential
+    from faltung.datasets import ImageArray, Preprocessing
+    from faltung.layers import Dense, Flatten
+    from faltung.losses import SoftmaxCrossEntropy
+    from faltung.optim import SGD
+    from faltung.train import Trainer
+
+    pixels = np.full((4, 1, 6, 6), 255, np.uint8)  # white images
+    prep = Preprocessing((0.5,), (0.25,))
+    model = Sequential([("flat", Flatten()), ("fc", Dense(36, 2))], seed=0)
+    trainer = Trainer(model, SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.1),
+                      (ImageArray(pixels, prep), np.zeros(4, np.int64)), epochs=1, batch_size=4,
+                      augment=Augment(["shift"], max_shift=2))  # fmt: skip
+    batch, _ = trainer._batch(0, np.arange(4))
+    assert set(np.unique(batch)) <= {-2.0, 2.0} and (batch == -2.0).any()  # black, white
+    trainer.augment = Augment(["brightness"], brightness=0.1)
+    batch, _ = trainer._batch(0, np.arange(4))
+    offsets = batch[:, 0, 0, 0] * 0.25 + 0.5 - 1.0  # back to pixels, less the white
+    assert np.abs(offsets).max() <= 0.1 + 1e-6 and np.abs(offsets).max() > 0.01

@@ -7,7 +7,7 @@ stay uint8 in memory; :class:`ImageArray` converts a batch to float32 only when 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,7 +61,10 @@ class Preprocessing:
         return all(m == 0 for m in self.mean) and all(s == 1 for s in self.std)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        x = to_unit(images)
+        return self.standardise(to_unit(images))
+
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        """(x - mean) / std per channel, in place, for float32 pixels ``x`` in [0, 1]."""
         if self.is_identity:
             return x
         if x.shape[1] != len(self.mean):
@@ -121,6 +124,14 @@ class ImageArray:
         return self.preprocessing(batch if batch.ndim == 4 else batch[None])[
             slice(None) if batch.ndim == 4 else 0
         ]
+
+    def transformed(
+        self, index: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]
+    ) -> np.ndarray:
+        """The batch ``index`` with ``transform`` applied to its pixels in [0, 1], before
+        the standardisation: augmentation's zero padding is black, and its brightness is
+        in pixel units, whatever the data's means and deviations."""
+        return self.preprocessing.standardise(transform(to_unit(self.images[index])))
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         x = self.preprocessing(self.images)

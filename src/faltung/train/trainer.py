@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import io as model_io
 from .. import parallel
+from ..datasets import ImageArray
 from ..distributed import Communicator, FlatReducer
 from ..losses import Loss, SoftmaxCrossEntropy
 from ..model import Sequential
@@ -89,7 +90,9 @@ class Trainer:
         augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     ) -> None:
         """``augment(images, rng)`` transforms each training batch; its generator is seeded
-        with (seed, epoch, step), so batches are reproducible and resume stays exact."""
+        with (seed, epoch, step), so batches are reproducible and resume stays exact. Images
+        given as an ``ImageArray`` are transformed as pixels in [0, 1], before their
+        standardisation."""
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
         images, labels = train_data
@@ -227,7 +230,11 @@ class Trainer:
             chosen = index if rows is None else index[rows]
             return self.images[chosen], self.labels[chosen]
         rng = np.random.default_rng([self.seed, epoch, self.step])
-        images, labels = self.augment(self.images[index], rng), self.labels[index]
+        if isinstance(self.images, ImageArray):  # pixels, not standardised values
+            images = self.images.transformed(index, lambda x: self.augment(x, rng))
+        else:
+            images = self.augment(self.images[index], rng)
+        labels = self.labels[index]
         return (images, labels) if rows is None else (images[rows], labels[rows])
 
     def _learn(self, epoch: int, index: np.ndarray) -> tuple[float, int]:
