@@ -166,3 +166,11 @@ def test_backward_follows_the_order_the_forward_pass_ran():
         np.testing.assert_array_equal(y, results[0][0])
         for got, expected in zip(grads, results[0][1]):
             np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("shape", [(1, 12, 12), (3, 6, 40), (1, 15, 28)])
+def test_lenet_on_images_too_small_says_the_smallest_size(shape):
+    for preset in ("article", "lenet"):
+        with pytest.raises(ValueError, match="need images of at least 16x16; these are"):
+            PRESETS[preset].build(0, shape, 10)
+    PRESETS["lenet"].build(0, (1, 16, 16), 10)  # the smallest: 50 maps of 1x1

@@ -42,6 +42,12 @@ def lenet_trunk(in_channels: int = 1) -> list[tuple[str, Layer]]:
 
 def lenet_features(input_shape: tuple[int, ...]) -> int:
     """Width of the trunk's output: 800 for 28x28 (50 maps of 4x4)."""
+    if min(input_shape[1:]) < 16:
+        size = "x".join(map(str, input_shape[1:]))
+        raise ValueError(
+            f"LeNet's two 5x5 convolutions, each pooled 2x2, need images of at least 16x16; "
+            f"these are {size}"
+        )
     h, w = ((((n - 4) // 2) - 4) // 2 for n in input_shape[1:])
     return 50 * h * w
 

@@ -120,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--channels", type=int, choices=[1, 3], help="grey or RGB (default: what the files are)"
     )
     train.add_argument(
-        "--image-size", type=image_size, metavar="H[xW]", help="resize every image to this size"
+        "--image-size",
+        type=image_size,
+        metavar="H[xW]",
+        help="resize a folder's images to this size; a CSV's rows are images of this size; an "
+        ".npz's images must be this size",
     )
     train.add_argument(
         "--augment",
