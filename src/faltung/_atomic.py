@@ -18,8 +18,11 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     never a mixture; on any error the temporary file is removed and ``path`` is untouched.
     """
     target = Path(path)
-    if not target.parent.is_dir():  # else the error would name the temporary file
+    # Checked first, else the error would name the temporary file.
+    if not target.parent.is_dir():
         raise FileNotFoundError(f"{target}: the directory {target.parent} does not exist")
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a folder; give the file to write")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
         # mkstemp creates 0600 files; give the result the permissions open() would.

@@ -23,8 +23,13 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
+    """``fig`` in the format ``path``'s extension names (PNG without one)."""
+    kind = Path(path).suffix.lower().lstrip(".") or "png"
+    if kind not in fig.canvas.get_supported_filetypes():
+        known = ", ".join(f".{k}" for k in sorted(fig.canvas.get_supported_filetypes()))
+        raise ValueError(f"{path}: matplotlib writes no .{kind} pictures; it writes {known}")
     with atomic_write(path) as handle:
-        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(handle, format=kind, dpi=110, bbox_inches="tight")
 
 
 def _line_plot(plt, epochs, series, ylabel: str, title: str, path: Path) -> Path:
