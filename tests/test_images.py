@@ -268,3 +268,21 @@ def test_a_colour_npy_array_is_one_image_of_the_models_channels(tmp_path, layout
     assert load_image(tmp_path / "c.npy", (3, 4), resize=True, channels=3).shape == (3, 3, 4)
     with pytest.raises(ImageError, match=r"expected one image \(2, H, W\) or \(H, W, 2\)"):
         load_image(tmp_path / "c.npy", (6, 8), channels=2)
+
+
+def test_npy_integers_are_8_bit_levels_as_in_training_arrays(tmp_path):
+    """predict reads an .npy array as training reads an .npz: any integer type holding
+    0..255, the same pixels whatever the type."""
+    levels = np.random.default_rng(0).integers(0, 256, (28, 28))
+    expected = levels[None].astype(np.float32) / np.float32(255)
+    for dtype in (np.uint8, np.uint16, np.int64):
+        np.save(tmp_path / "d.npy", levels.astype(dtype))
+        np.testing.assert_array_equal(load_image(tmp_path / "d.npy"), expected)
+    np.save(tmp_path / "d.npy", levels.astype(np.uint8)[:, :, None])  # (H, W, 1)
+    np.testing.assert_array_equal(load_image(tmp_path / "d.npy"), expected)
+    np.save(tmp_path / "d.npy", (levels * 257).astype(np.uint16))
+    with pytest.raises(ImageError, match="integer arrays hold levels 0..255"):
+        load_image(tmp_path / "d.npy")
+    np.save(tmp_path / "d.npy", levels.astype(np.uint8)[:, None, :])  # (28, 1, 28)
+    with pytest.raises(ImageError, match=r"expected one grey image .* got shape \(28, 1, 28\)"):
+        load_image(tmp_path / "d.npy")

@@ -121,8 +121,8 @@ def _check_size(path: Path, height: int, width: int, size: tuple[int, int], resi
 
 
 def _from_npy(path: Path, size: tuple[int, int], resize: bool, channels: int) -> np.ndarray:
-    """(C, H, W) in [0, 1] from one image: grey (H, W) or (1, H, W); else (C, H, W) or
-    (H, W, C)."""
+    """(C, H, W) in [0, 1] from one image: grey (H, W), (1, H, W) or (H, W, 1); else
+    (C, H, W) or (H, W, C)."""
     try:
         # Mapped, not read: the header's declared shape is checked before any data is.
         array = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -130,30 +130,33 @@ def _from_npy(path: Path, size: tuple[int, int], resize: bool, channels: int) ->
         raise ImageError(f"{path}: not a readable .npy array ({error})") from None
     if not isinstance(array, np.ndarray):
         raise ImageError(f"{path}: not a single .npy array")
-    if channels == 1:
-        shape = (1, *(n for n in array.shape if n != 1))
+    if array.ndim == 2 and channels == 1:
+        shape = (1, *array.shape)
     elif array.ndim == 3 and array.shape[-1] == channels and array.shape[0] != channels:
         array, shape = np.moveaxis(array, -1, 0), (channels, *array.shape[:2])
     else:
         shape = array.shape
     if len(shape) != 3 or shape[0] != channels:
         wanted = (
-            "grey image (H, W) or (1, H, W)"
+            "grey image (H, W), (1, H, W) or (H, W, 1)"
             if channels == 1
             else f"image ({channels}, H, W) or (H, W, {channels})"
         )
         raise ImageError(f"{path}: expected one {wanted}, got shape {array.shape}")
     _check_size(path, shape[1], shape[2], size, resize)
     array = np.array(array).reshape(shape)
-    if array.dtype == np.uint8:
-        return array / np.float32(255)
-    if array.dtype == np.uint16:
-        return array / np.float32(65535)
+    # As an .npz of training images is read (datasets.arrays): integers are 8-bit levels.
+    if array.dtype.kind in "iu":
+        if array.min(initial=0) < 0 or array.max(initial=0) > 255:
+            raise ImageError(
+                f"{path}: integer arrays hold levels 0..255; give other ranges as floats in [0, 1]"
+            )
+        return array.astype(np.float32) / np.float32(255)
     if array.dtype.kind == "f":
         if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
             raise ImageError(f"{path}: float images must hold finite values in [0, 1]")
         return array.astype(np.float32)
-    raise ImageError(f"{path}: unsupported array dtype {array.dtype} (use uint8, uint16 or float)")
+    raise ImageError(f"{path}: unsupported array dtype {array.dtype} (use integers or floats)")
 
 
 def _from_picture(path: Path, size: tuple[int, int], resize: bool, channels: int) -> np.ndarray:
