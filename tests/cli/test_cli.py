@@ -456,3 +456,35 @@ def test_the_command_prints_a_warning_as_one_line():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == "faltung: warning: something to know\n"
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["train", "--schedule", "cosine", "--lr-step", "3"],
+            "--lr-step does not apply to --schedule cosine",
+        ),
+        (
+            ["train", "--preset", "lenet", "--lr-gamma", "0.5"],
+            "--lr-gamma does not apply to --schedule cosine",
+        ),
+        (
+            ["summary", "--preset", "lenet", "--input-shape", "3x"],
+            "must be CxHxW, such as 1x28x28, got '3x'",
+        ),
+    ],
+)
+def test_flags_that_would_be_ignored_are_errors(argv, message, capsys):
+    try:
+        assert main(argv) == 2
+    except SystemExit as exit_info:  # argparse's own refusals
+        assert exit_info.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("faltung: error: ") and message in err, err
+
+
+def test_summary_builds_a_preset_for_the_input_shape_given(capsys):
+    assert main(["summary", "--preset", "lenet", "--input-shape", "3x32x32"]) == 0
+    out = capsys.readouterr().out
+    assert "Input shape: (N, 3, 32, 32)" in out and "(N, 1250)" in out  # 50 maps of 5x5

@@ -86,6 +86,8 @@ def test_fine_tuning_starts_from_the_trained_weights(tmp_path, shapes_dir, net_f
     args = ["train", "--model", str(first / "model.npz"), "--out", str(tuned), "--epochs", "1"]
     assert main([*args, *base]) == 0
     assert "fine-tuning its trained weights" in capsys.readouterr().out
+    assert main([*args, *base, "--overwrite", "--normalize", "no"]) == 2
+    assert "keeps the standardisation it was trained with" in capsys.readouterr().err
     before = json.loads((first / "history.json").read_text())
     after = json.loads((tuned / "history.json").read_text())
     rows = before["rows"] if isinstance(before, dict) else before

@@ -159,6 +159,7 @@ def test_csv_with_and_without_header(tmp_path):
         ("1,0,0,0,0\ninf,0,0,0,0\n", "line 2: label inf is beyond the 65,536 classes read"),
         ("1e20,0,0,0,0\n", "line 1: label 1e\\+20 is beyond the 65,536 classes read"),
         ("label,a\n", "no rows"),
+        ("1\n2\n", "the rows hold a label and no pixels"),
         ("1,x,0,0,0\n", "line 1: 'x' is not a number"),
         ("label,a,b,c,d\n1,0,0,0,0\n2,0,0,0\n", "line 3: 4 values, the lines before have 5"),
         ("label;pixels\n1;0;0;0;0\n", "line 2: '1;0;0;0;0' is not a number"),
@@ -314,3 +315,12 @@ def test_a_dataset_is_named_after_its_folder_also_as_dot(tmp_path, monkeypatch, 
     write_folder(tmp_path / "shapes", images, labels)
     monkeypatch.chdir(tmp_path / "shapes")
     assert load_data(".", cache=cache).name == "shapes"
+
+
+def test_a_val_folder_beside_train_and_test_is_named_as_unread(tmp_path, cache):
+    images, labels = draw_shapes(3, 8)
+    for part in ("train", "test", "val"):
+        write_folder(tmp_path / "d" / part, images, labels)
+    with pytest.warns(UserWarning, match=r"d/val is not read: validation images are held out"):
+        found = load_folder(tmp_path / "d", cache=cache)
+    assert found.has_test_split and len(found.images) == 2 * len(images)

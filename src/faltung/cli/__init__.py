@@ -82,6 +82,16 @@ def image_size(text: str) -> list[int]:
     return size * 2 if len(size) == 1 else size
 
 
+def input_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be CxHxW, such as 1x28x28, got {text!r}") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"must be CxHxW with positive sizes, got {text!r}")
+    return shape
+
+
 def fraction(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
@@ -255,9 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.add_argument(
         "--input-shape",
-        type=lambda t: tuple(int(n) for n in t.split("x")),
+        type=input_shape,
         metavar="CxHxW",
-        help="input shape for --model (default: the file's input_shape, else 1x28x28)",
+        help="the input shape: a preset is built for it; for --model, default the file's "
+        "input_shape, else 1x28x28",
     )
     summary.add_argument(
         "--preset", default="article", choices=list(PRESETS), help="without MODEL.npz"

@@ -284,11 +284,19 @@ def run_summary(args: argparse.Namespace) -> int:
     elif args.model is not None:
         model, meta = load_model(args.model)
         shape = meta.input_shape
+        if args.input_shape is not None and tuple(args.input_shape) != tuple(shape):
+            raise UsageError(
+                f"--input-shape: {args.model} takes {'x'.join(map(str, shape))} images"
+            )
         print(f"{args.model}: preset {meta.preset or 'none recorded'}")
     else:
         preset = get_preset(args.preset)
-        model = preset.build(0)
-        shape = infer_input_shape(model)
+        if args.input_shape is not None:
+            model = preset.build(0, tuple(args.input_shape))
+            shape = tuple(args.input_shape)
+        else:
+            model = preset.build(0)
+            shape = infer_input_shape(model)
         print(f"preset {preset.name}: {preset.description}")
     print(model.summary(shape))
     flops = count_flops(model, shape)

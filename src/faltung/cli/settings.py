@@ -85,13 +85,21 @@ def make_optimizer(model, settings: dict[str, Any]) -> Optimizer:
 
 
 def check_optimizer_flags(args: argparse.Namespace, settings: dict[str, Any]) -> None:
-    """A flag the chosen optimiser has no use for is an error, not silently ignored."""
+    """A flag the chosen optimiser or schedule has no use for is an error, not silently
+    ignored."""
     accepted = inspect.signature(OPTIMIZERS[settings["optimizer"]]).parameters
     for flag, key in (("--momentum", "momentum"), ("--nesterov", "nesterov")):
         if getattr(args, key, None) is not None and key not in accepted:
             raise UsageError(f"{flag} does not apply to --optimizer {settings['optimizer']}")
     if settings.get("nesterov") and not settings["momentum"] > 0:
         raise UsageError("--nesterov needs a positive --momentum")
+    schedule = inspect.signature(SCHEDULES[settings["schedule"]]).parameters
+    for flag, key, parameter in (
+        ("--lr-step", "lr_step", "step_size"),
+        ("--lr-gamma", "lr_gamma", "gamma"),
+    ):
+        if getattr(args, key, None) is not None and parameter not in schedule:
+            raise UsageError(f"{flag} does not apply to --schedule {settings['schedule']}")
 
 
 def make_schedule(settings: dict[str, Any]) -> Schedule:

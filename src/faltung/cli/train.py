@@ -161,6 +161,8 @@ def build_network(
         return model, None, f"preset {preset.name} ({preset.description})"
     path = Path(args.model)
     if path.suffix.lower() == ".npz":
+        if args.normalize is not None:
+            raise UsageError(f"--normalize: {path} keeps the standardisation it was trained with")
         model, meta = load_model(path)
         if tuple(meta.input_shape) != tuple(input_shape):
             raise UsageError(

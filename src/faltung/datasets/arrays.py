@@ -104,6 +104,8 @@ def _is_number(text: str) -> bool:
 
 def _image_shape(path: Path, count: int, channels: int | None, size: tuple[int, int] | None):
     c = channels or 1
+    if count == 0:
+        raise DatasetError(f"{path}: the rows hold a label and no pixels")
     if size is not None:
         if c * size[0] * size[1] != count:
             raise DatasetError(

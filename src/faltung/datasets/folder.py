@@ -51,6 +51,14 @@ def scan_folder(root: Path) -> tuple[list[tuple[str, int, bool]], tuple[str, ...
         raise DatasetError(f"{root}: no such directory")
     split = (root / "train").is_dir() and (root / "test").is_dir()
     parts = [("train", False), ("test", True)] if split else [("", False)]
+    if split:
+        unread = [e.name for e in os.scandir(root) if e.is_dir() and e.name.lower() in SPLIT_NAMES]
+        for name in sorted(set(unread) - {"train", "test"}):
+            warnings.warn(
+                f"{root / name} is not read: validation images are held out of train/ "
+                "(--val-split)",
+                stacklevel=2,
+            )
     classes = sorted(
         entry.name
         for entry in os.scandir(root / parts[0][0])
