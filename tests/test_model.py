@@ -202,3 +202,9 @@ def test_a_model_ending_in_softmax_gives_its_outputs_as_probabilities():
     assert list(model.layers) == ["flat", "fc", "probs"]  # the model itself is unchanged
     with pytest.raises(ValueError, match="must end in a Softmax"):
         logits_model.before_softmax()
+
+
+def test_an_empty_batch_predicts_nothing_of_the_right_shape():
+    model = Sequential([("flat", Flatten()), ("fc", Dense(16, 3))], seed=0)
+    x = np.zeros((0, 1, 4, 4), np.float32)
+    assert model.predict(x).shape == (0,) and model.predict_proba(x).shape == (0, 3)

@@ -59,6 +59,8 @@ def read_archive(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(header, arrays) of an archive written by :func:`write_archive`, fully checked."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not a {expected_format.replace('-', ' ')} file")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file")
     kind = expected_format.replace("-", " ") + " file"  # "faltung model file"

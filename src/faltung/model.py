@@ -201,11 +201,17 @@ class Sequential:
 
     def predict_proba(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Class probabilities (``probabilities`` of the outputs), in eval mode."""
-        return np.concatenate([self.probabilities(z) for z in self.iter_logits(x, batch_size)])
+        return np.concatenate([self.probabilities(z) for z in self._outputs(x, batch_size)])
 
     def predict(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Predicted class of each input, in eval mode."""
-        return np.concatenate([logits.argmax(axis=1) for logits in self.iter_logits(x, batch_size)])
+        return np.concatenate([z.argmax(axis=1) for z in self._outputs(x, batch_size)])
+
+    def _outputs(self, x: np.ndarray, batch_size: int | None) -> list[np.ndarray]:
+        outputs = list(self.iter_logits(x, batch_size))
+        if not outputs:  # no images: (0, K), K from one zero image
+            outputs = [next(self.iter_logits(np.zeros((1, *np.shape(x)[1:]), np.float32)))[:0]]
+        return outputs
 
     def train(self, mode: bool = True) -> Sequential:
         self.training, self.keep_cache = mode, False

@@ -210,6 +210,8 @@ def test_npz_layouts(tmp_path, layout):
          "label 100000000 is beyond the 65,536 classes read"),
         ({"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0, 1]), "classes": np.array("ab")},
          "'classes' must be a list of names"),
+        ({"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0, 1]),
+          "classes": np.array(["a", "a"])}, "'classes' names 'a' more than once"),
     ],
 )  # fmt: skip
 def test_npz_errors(tmp_path, arrays, message):
@@ -324,3 +326,9 @@ def test_a_val_folder_beside_train_and_test_is_named_as_unread(tmp_path, cache):
     with pytest.warns(UserWarning, match=r"d/val is not read: validation images are held out"):
         found = load_folder(tmp_path / "d", cache=cache)
     assert found.has_test_split and len(found.images) == 2 * len(images)
+
+
+def test_npz_class_names_given_as_bytes_are_text(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((8, 4, 4), np.uint8), y=np.arange(8) % 2,
+             classes=np.array([b"cat", b"dog"]))  # fmt: skip
+    assert load_data(tmp_path / "d.npz").classes == ("cat", "dog")

@@ -48,7 +48,9 @@ def run_serve(args: argparse.Namespace) -> int:
     shape = image_shape(model, metadata)
     classes = class_names(metadata, output_count(model, shape))
     images, labels, note = sample_images(args, metadata, shape)
-    title = f"{Path(args.model).name}: {metadata.get('preset', 'model')}"
+    # The preset recorded is the one whose settings trained it, not always its network.
+    dataset = metadata.get("dataset")
+    title = Path(args.model).name + (f", trained on {dataset}" if dataset else "")
     engine = Engine(model, shape, classes, title, images, labels, note)
     try:
         server = make_server(engine, args.host, args.port)

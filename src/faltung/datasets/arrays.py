@@ -161,7 +161,13 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray | tuple[str, 
         raise DatasetError(
             f"{path}: 'classes' must be a list of names (K,), got shape {classes.shape}"
         )
-    result["classes"] = None if classes is None else tuple(str(c) for c in classes)
+    if classes is not None:
+        names = tuple(c.decode() if isinstance(c, bytes) else str(c) for c in classes.tolist())
+        if len(set(names)) != len(names):
+            twice = next(name for name in names if names.count(name) > 1)
+            raise DatasetError(f"{path}: 'classes' names {twice!r} more than once")
+        classes = names
+    result["classes"] = classes
     return result
 
 
