@@ -173,3 +173,14 @@ def test_a_file_named_error_is_a_file_and_a_repeated_bad_file_counts_twice(
     assert "2 of 3 files could not be classified" in err
     assert main(["predict", str(model_path), missing]) == 2
     assert "1 of 1 file could not be classified" in capsys.readouterr().err
+
+
+def test_a_tree_of_class_folders_is_predicted_file_by_file(tmp_path, model_path, capsys):
+    for name in ("one", "two", ".hidden"):
+        (tmp_path / "tree" / name).mkdir(parents=True)
+        Image.fromarray(digit()).save(tmp_path / "tree" / name / "d.png")
+    assert main(["predict", str(model_path), str(tmp_path / "tree")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [
+        str(tmp_path / "tree" / name / "d.png") for name in ("one", "two")
+    ]

@@ -250,8 +250,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def expand_folders(names: list[str], extensions: tuple[str, ...] = EXTENSIONS) -> list[str]:
-    """Each folder becomes the files in it with one of ``extensions`` (sorted); files stay
-    as given, and so does a folder without any, which is then reported like any file that
+    """Each folder becomes the files with one of ``extensions`` in it and in the folders
+    inside it (a tree of class folders too), sorted, hidden ones left out; files stay as
+    given, and so does a folder without any, which is then reported like any file that
     cannot be read."""
     files: list[str] = []
     for name in names:
@@ -259,7 +260,11 @@ def expand_folders(names: list[str], extensions: tuple[str, ...] = EXTENSIONS) -
         found = []
         if path.is_dir():
             found = sorted(
-                str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in extensions
+                str(p)
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in extensions
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         files += found or [name]
     return files
