@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .layers import LAYER_TYPES
+from .layers import ALIASES, LAYER_TYPES
 from .model import Sequential
 
 RESERVED = ("name", "type", "args")
@@ -84,8 +84,8 @@ def _entry(path: Path, table: Any, where: str) -> dict[str, Any]:
             args[key] = [
                 _entry(path, inner, f"{name}.{key}[{i}]") for i, inner in enumerate(args[key])
             ]
-    if kind in LAYER_TYPES:  # an unknown type is named, with the known ones, when built
-        _check_arguments(path, name, kind, args)
+    if ALIASES.get(kind, kind) in LAYER_TYPES:  # an unknown type is named when built
+        _check_arguments(path, name, ALIASES.get(kind, kind), args)
     return {"name": name, "type": kind, "args": args}
 
 

@@ -36,9 +36,11 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         Tanh,
     )
 }
-LAYER_TYPES["Linear"] = Linear  # a model's config still names it Dense
+# Other names a network file may use for a layer type.
+ALIASES = {"Linear": "Dense"}
 
 __all__ = [
+    "ALIASES",
     "LAYER_TYPES",
     "AvgPool2D",
     "BatchNorm1D",

@@ -20,10 +20,11 @@ LayerSpec = Layer | tuple[str, Layer] | Mapping[str, Any]
 
 def layer_from_config(entry: Mapping[str, Any]) -> Layer:
     """Build one layer from ``{"type": ..., "args": {...}}`` (the format of model files)."""
-    from . import LAYER_TYPES  # the registry imports this module
+    from . import ALIASES, LAYER_TYPES  # the registry imports this module
 
     name = entry.get("name", "?")
     kind = entry.get("type")
+    kind = ALIASES.get(kind, kind) if isinstance(kind, str) else kind
     if kind not in LAYER_TYPES:
         raise ValueError(f"{name}: unknown layer type {kind!r}; known: {', '.join(LAYER_TYPES)}")
     args = dict(entry.get("args", {}))
