@@ -139,3 +139,22 @@ def test_blas_threads_are_shared_among_local_ranks(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice stands
     share_cores_under_mpi()
     assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+def test_flat_reducer_checks_each_summed_gradient_element_not_their_sum():
+    """Huge finite float32 gradients whose sum would overflow are finite; one infinity is not."""
+    from faltung.layers import Parameter
+
+    def work(comm):
+        dense = Dense(3, 2)
+        params = [Parameter(f"fc.{k}", dense, k) for k in dense.params]
+        reducer = FlatReducer(comm, params, [], scalars=1)
+        dense.grads = {k: np.full_like(v, 1e38) for k, v in dense.params.items()}
+        reducer.reduce([0.0])
+        huge = reducer.gradients_finite()
+        dense.grads = {k: np.full_like(v, 1.0) for k, v in dense.params.items()}
+        dense.grads["bias"][1] = np.inf if comm.rank == 1 else 1.0
+        reducer.reduce([0.0])
+        return huge, reducer.gradients_finite()
+
+    assert run_ranks(2, work) == [(True, False)] * 2

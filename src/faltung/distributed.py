@@ -247,7 +247,8 @@ class FlatReducer:
         return buffer[offsets[-1] :].copy()
 
     def gradients_finite(self) -> bool:
-        return bool(np.isfinite(self.buffer[: self.offsets[len(self.params)]].sum()))
+        """Whether every summed gradient element is finite (a sum of them could overflow)."""
+        return bool(np.isfinite(self.buffer[: self.offsets[len(self.params)]]).all())
 
 
 def _digest(value: Any) -> str:

@@ -273,8 +273,8 @@ class Trainer:
         if not math.isfinite(loss_sum):
             raise self._diverged(f"the loss became {loss_sum / len(index)}")
         if not self.reducer.gradients_finite():
-            bad = next(p for p in self.optimizer.params if not np.isfinite(p.grad).all())
-            raise self._diverged(f"the gradient of {bad.name} became NaN or infinite")
+            bad = next(p.name for p in self.optimizer.params if not np.isfinite(p.grad).all())
+            raise self._diverged(f"the gradient of {bad} became NaN or infinite")
         return float(loss_sum), int(correct + 0.5)
 
     def _layers_with_rng(self) -> list[tuple[str, Any]]:
