@@ -410,6 +410,13 @@ def test_a_network_ending_in_softmax_trains_and_predicts_as_one_without(
     with_softmax, _ = load_model(runs["softmax"] / "model.npz")
     for key, value in plain.state_dict().items():
         np.testing.assert_array_equal(with_softmax.state_dict()[key], value, err_msg=key)
+    resumed = tmp_path / "resumed"  # one epoch, then a second by --resume
+    base = ["train", "--model", str(tmp_path / "softmax.json"), "--data", str(shapes_dir),
+            "--batch-size", "8", "--out", str(resumed), "--no-plots"]  # fmt: skip
+    assert main([*base, "--epochs", "1"]) == 0 and main([*base, "--epochs", "2", "--resume"]) == 0
+    again, _ = load_model(resumed / "model.npz")
+    assert list(again.layers)[-1] == "probs"  # the checkpoint kept the whole network
+    capsys.readouterr()
     printed = {}
     for name in runs:
         assert main(["predict", str(runs[name] / "model.npz"), str(shapes_dir / "box")]) == 0

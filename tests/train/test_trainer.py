@@ -296,20 +296,26 @@ def test_evaluate_sizes_the_confusion_matrix_by_the_model_not_by_ten():
         evaluate(model, x, np.full(12, 3))
 
 
-def test_cross_entropy_after_a_final_softmax_is_refused_with_the_way_out():
+def test_a_model_ending_in_softmax_trains_as_the_same_model_without_it(tmp_path):
+    """Cross-entropy on a final Softmax's output would be a second softmax: the Trainer
+    trains the scores before it (the same layers), and checkpoints keep the whole model."""
     from faltung.layers import Softmax
 
-    trainer = make_trainer(epochs=1)
-    layers = [*trainer.model.layers.items(), ("probs", Softmax())]
-    model = Sequential(layers)
-    with pytest.raises(ValueError, match=r"applies the softmax again; train model.before_softmax"):
-        Trainer(
-            model, SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.1), small_data()[0], 1, 10
-        )
-    body = model.before_softmax()
-    Trainer(
-        body, SoftmaxCrossEntropy(), SGD(body.parameters(), lr=0.1), small_data()[0], 1, 10
-    ).fit()
+    plain = make_trainer(epochs=2, optimizer=SGD)
+    plain.fit()
+    fresh = make_trainer(tmp_path, epochs=2, optimizer=SGD)
+    model = Sequential([*fresh.model.layers.items(), ("probs", Softmax())])
+    trainer = Trainer(model, SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.01),
+                      *small_data()[:1], epochs=2, batch_size=10, seed=3,
+                      schedule=CosineDecay(0.01, 2, warmup_epochs=0.5),
+                      checkpoint_path=tmp_path / "ckpt.npz")  # fmt: skip
+    trainer.fit()
+    for key, value in plain.model.state_dict().items():
+        np.testing.assert_allclose(model.state_dict()[key], value, rtol=1e-6, err_msg=key)
+    again = Trainer(model, SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.01),
+                    *small_data()[:1], epochs=2, batch_size=10)  # fmt: skip
+    again.load_checkpoint(tmp_path / "ckpt.npz")  # the whole model's architecture
+    assert list(model.layers)[-1] == "probs" and model.ends_in_softmax
 
 
 def test_each_step_takes_the_schedule_at_its_middle_so_a_warm_up_never_stands_still():

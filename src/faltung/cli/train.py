@@ -286,11 +286,8 @@ def run_train(args: argparse.Namespace) -> int:
     history_writer = HistoryWriter(out)
     loss = SoftmaxCrossEntropy(settings.get("label_smoothing", 0.0), kernels=kernels)
     with comm.together():
-        # A final Softmax is trained through the logits before it: cross-entropy applies
-        # the softmax itself, stably (Sequential.before_softmax shares the layers).
-        trained = model.before_softmax() if model.ends_in_softmax else model
         trainer = Trainer(
-            trained, loss, make_optimizer(trained, settings),
+            model, loss, make_optimizer(model, settings),
             (train_x, train_y),
             epochs=settings["epochs"], batch_size=settings["batch_size"],
             schedule=make_schedule(settings), test_data=(test_x, test_y), val_data=val_data,

@@ -102,12 +102,11 @@ class Trainer:
             raise ValueError(f"drop_last with {len(images)} images leaves no batch of {batch_size}")
         if checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be positive, got {checkpoint_every}")
-        if isinstance(loss, SoftmaxCrossEntropy) and model.ends_in_softmax:
-            raise ValueError(
-                "the model ends in Softmax and SoftmaxCrossEntropy applies the softmax again; "
-                "train model.before_softmax() (the same layers), which takes the loss stably"
-            )
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
+        # SoftmaxCrossEntropy applies the softmax itself: a model that ends in one learns
+        # through the scores before it, the same layers (the same loss, computed stably).
+        fused = isinstance(loss, SoftmaxCrossEntropy) and model.ends_in_softmax
+        self.trained = model.before_softmax() if fused else model
         self.images, self.labels = images, labels
         self.test_data, self.val_data = test_data, val_data
         self.epochs, self.batch_size, self.drop_last = epochs, batch_size, drop_last
@@ -158,7 +157,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self) -> History:
-        self.model.train()
+        self._train_mode()
         for cb in self.callbacks:
             cb.on_train_begin(self)
         # Overflow warnings would only precede our own divergence check, which names the
@@ -179,7 +178,7 @@ class Trainer:
         order = self.rng.permutation(len(self.images))
         for cb in self.callbacks:
             cb.on_epoch_begin(self, epoch)
-        self.model.train()
+        self._train_mode()
         learn = self._learn if self.reducer is None else self._learn_together
         while self.step < steps:
             started = time.perf_counter()
@@ -240,11 +239,11 @@ class Trainer:
     def _learn(self, epoch: int, index: np.ndarray) -> tuple[float, int]:
         """Forward and backward on one batch; returns the summed loss and the hits."""
         images, labels = self._batch(epoch, index)
-        logits = self.model.forward(images)
+        logits = self.trained.forward(images)
         loss = self.loss.forward(logits, labels)
         if not math.isfinite(loss):
             raise self._diverged(f"the loss became {loss}")
-        self.model.backward(self.loss.backward())
+        self.trained.backward(self.loss.backward())
         for p in self.optimizer.params:
             if p.grad is not None and not np.isfinite(p.grad).all():
                 raise self._diverged(f"the gradient of {p.name} became NaN or infinite")
@@ -261,10 +260,10 @@ class Trainer:
         loss_sum, correct = 0.0, 0
         if len(local):
             images, labels = self._batch(epoch, index, local)
-            logits = self.model.forward(images)
+            logits = self.trained.forward(images)
             loss = self.loss.forward(logits, labels)
             dlogits = self.loss.backward()
-            self.model.backward(dlogits * dlogits.dtype.type(len(local) / len(index)))
+            self.trained.backward(dlogits * dlogits.dtype.type(len(local) / len(index)))
             loss_sum = loss * len(local)
             correct = int(np.count_nonzero(logits.argmax(axis=1) == labels))
         stop = float(self._interrupt_requested)
@@ -276,6 +275,10 @@ class Trainer:
             bad = next(p.name for p in self.optimizer.params if not np.isfinite(p.grad).all())
             raise self._diverged(f"the gradient of {bad} became NaN or infinite")
         return float(loss_sum), int(correct + 0.5)
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        self.trained.train()  # its own Sequential when the model ends in Softmax
 
     def _layers_with_rng(self) -> list[tuple[str, Any]]:
         """(dotted name, layer) of every layer with a random generator, blocks included."""
@@ -297,7 +300,7 @@ class Trainer:
                     self.model, *data, batch_size=self.eval_batch_size, comm=self.comm
                 )
                 row[f"{key}_loss"], row[f"{key}_acc"] = result.loss, result.accuracy
-        self.model.train()
+        self._train_mode()
         return row
 
     def _diverged(self, what: str) -> TrainingDiverged:
