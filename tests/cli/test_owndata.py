@@ -361,6 +361,12 @@ def test_evaluate_scores_every_image_of_new_data_and_says_what_it_scored(
     assert "on all 90 images of shapes (its training images included)" in capsys.readouterr().out
     assert main(["evaluate", str(model), "--data", str(shapes_dir)]) == 0
     assert "on all 18 shapes test images, as in training" in capsys.readouterr().out
+    assert main(["evaluate", str(model), "--data", str(tmp_path / "new"), "--test-size", "5"]) == 0
+    assert "on 5 images of new drawn with seed 0" in capsys.readouterr().out
+    one = tmp_path / "one"
+    write_folder(one, images[:1], labels[:1])  # nothing to hold out of one image
+    assert main(["evaluate", str(model), "--data", str(one)]) == 0
+    assert "on all 1 images of one" in capsys.readouterr().out
 
 
 def test_own_data_without_a_test_split_needs_a_held_out_fraction(tmp_path, shapes_dir, capsys):

@@ -34,13 +34,21 @@ from .explain import write_mistakes_gallery
 
 
 def choose_test_images(
-    args: argparse.Namespace, meta: ModelMetadata, dataset: str, n_test: int
+    args: argparse.Namespace,
+    meta: ModelMetadata,
+    dataset: str,
+    n_test: int,
+    whole: str | None = None,
 ) -> tuple[np.ndarray, str, bool]:
     """Which test images to score, how to say so, and whether they are the recorded ones.
 
     By default the ones the model was tested on in training (recorded in the model file);
     ``--test-size N`` draws N with the seed exactly as ``faltung train`` does; ``--all``.
+    ``whole`` names the images of one's own data that are all to be scored (``--test-size``
+    still draws from them), rather than a test split of a known dataset.
     """
+    if whole is not None and args.test_size is None:
+        return np.arange(n_test), f"all {n_test:,} {whole} of {dataset}", False
     if args.all:
         return np.arange(n_test), f"all {n_test:,} {dataset} test images", False
     if args.test_size is not None:
@@ -48,7 +56,8 @@ def choose_test_images(
             raise UsageError(f"--test-size {args.test_size} exceeds the {n_test} test images")
         seed = args.seed if args.seed is not None else int(meta.settings.get("seed", 0))
         index = subset_indices(n_test, args.test_size, seed)
-        return index, f"{len(index):,} {dataset} test images drawn with seed {seed}", False
+        noun = f"{whole} of {dataset}" if whole else f"{dataset} test images"
+        return index, f"{len(index):,} {noun} drawn with seed {seed}", False
     if meta.test_indices is not None and dataset == meta.dataset:
         index = np.asarray(meta.test_indices, dtype=np.int64)
         if index.size == 0 or index.min() < 0 or index.max() >= n_test:
@@ -76,8 +85,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("--gallery names the picture of --misclassified N; give that too")
     model, meta = load_model(args.model)
     own = is_own_data(args.data)
+    # Labelled images other than the training data (by name), or --all: every image of
+    # them counts, and none is held out first.
+    whole = own and (args.all or Path(args.data).resolve().name != meta.dataset)
     if own:
-        data = split_as_in_training(args.data, meta.input_shape, meta.settings)
+        data = split_as_in_training(args.data, meta.input_shape, meta.settings, not whole)
     else:
         dataset = args.dataset or meta.dataset or "mnist"
         if args.dataset is None and dataset not in DATASETS:
@@ -88,18 +100,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         data = load_dataset(dataset, args.data, normalize=False)
     preprocessing = Preprocessing.from_json(meta.preprocessing, meta.input_shape[0])
     pool_x, pool_y = data.test_images, data.test_labels
-    if own and data.held_out and (args.all or data.name != meta.dataset):
-        # Data without a test split of its own: with --all, or when it is not the data the
-        # model was trained on (a new set of labelled images), every image of it counts.
-        pool_x = np.concatenate([data.train_images, data.test_images])
-        pool_y = np.concatenate([data.train_labels, data.test_labels])
-        index, as_recorded = np.arange(len(pool_x)), False
-        what = f"all {len(pool_x):,} images of {data.name}"
-        if data.name == meta.dataset:
+    if whole:
+        noun = "test images"  # of data with a test split of its own
+        if len(pool_x) == 0:
+            pool_x, pool_y, noun = data.train_images, data.train_labels, "images"
+        index, what, as_recorded = choose_test_images(args, meta, data.name, len(pool_x), noun)
+        if data.name == meta.dataset and noun == "images":
             what += " (its training images included)"
-    elif own and args.all:
-        index, as_recorded = np.arange(len(pool_x)), False
-        what = f"all {len(pool_x):,} test images of {data.name}"
     else:
         index, what, as_recorded = choose_test_images(args, meta, data.name, len(pool_x))
     if as_recorded and test_images_changed(meta, data, index):
@@ -140,16 +147,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def split_as_in_training(
-    path: str, input_shape: tuple[int, ...], settings: dict[str, Any]
+    path: str, input_shape: tuple[int, ...], settings: dict[str, Any], hold_out: bool = True
 ) -> ImageDataset:
     """One's own images at the model's shape, split as training split them: the same seed
-    and held-out fraction draw the same test images."""
+    and held-out fraction draw the same test images (``hold_out=False``: none drawn)."""
     return load_data(
         path,
         input_shape[0],
         tuple(input_shape[1:]),
         settings.get("val_split") or None,
         int(settings.get("seed", 0)),
+        hold_out=hold_out,
     )
 
 

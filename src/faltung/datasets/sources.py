@@ -50,12 +50,14 @@ def load_data(
     test_split: float | None = None,
     seed: int = 0,
     cache: Path | None = None,
+    hold_out: bool = True,
 ) -> ImageDataset:
     """Images from ``path``: a folder of class folders, a ``.csv`` or an ``.npz`` file.
 
     Images stay uint8 (N, C, H, W) (float32 in [0, 1] if an .npz holds floats). Data without
     a test split of its own is split with :func:`stratified_split` (``test_split``, default
-    0.2, and ``seed``). Every problem raises a DatasetError naming the file.
+    0.2, and ``seed``), unless ``hold_out`` is False: then all of it is the training split
+    and the test split is empty. Every problem raises a DatasetError naming the file.
     """
     path = Path(path)
     if not path.exists():
@@ -96,6 +98,8 @@ def load_data(
                 f"{path}: {split} label {labels.max()} is out of range for the "
                 f"{len(classes)} classes"
             )
+    if x_test is None and not hold_out:
+        x_test, y_test = x[:0], y[:0]
     held_out = x_test is None
     if held_out:
         held = stratified_split(y, DEFAULT_TEST_SPLIT if test_split is None else test_split, seed)
