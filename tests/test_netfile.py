@@ -127,7 +127,8 @@ def test_nested_errors_and_bad_files(tmp_path):
         ),
         ({"type": "LpPool2D", "p": "abc", "kernel_size": 2}, "LpPool2D's p must be a number"),
         ({"type": "Residual", "body": "conv"}, "body must be a list of layer tables, got 'conv'"),
-        ({"type": "Dense", "in_features": 10**6, "out_features": 10**6}, "do not fit in memory"),
+        ({"type": "SyncBatchNorm2D", "num_features": 1, "affine": "no"}, "affine must be true"),
+        ({"type": "Dropout", "p": "inf"}, "Dropout's p must be a number, got 'inf'"),
     ],
 )
 def test_argument_types_are_checked_and_name_the_layer(tmp_path, layer, message):
@@ -147,3 +148,17 @@ def test_linear_is_dense_and_p_may_be_inf(tmp_path):
     path.write_text(json.dumps({"layers": layers, "input_shape": [1, 4, 4]}))
     model, _ = read_network(path)
     assert type(model["fc"]).__name__ == "Dense" and model["pool"].p == float("inf")
+
+
+def test_a_layer_too_large_for_memory_is_one_error_naming_it(tmp_path, monkeypatch):
+    from faltung.layers import Dense
+
+    def no_memory(self, rng):  # what NumPy raises; not a real 4 TB allocation
+        raise MemoryError("Unable to allocate 3.64 TiB")
+
+    monkeypatch.setattr(Dense, "reset_parameters", no_memory)
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps({"layers": [{"name": "big", "type": "Dense", "in_features": 10**6,
+                                            "out_features": 10**6}]}))  # fmt: skip
+    with pytest.raises(ValueError, match="big: Dense's parameters do not fit in memory"):
+        read_network(path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def _check_arguments(path: Path, name: str, kind: str, args: dict[str, Any]) -> 
     """Each argument of the right JSON/TOML type for its constructor's annotation (ints,
     lists of ints, numbers, booleans, strings), so that "bias": "no" is refused rather
     than taken for true. Unknown arguments are left to the constructor, which names them."""
-    parameters = inspect.signature(LAYER_TYPES[kind]).parameters
+    parameters = _declared_parameters(LAYER_TYPES[kind])
     for key, value in args.items():
         if key == "dtype":
             raise ValueError(
@@ -116,12 +117,23 @@ def _check_arguments(path: Path, name: str, kind: str, args: dict[str, Any]) -> 
         declared = [part.strip() for part in str(parameters[key].annotation).split("|")]
         if any(part not in _KINDS and not part.startswith("np.") for part in declared):
             continue  # Any, or a type files cannot spell: the constructor checks it
-        if not _fits(value, declared, key):
+        if not _fits(value, declared, kind == "LpPool2D" and key == "p"):
             wanted = " or ".join(_KINDS[part] for part in declared if part in _KINDS)
             raise ValueError(f"{path}: {name}: {kind}'s {key} must be {wanted}, got {value!r}")
 
 
-def _fits(value: Any, declared: list[str], key: str) -> bool:
+def _declared_parameters(cls: type) -> Mapping[str, inspect.Parameter]:
+    """The constructor's parameters, through any that pass ``*args, **kwargs`` on to
+    their base class (SyncBatchNorm2D to BatchNorm2D)."""
+    for klass in cls.__mro__:
+        parameters = inspect.signature(klass).parameters
+        variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        if not any(p.kind in variadic for p in parameters.values()):
+            return {**inspect.signature(cls).parameters, **parameters}
+    return inspect.signature(cls).parameters
+
+
+def _fits(value: Any, declared: list[str], infinity_as_text: bool) -> bool:
     if value is None:
         return "None" in declared
     if isinstance(value, bool):
@@ -131,7 +143,7 @@ def _fits(value: Any, declared: list[str], key: str) -> bool:
     if isinstance(value, float):
         return "float" in declared
     if isinstance(value, str):
-        if key == "p" and "float" in declared:  # LpPool2D's p = "inf" in JSON
+        if infinity_as_text:  # LpPool2D's p = "inf": JSON has no infinity
             return value.strip().lower() in ("inf", "infinity")
         return "str" in declared
     if isinstance(value, list):

@@ -322,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(f"faltung: error: {_one_line(error)}", 2, every_rank=False)
     except KeyboardInterrupt:
         return _report("faltung: interrupted", 130, every_rank=False)
+    except MemoryError as error:  # NumPy's names the array that did not fit
+        return _report(f"faltung: error: out of memory ({_one_line(error)})", 2, every_rank=False)
     except Exception:
         comm = distributed.created_world()
         if comm is None or comm.size == 1:

@@ -19,7 +19,6 @@ from ..explain.plots import (
     plot_probabilities,
 )
 from ..images import ImageError, load_image
-from ..layers import Softmax
 from ..model import Sequential
 from ..viz import _pyplot
 from ._model import choose_inversion, class_names, image_shape, load_with_metadata
@@ -80,7 +79,7 @@ def run_explain(args: argparse.Namespace) -> int:
         title = f"filters of {convs[0]}: {out_c} x {in_c} kernels of {kh}x{kw}"
         written.append(("filters", plot_filters(weights, title, out / f"filters_{convs[0]}.png")))
     label = f"class {classes[target]}"
-    score = "p" if isinstance(next(reversed(model.layers.values())), Softmax) else "logit"
+    score = "p" if model.ends_in_softmax else "logit"
     grad = saliency(model, image, target)
     written.append(("saliency", plot_attribution(
         image, np.abs(grad).max(axis=0), f"saliency |d {score} / d x|, {label}",

@@ -200,6 +200,8 @@ def run_train(args: argparse.Namespace) -> int:
         # Every input is checked before OUT is created.
         if comm.is_root:  # rank 0 alone reads and writes OUT
             check_output(out, args.resume, args.overwrite)
+        if args.model and Path(args.model).is_dir():
+            raise UsageError(f"--model {args.model} is a folder; give the network or model file")
         if args.model and not Path(args.model).is_file():
             raise UsageError(f"--model {args.model}: no such file")
         data = load_training_data(args, settings)

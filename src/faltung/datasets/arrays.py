@@ -163,9 +163,11 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray | tuple[str, 
         )
     if classes is not None:
         names = tuple(c.decode() if isinstance(c, bytes) else str(c) for c in classes.tolist())
-        if len(set(names)) != len(names):
-            twice = next(name for name in names if names.count(name) > 1)
-            raise DatasetError(f"{path}: 'classes' names {twice!r} more than once")
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise DatasetError(f"{path}: 'classes' names {name!r} more than once")
+            seen.add(name)
         classes = names
     result["classes"] = classes
     return result

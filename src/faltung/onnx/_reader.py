@@ -40,6 +40,8 @@ ELEMENT_TYPES = {1: np.dtype(np.float32), 11: np.dtype(np.float64)}
 def read_model(path: str | os.PathLike[str]) -> tuple[Sequential, dict[str, Any]]:
     onnx = require_onnx()
     path = Path(path)
+    if path.is_dir():
+        raise OnnxImportError(f"{path} is a folder, not an ONNX file")
     if not path.is_file():
         raise OnnxImportError(f"{path}: no such file")
     try:
