@@ -22,14 +22,29 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
-    """``fig`` in the format ``path``'s extension names (PNG without one)."""
+def picture_format(path: str | Path) -> str:
+    """The format ``path``'s extension names (PNG without one), checked against what
+    matplotlib writes, so that a command can refuse a bad name before its work."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
     kind = Path(path).suffix.lower().lstrip(".") or "png"
-    if kind not in fig.canvas.get_supported_filetypes():
-        known = ", ".join(f".{k}" for k in sorted(fig.canvas.get_supported_filetypes()))
-        raise ValueError(f"{path}: matplotlib writes no .{kind} pictures; it writes {known}")
-    with atomic_write(path) as handle:
-        fig.savefig(handle, format=kind, dpi=110, bbox_inches="tight")
+    known = FigureCanvasBase.get_supported_filetypes()
+    if kind not in known:
+        listed = ", ".join(f".{k}" for k in sorted(known))
+        raise ValueError(f"{path}: matplotlib writes no .{kind} pictures; it writes {listed}")
+    return kind
+
+
+def _save(fig, path: Path) -> None:
+    """Write ``fig`` in the format ``path``'s extension names, then close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        kind = picture_format(path)
+        with atomic_write(path) as handle:
+            fig.savefig(handle, format=kind, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def _line_plot(plt, epochs, series, ylabel: str, title: str, path: Path) -> Path:
@@ -43,7 +58,6 @@ def _line_plot(plt, epochs, series, ylabel: str, title: str, path: Path) -> Path
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, path)
-    plt.close(fig)
     return path
 
 
@@ -111,5 +125,4 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Pa
                 color="white" if confusion[i, j] > threshold else "black",
             )
     _save(fig, Path(path))
-    plt.close(fig)
     return Path(path)

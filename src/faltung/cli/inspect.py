@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..io import ModelMetadata, infer_input_shape, load_model
 from ..presets import get_preset
 from ..summary import count_flops, training_step_flops
 from ..train import evaluate
-from ..viz import plot_confusion
+from ..viz import picture_format, plot_confusion
 from ._model import choose_inversion
 from ._text import plural
 from .errors import UsageError
@@ -83,6 +84,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("--seed chooses the images of a --test-size draw; give --test-size too")
     if args.gallery and not args.misclassified:
         raise UsageError("--gallery names the picture of --misclassified N; give that too")
+    for picture in (args.plot, args.gallery):
+        with contextlib.suppress(ImportError):  # without matplotlib a note says so later
+            if picture:
+                picture_format(picture)
     model, meta = load_model(args.model)
     own = is_own_data(args.data)
     # Labelled images other than the training data (by name), or --all: every image of

@@ -72,7 +72,6 @@ def _mosaic_figure(plt, tiles, labels, columns, cmap, vmin, vmax, title, path, g
     ax.axis("off")
     ax.set_title(title, fontsize=9, pad=14 if rows > 1 else 8)
     _save(fig, Path(path))
-    plt.close(fig)
     return Path(path)
 
 
@@ -143,7 +142,6 @@ def plot_attribution(
     axes[2].set_title("overlay", fontsize=9)
     fig.suptitle(title, fontsize=10)
     _save(fig, Path(path))
-    plt.close(fig)
     return Path(path)
 
 
@@ -165,7 +163,6 @@ def plot_probabilities(
             ax.text(i, p + 0.02, f"{p:.2f}", ha="center", fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     _save(fig, Path(path))
-    plt.close(fig)
     return Path(path)
 
 
@@ -190,7 +187,6 @@ def plot_gallery(
             ax.axis("off")
     fig.suptitle(title, fontsize=10)
     _save(fig, Path(path))
-    plt.close(fig)
     return Path(path)
 
 
@@ -241,5 +237,4 @@ def plot_layer_statistics(history, path: str | Path) -> Path | None:
     fig.suptitle("Inside the layers, epoch by epoch (a fixed probe batch of training images)")
     fig.tight_layout()
     _save(fig, Path(path))
-    plt.close(fig)
     return Path(path)
