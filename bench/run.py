@@ -12,9 +12,9 @@ convolutions and dense layers, and are also given as a fraction of the measured 
 matmul peak. Ours and PyTorch's are measured in alternating windows (``--repeats`` pairs of
 windows of at least ``--seconds`` each, which of the two goes first alternating too); a
 window's figure is its median call, and the min, median and max over the windows are
-reported. The ratio is the median of the window-by-window ratios: this machine's speed
-drifts by 20-60% within minutes, and the two windows of a pair, a second apart, see the
-same machine, where the medians of each side's windows can come from different minutes.
+reported. The ratio is the median of the window-by-window ratios: a shared machine's speed
+drifts within minutes (bench/NOTES.md), and the two windows of a pair, a second apart, see
+the same machine, where the medians of each side's windows can come from different minutes.
 Only ratios from the same run are meaningful.
 """
 

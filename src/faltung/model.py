@@ -209,7 +209,7 @@ class Sequential:
 
     def _outputs(self, x: np.ndarray, batch_size: int | None) -> list[np.ndarray]:
         outputs = list(self.iter_logits(x, batch_size))
-        if not outputs:  # no images: (0, K), K from one zero image
+        if not outputs:  # the output width of no images comes from one zero image
             outputs = [next(self.iter_logits(np.zeros((1, *np.shape(x)[1:]), np.float32)))[:0]]
         return outputs
 

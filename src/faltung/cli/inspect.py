@@ -239,8 +239,7 @@ def run_predict(args: argparse.Namespace) -> int:
         results: Iterator[tuple[np.ndarray, str]] = iter(())  # the read files', in order
         if images:
             inputs = preprocessing(np.stack(images))
-            logits = model.iter_logits(inputs, args.batch_size)
-            results = zip(np.concatenate([model.probabilities(z) for z in logits]), notes)
+            results = zip(model.predict_proba(inputs, args.batch_size), notes)
         for name in chunk:
             if name in errors:
                 sys.stdout.flush()

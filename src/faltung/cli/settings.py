@@ -84,7 +84,7 @@ def make_optimizer(model, settings: dict[str, Any]) -> Optimizer:
     return cls(model.parameters(), **constructor_arguments(cls, available))
 
 
-def check_optimizer_flags(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+def check_unused_flags(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     """A flag the chosen optimiser or schedule has no use for is an error, not silently
     ignored."""
     accepted = inspect.signature(OPTIMIZERS[settings["optimizer"]]).parameters
@@ -94,12 +94,14 @@ def check_optimizer_flags(args: argparse.Namespace, settings: dict[str, Any]) ->
     if settings.get("nesterov") and not settings["momentum"] > 0:
         raise UsageError("--nesterov needs a positive --momentum")
     schedule = inspect.signature(SCHEDULES[settings["schedule"]]).parameters
-    for flag, key, parameter in (
-        ("--lr-step", "lr_step", "step_size"),
-        ("--lr-gamma", "lr_gamma", "gamma"),
-    ):
+    for key, parameter in SCHEDULE_FLAGS.items():
         if getattr(args, key, None) is not None and parameter not in schedule:
+            flag = "--" + key.replace("_", "-")
             raise UsageError(f"{flag} does not apply to --schedule {settings['schedule']}")
+
+
+# The schedule flags' settings, and the constructor argument each one becomes.
+SCHEDULE_FLAGS = {"lr_step": "step_size", "lr_gamma": "gamma"}
 
 
 def make_schedule(settings: dict[str, Any]) -> Schedule:
@@ -107,8 +109,7 @@ def make_schedule(settings: dict[str, Any]) -> Schedule:
     lr = settings["lr"]
     available = {
         "base_lr": lr,
-        "step_size": settings["lr_step"],
-        "gamma": settings["lr_gamma"],
+        **{parameter: settings[key] for key, parameter in SCHEDULE_FLAGS.items()},
         "total_epochs": settings["epochs"],
         "min_lr": lr * 0.01,
         "warmup_epochs": settings["warmup"],
@@ -148,8 +149,9 @@ def describe_training(settings: dict[str, Any]) -> str:
     )
 
 
-def saved_settings(checkpoint: Path, preset: str) -> dict[str, Any] | None:
-    """The settings of the run in ``checkpoint`` (None if there is none)."""
+def saved_run(checkpoint: Path, preset: str) -> tuple[dict[str, Any], str | None] | None:
+    """The settings of the run in ``checkpoint`` and the digest of the images it trained
+    on (None for checkpoints older than it), or None if there is no checkpoint."""
     if not checkpoint.is_file():
         return None
     header, _ = read_archive(checkpoint, CHECKPOINT_FORMAT)
@@ -159,9 +161,4 @@ def saved_settings(checkpoint: Path, preset: str) -> dict[str, Any] | None:
             f"{checkpoint} belongs to preset {saved!r}, not {preset!r}: resume it with "
             f"--preset {saved} --out {checkpoint.parent} --resume"
         )
-    return {**header["config"]["settings"], DATA_KEY: header["config"].get("data")}
-
-
-# Where saved_settings puts the digest of the checkpoint's training and test data: not a
-# setting, but checked on --resume like one (checkpoints before it have none).
-DATA_KEY = "_data"
+    return header["config"]["settings"], header["config"].get("data")

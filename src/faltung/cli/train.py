@@ -52,15 +52,14 @@ from ..viz import plot_confusion, plot_history
 from ._text import plural
 from .errors import UsageError
 from .settings import (
-    DATA_KEY,
-    check_optimizer_flags,
+    check_unused_flags,
     describe_training,
     make_optimizer,
     make_schedule,
     preset_augment,
     preset_name,
     resolve_settings,
-    saved_settings,
+    saved_run,
 )
 
 RESULT_FILES = ("model.npz", "checkpoint.npz", "metrics.json")
@@ -192,11 +191,11 @@ def run_train(args: argparse.Namespace) -> int:
     comm = world()
     if not comm.is_root:  # rank 0 speaks for all; the others still report errors on stderr
         sys.stdout = open(os.devnull, "w")
-    saved = comm.on_root(saved_settings, checkpoint, preset.name) if args.resume else None
-    saved_data = saved.pop(DATA_KEY, None) if saved is not None else None
+    run = comm.on_root(saved_run, checkpoint, preset.name) if args.resume else None
+    saved, saved_data = run if run is not None else (None, None)
     with comm.together():
         settings = resolve_settings(args, saved)
-        check_optimizer_flags(args, settings)
+        check_unused_flags(args, settings)
         # Every input is checked before OUT is created.
         if comm.is_root:  # rank 0 alone reads and writes OUT
             check_output(out, args.resume, args.overwrite)
@@ -232,8 +231,8 @@ def run_train(args: argparse.Namespace) -> int:
         data_digest = fingerprint(train_x, train_y, test_x, test_y)
         if saved_data is not None and saved_data != data_digest:
             raise UsageError(
-                f"--resume: these are not the images the run in {out} trained on "
-                f"({data.name}, as drawn with its settings); give the same --data"
+                f"--resume: these are not the images the run in {out} trained on: other data, "
+                f"or {data.name} has changed since (files added, removed or relabelled)"
             )
         val_data = None
         if settings["val_split"] and not data.held_out:

@@ -61,9 +61,9 @@ class Preprocessing:
         return all(m == 0 for m in self.mean) and all(s == 1 for s in self.std)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        return self.standardise(to_unit(images))
+        return self.standardise_(to_unit(images))
 
-    def standardise(self, x: np.ndarray) -> np.ndarray:
+    def standardise_(self, x: np.ndarray) -> np.ndarray:
         """(x - mean) / std per channel, in place, for float32 pixels ``x`` in [0, 1]."""
         if self.is_identity:
             return x
@@ -131,7 +131,7 @@ class ImageArray:
         """The batch ``index`` with ``transform`` applied to its pixels in [0, 1], before
         the standardisation: augmentation's zero padding is black, and its brightness is
         in pixel units, whatever the data's means and deviations."""
-        return self.preprocessing.standardise(transform(to_unit(self.images[index])))
+        return self.preprocessing.standardise_(transform(to_unit(self.images[index])))
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         x = self.preprocessing(self.images)
