@@ -63,6 +63,10 @@ def batch_indices(order: np.ndarray, step: int, batch_size: int) -> np.ndarray:
 class Trainer:
     """Trains ``model`` on (images, labels) with ``loss`` and ``optimizer``.
 
+    A model that ends in a Softmax layer is trained with SoftmaxCrossEntropy on the scores
+    before it (``model.before_softmax()``, the same layers): the cross-entropy of its
+    probabilities, computed stably, rather than of a second softmax.
+
     >>> # trainer = Trainer(model, SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.01),
     >>> #                   (x, y), epochs=5, batch_size=64, test_data=(xt, yt))
     >>> # history = trainer.fit()
