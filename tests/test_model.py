@@ -208,3 +208,14 @@ def test_an_empty_batch_predicts_nothing_of_the_right_shape():
     model = Sequential([("flat", Flatten()), ("fc", Dense(16, 3))], seed=0)
     x = np.zeros((0, 1, 4, 4), np.float32)
     assert model.predict(x).shape == (0,) and model.predict_proba(x).shape == (0, 3)
+
+
+def test_a_model_files_metadata_prepares_images_as_training_did(tmp_path):
+    model = Sequential([("flat", Flatten()), ("fc", Dense(4, 2))], seed=0)
+    meta = ModelMetadata(input_shape=(1, 2, 2), preprocessing={"mean": [0.5], "std": [0.25]})
+    save_model(model, tmp_path / "m.npz", meta)
+    _, loaded = load_model(tmp_path / "m.npz")
+    pixels = np.array([[[[0, 255], [51, 204]]]], np.uint8)
+    np.testing.assert_allclose(loaded.prepare(pixels), [[[[-2, 2], [-1.2, 1.2]]]], rtol=1e-6)
+    plain = ModelMetadata(input_shape=(1, 2, 2))  # the presets: pixels in [0, 1]
+    np.testing.assert_allclose(plain.prepare(pixels), pixels / 255, rtol=1e-6)

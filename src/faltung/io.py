@@ -159,6 +159,12 @@ class ModelMetadata:
     test_digest: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """``images`` (N, C, H, W) as the model was trained on them: uint8 pixels (or
+        floats in [0, 1]) scaled to [0, 1] and standardised with the recorded means and
+        deviations, as ``faltung predict`` feeds them."""
+        return Preprocessing.from_json(self.preprocessing, self.input_shape[0])(images)
+
     def to_json(self) -> dict[str, Any]:
         known = {
             "input_shape": list(self.input_shape),

@@ -256,6 +256,14 @@ def test_resume_on_other_images_is_refused(tmp_path, shapes_dir, net_file, capsy
     assert "--resume: these are not the images the run in" in capsys.readouterr().err
     assert main([*base, "--data", str(shapes_dir), "--epochs", "2", "--resume"]) == 0
 
+    drawn = [*base[:-1], "--data", str(shapes_dir), "--train-size", "40", "--overwrite"]
+    assert main([*drawn, "--epochs", "1", "--no-plots"]) == 0
+    write_folder(tmp_path / "few", images[::10], labels[::10])  # fewer than the run drew
+    capsys.readouterr()
+    assert main([*base, "--data", str(tmp_path / "few"), "--epochs", "2", "--resume"]) == 2
+    assert "--resume: the run in" in (err := capsys.readouterr().err)
+    assert "drew 40 training images, and few has" in err and "not the images it trained" in err
+
 
 def test_own_images_without_a_preset_train_on_all_of_them(tmp_path, shapes_dir, capsys):
     """The article's 10,000 and 100 MNIST images fit no other data: own images default to

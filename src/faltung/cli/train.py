@@ -215,6 +215,11 @@ def run_train(args: argparse.Namespace) -> int:
             ("--test-size", "test_size", "test", n_test),
         ):
             if settings[size] is not None and settings[size] > total:
+                if saved is not None:  # the checkpoint's number: other data than its run's
+                    raise UsageError(
+                        f"--resume: the run in {out} drew {settings[size]:,} {split} images, "
+                        f"and {data.name} has {total:,}: not the images it trained on"
+                    )
                 if getattr(args, size) is None:  # the preset's number, not the user's
                     own = is_own_data(args.data)
                     other = " (or --preset lenet, which takes all)" if own else ""
