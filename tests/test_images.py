@@ -278,8 +278,9 @@ def test_npy_integers_are_8_bit_levels_as_in_training_arrays(tmp_path):
     for dtype in (np.uint8, np.uint16, np.int64):
         np.save(tmp_path / "d.npy", levels.astype(dtype))
         np.testing.assert_array_equal(load_image(tmp_path / "d.npy"), expected)
-    np.save(tmp_path / "d.npy", levels.astype(np.uint8)[:, :, None])  # (H, W, 1)
-    np.testing.assert_array_equal(load_image(tmp_path / "d.npy"), expected)
+    for shape in ((28, 28, 1), (1, 1, 28, 28)):  # (H, W, 1); a batch of one
+        np.save(tmp_path / "d.npy", levels.astype(np.uint8).reshape(shape))
+        np.testing.assert_array_equal(load_image(tmp_path / "d.npy"), expected)
     np.save(tmp_path / "d.npy", (levels * 257).astype(np.uint16))
     with pytest.raises(ImageError, match="integer arrays hold levels 0..255"):
         load_image(tmp_path / "d.npy")

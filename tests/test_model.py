@@ -219,3 +219,5 @@ def test_a_model_files_metadata_prepares_images_as_training_did(tmp_path):
     np.testing.assert_allclose(loaded.prepare(pixels), [[[[-2, 2], [-1.2, 1.2]]]], rtol=1e-6)
     plain = ModelMetadata(input_shape=(1, 2, 2))  # the presets: pixels in [0, 1]
     np.testing.assert_allclose(plain.prepare(pixels), pixels / 255, rtol=1e-6)
+    for dtype in (np.uint16, np.int64):  # integer levels of any type, as predict reads them
+        np.testing.assert_array_equal(loaded.prepare(pixels.astype(dtype)), loaded.prepare(pixels))

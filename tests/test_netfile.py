@@ -129,6 +129,8 @@ def test_nested_errors_and_bad_files(tmp_path):
         ({"type": "Residual", "body": "conv"}, "body must be a list of layer tables, got 'conv'"),
         ({"type": "SyncBatchNorm2D", "num_features": 1, "affine": "no"}, "affine must be true"),
         ({"type": "Dropout", "p": "inf"}, "Dropout's p must be a number, got 'inf'"),
+        ({"type": "SyncBatchNorm2D", "num_features": 1, "process_group": "x"}, "must be null"),
+        ({"type": "BatchNorm2D", "num_features": 1, "eps": 0}, "eps must be positive and finite"),
     ],
 )
 def test_argument_types_are_checked_and_name_the_layer(tmp_path, layer, message):

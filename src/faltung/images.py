@@ -122,7 +122,7 @@ def _check_size(path: Path, height: int, width: int, size: tuple[int, int], resi
 
 def _from_npy(path: Path, size: tuple[int, int], resize: bool, channels: int) -> np.ndarray:
     """(C, H, W) in [0, 1] from one image: grey (H, W), (1, H, W) or (H, W, 1); else
-    (C, H, W) or (H, W, C)."""
+    (C, H, W) or (H, W, C); any of these as a batch of one (1, ...) too."""
     try:
         # Mapped, not read: the header's declared shape is checked before any data is.
         array = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -130,6 +130,8 @@ def _from_npy(path: Path, size: tuple[int, int], resize: bool, channels: int) ->
         raise ImageError(f"{path}: not a readable .npy array ({error})") from None
     if not isinstance(array, np.ndarray):
         raise ImageError(f"{path}: not a single .npy array")
+    if array.ndim == 4 and array.shape[0] == 1:  # a batch of one image
+        array = array[0]
     if array.ndim == 2 and channels == 1:
         shape = (1, *array.shape)
     elif array.ndim == 3 and array.shape[-1] == channels and array.shape[0] != channels:

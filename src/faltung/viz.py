@@ -27,8 +27,14 @@ def picture_format(path: str | Path) -> str:
     matplotlib writes, so that a command can refuse a bad name before its work."""
     from matplotlib.backend_bases import FigureCanvasBase
 
-    kind = Path(path).suffix.lower().lstrip(".") or "png"
-    known = FigureCanvasBase.get_supported_filetypes()
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give the file to write")
+    if not path.parent.is_dir():
+        raise ValueError(f"{path}: the directory {path.parent} does not exist")
+    kind = path.suffix.lower().lstrip(".") or "png"
+    # PGF is LaTeX code that matplotlib writes only where LaTeX is installed.
+    known = {k: v for k, v in FigureCanvasBase.get_supported_filetypes().items() if k != "pgf"}
     if kind not in known:
         listed = ", ".join(f".{k}" for k in sorted(known))
         raise ValueError(f"{path}: matplotlib writes no .{kind} pictures; it writes {listed}")

@@ -253,7 +253,7 @@ def test_resume_on_other_images_is_refused(tmp_path, shapes_dir, net_file, capsy
     write_folder(tmp_path / "other", images, labels)
     capsys.readouterr()
     assert main([*base, "--data", str(tmp_path / "other"), "--epochs", "2", "--resume"]) == 2
-    assert "--resume: these are not the images the run in" in capsys.readouterr().err
+    assert "does not hold the images the run in" in capsys.readouterr().err
     assert main([*base, "--data", str(shapes_dir), "--epochs", "2", "--resume"]) == 0
 
     drawn = [*base[:-1], "--data", str(shapes_dir), "--train-size", "40", "--overwrite"]

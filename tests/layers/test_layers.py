@@ -13,6 +13,7 @@ from faltung.layers import (
     Dense,
     Dropout,
     GlobalAvgPool2D,
+    LeakyReLU,
     LpPool2D,
     MaxPool2D,
     Sigmoid,
@@ -164,6 +165,9 @@ def test_bad_input_names_the_layer_and_shapes(make, x, match):
         (lambda: Dense(0, 3), "feature counts must be positive"),
         (lambda: Dropout(1.0), r"p must be in \[0, 1\)"),
         (lambda: LpPool2D(0, 2), "p must be a positive number"),
+        (lambda: BatchNorm2D(3, eps=0.0), "eps must be positive and finite"),
+        (lambda: BatchNorm1D(3, eps=float("nan")), "eps must be positive and finite"),
+        (lambda: LeakyReLU(float("inf")), "negative_slope must be finite"),
     ],
 )
 def test_bad_configuration_is_refused(make, match):

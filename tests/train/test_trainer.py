@@ -300,18 +300,21 @@ def test_a_model_ending_in_softmax_trains_as_the_same_model_without_it(tmp_path)
     """Cross-entropy on a final Softmax's output would be a second softmax: the Trainer
     trains the scores before it (the same layers), and checkpoints keep the whole model."""
     from faltung.layers import Softmax
+    from faltung.train.insight import LayerStatistics
 
-    plain = make_trainer(epochs=2, optimizer=SGD)
+    plain = make_trainer(epochs=2, optimizer=SGD, callbacks=[LayerStatistics()])
     plain.fit()
     fresh = make_trainer(tmp_path, epochs=2, optimizer=SGD)
     model = Sequential([*fresh.model.layers.items(), ("probs", Softmax())])
     trainer = Trainer(model, SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.01),
                       *small_data()[:1], epochs=2, batch_size=10, seed=3,
                       schedule=CosineDecay(0.01, 2, warmup_epochs=0.5),
-                      checkpoint_path=tmp_path / "ckpt.npz")  # fmt: skip
+                      callbacks=[LayerStatistics()], checkpoint_path=tmp_path / "ckpt.npz")  # fmt: skip
     trainer.fit()
     for key, value in plain.model.state_dict().items():
         np.testing.assert_allclose(model.state_dict()[key], value, rtol=1e-6, err_msg=key)
+    for key in ("conv.grad_norm", "fc.grad_norm"):  # the insight's backward pass too
+        assert trainer.history.rows[-1][key] == pytest.approx(plain.history.rows[-1][key], 1e-5)
     again = Trainer(model, SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.01),
                     *small_data()[:1], epochs=2, batch_size=10)  # fmt: skip
     again.load_checkpoint(tmp_path / "ckpt.npz")  # the whole model's architecture

@@ -236,8 +236,8 @@ def run_train(args: argparse.Namespace) -> int:
         data_digest = fingerprint(train_x, train_y, test_x, test_y)
         if saved_data is not None and saved_data != data_digest:
             raise UsageError(
-                f"--resume: these are not the images the run in {out} trained on: other data, "
-                f"or {data.name} has changed since (files added, removed or relabelled)"
+                f"--resume: {data.name} does not hold the images the run in {out} trained on: "
+                "give that run's --data, unchanged (no file added, removed or relabelled)"
             )
         val_data = None
         if settings["val_split"] and not data.held_out:

@@ -90,8 +90,9 @@ class Preprocessing:
 
 
 def to_unit(images: np.ndarray) -> np.ndarray:
-    """uint8 pixels -> float32 in [0, 1] (a new array); float images are copied as float32."""
-    if images.dtype == np.uint8:
+    """Integer pixels (levels 0..255, of any integer type) -> float32 in [0, 1], a new
+    array; float images are copied as float32."""
+    if images.dtype.kind in "iu":
         return images.astype(np.float32) * np.float32(1 / 255)
     return np.array(images, np.float32)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,8 @@ class ReLU(Layer):
 class LeakyReLU(Layer):
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
+        if not math.isfinite(negative_slope):
+            raise self._fail(f"negative_slope must be finite, got {negative_slope}")
         self.negative_slope = float(negative_slope)
 
     def forward(self, x: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -37,6 +38,8 @@ class _BatchNorm(Layer):
             raise self._fail(f"num_features must be positive, got {num_features}")
         if not 0 <= momentum <= 1:
             raise self._fail(f"momentum must be in [0, 1], got {momentum}")
+        if not 0 < eps < math.inf:  # it keeps 1 / sqrt(var + eps) finite
+            raise self._fail(f"eps must be positive and finite, got {eps}")
         self.num_features, self.eps, self.momentum, self.affine = (
             num_features,
             float(eps),

@@ -54,8 +54,9 @@ class LayerStatistics(Callback):
 
 
 def layer_statistics(trainer: Trainer, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """The statistics of one forward and backward pass of ``images`` through the model."""
-    model, loss = trainer.model, trainer.loss
+    """The statistics of one forward and backward pass of ``images`` through the model, as
+    the trainer trains it (a final Softmax left to the loss: ``Trainer.trained``)."""
+    model, loss = trainer.trained, trainer.loss
     stats: dict[str, float] = {}
     with eval_backprop(model, input_grad=False):
         for name, y in model.forward_each(images):
