@@ -371,6 +371,14 @@ def test_evaluate_scores_every_image_of_new_data_and_says_what_it_scored(
     assert "on all 18 shapes test images, as in training" in capsys.readouterr().out
     assert main(["evaluate", str(model), "--data", str(tmp_path / "new"), "--test-size", "5"]) == 0
     assert "on 5 images of new drawn with seed 0" in capsys.readouterr().out
+    import shutil
+
+    copy = tmp_path / "copy"  # the training data under another name: found by its digest
+    shutil.copytree(shapes_dir, copy)
+    assert main(["evaluate", str(model), "--data", str(copy)]) == 0
+    assert "on all 18 copy test images" in capsys.readouterr().out  # not all 90
+    assert main(["evaluate", str(model), "--data", str(copy), "--all"]) == 0
+    assert "on all 90 images of copy (its training images included)" in capsys.readouterr().out
     one = tmp_path / "one"
     write_folder(one, images[:1], labels[:1])  # nothing to hold out of one image
     assert main(["evaluate", str(model), "--data", str(one)]) == 0

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..datasets import (
     DATASETS,
+    DatasetError,
     ImageArray,
     ImageDataset,
     Preprocessing,
@@ -90,11 +91,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 picture_format(picture)
     model, meta = load_model(args.model)
     own = is_own_data(args.data)
-    # Labelled images other than the training data (by name), or --all: every image of
-    # them counts, and none is held out first.
-    whole = own and (args.all or Path(args.data).resolve().name != meta.dataset)
+    whole = trained_on = False
     if own:
-        data = split_as_in_training(args.data, meta.input_shape, meta.settings, not whole)
+        data, trained_on, same_name = own_data_as_in_training(args.data, meta)
+        # Labelled images other than the training data, or --all: every image of them
+        # counts, and none is held out first.
+        whole = args.all or not (trained_on or same_name)
+        if whole and data.held_out:
+            data = split_as_in_training(args.data, meta.input_shape, meta.settings, False)
     else:
         dataset = args.dataset or meta.dataset or "mnist"
         if args.dataset is None and dataset not in DATASETS:
@@ -110,7 +114,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if len(pool_x) == 0:
             pool_x, pool_y, noun = data.train_images, data.train_labels, "images"
         index, what, as_recorded = choose_test_images(args, meta, data.name, len(pool_x), noun)
-        if data.name == meta.dataset and noun == "images":
+        if trained_on and noun == "images":
             what += " (its training images included)"
     else:
         index, what, as_recorded = choose_test_images(args, meta, data.name, len(pool_x))
@@ -149,6 +153,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
             numbers=index,
         )  # fmt: skip
     return 0
+
+
+def own_data_as_in_training(path: str, meta: ModelMetadata) -> tuple[ImageDataset, bool, bool]:
+    """One's own images split as training split them; whether they are the data the model
+    was trained on (its recorded test images found again; in files that record none, the
+    same name); and whether they bear its name (the training data, perhaps changed since).
+    Data too small to hold a split out of is other data, loaded without one."""
+    try:
+        data = split_as_in_training(path, meta.input_shape, meta.settings)
+    except DatasetError:
+        return split_as_in_training(path, meta.input_shape, meta.settings, False), False, False
+    same_name = data.name == meta.dataset
+    recorded = meta.test_indices
+    if meta.test_digest is None or not recorded or max(recorded) >= len(data.test_images):
+        return data, same_name and meta.test_digest is None, same_name
+    index = np.asarray(recorded, np.int64)
+    found = fingerprint(data.test_images[index], data.test_labels[index]) == meta.test_digest
+    return data, found, same_name
 
 
 def split_as_in_training(
