@@ -310,3 +310,14 @@ def test_names_inside_a_residual_block_come_back(tmp_path):
                             shortcut=[("proj", Conv2D(2, 2, 1))])])  # fmt: skip
     back, _ = fonnx.load(fonnx.export(model, tmp_path / "m.onnx", input_shape=(1, 6, 6)))
     assert [name for name, _ in back.named_layers()] == [name for name, _ in model.named_layers()]
+
+
+def test_a_residual_block_inside_another_comes_back(tmp_path):
+    inner = Residual([("conv", Conv2D(2, 2, 3, padding=1))])
+    model = build([Conv2D(1, 2, 3, padding=1),
+                   Residual([("c1", Conv2D(2, 2, 3, padding=1)), ("inner", inner),
+                             ("act", ReLU())])])  # fmt: skip
+    back, _ = fonnx.load(fonnx.export(model, tmp_path / "m.onnx", input_shape=(1, 6, 6)))
+    assert [name for name, _ in back.named_layers()] == [name for name, _ in model.named_layers()]
+    x = np.random.default_rng(0).random((2, 1, 6, 6), dtype=np.float32)
+    np.testing.assert_array_equal(back.eval()(x), model.eval()(x))
