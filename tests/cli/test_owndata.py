@@ -244,6 +244,20 @@ def test_resume_with_a_network_file_and_augmentation_is_bit_exact(tmp_path, shap
         np.testing.assert_array_equal(value, resumed.state_dict()[name], err_msg=name)
 
 
+def test_resume_with_another_network_file_is_refused(tmp_path, shapes_dir, net_file, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--data", str(shapes_dir), "--out", str(out), "--no-plots"]
+    assert main([*base, "--model", str(net_file), "--epochs", "1"]) == 0
+    other = tmp_path / "other.json"
+    other.write_text(net_file.read_text())
+    assert main([*base, "--model", str(other), "--epochs", "2", "--resume"]) == 2
+    assert f"and --model {net_file}, not preset 'lenet' and --model {other}" in (
+        capsys.readouterr().err
+    )
+    assert main([*base, "--epochs", "2", "--resume"]) == 2  # the preset's own network
+    assert f"resume it with --preset lenet --model {net_file} --out" in capsys.readouterr().err
+
+
 def test_resume_on_other_images_is_refused(tmp_path, shapes_dir, net_file, capsys):
     out = tmp_path / "run"
     base = ["train", "--model", str(net_file), "--out", str(out), "--batch-size", "8",

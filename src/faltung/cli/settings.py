@@ -149,16 +149,30 @@ def describe_training(settings: dict[str, Any]) -> str:
     )
 
 
-def saved_run(checkpoint: Path, preset: str) -> tuple[dict[str, Any], str | None] | None:
+def saved_run(
+    checkpoint: Path, preset: str, model: str | None
+) -> tuple[dict[str, Any], str | None] | None:
     """The settings of the run in ``checkpoint`` and the digest of the images it trained
-    on (None for checkpoints older than it), or None if there is no checkpoint."""
+    on (None for checkpoints older than it), or None if there is no checkpoint. The run
+    must be of the same preset and the same ``--model`` file."""
     if not checkpoint.is_file():
         return None
     header, _ = read_archive(checkpoint, CHECKPOINT_FORMAT)
-    saved = header.get("config", {}).get("preset")
-    if saved != preset:
-        raise UsageError(
-            f"{checkpoint} belongs to preset {saved!r}, not {preset!r}: resume it with "
-            f"--preset {saved} --out {checkpoint.parent} --resume"
+    config = header.get("config", {})
+    saved, network = config.get("preset"), config.get("model")
+    again = f"--preset {saved}" + (f" --model {network}" if network else "")
+    # A --model file is known by its name: the same file may be given by another path.
+    if saved != preset or (Path(network).name if network else None) != (
+        Path(model).name if model else None
+    ):
+        mine = (
+            repr(preset)
+            if not (model or network)
+            else f"preset {preset!r}" + (f" and --model {model}" if model else " without --model")
         )
-    return header["config"]["settings"], header["config"].get("data")
+        theirs = f"preset {saved!r}" + (f" and --model {network}" if network else "")
+        raise UsageError(
+            f"{checkpoint} belongs to {theirs}, not {mine}: resume it with "
+            f"{again} --out {checkpoint.parent} --resume"
+        )
+    return config["settings"], config.get("data")

@@ -191,7 +191,7 @@ def run_train(args: argparse.Namespace) -> int:
     comm = world()
     if not comm.is_root:  # rank 0 speaks for all; the others still report errors on stderr
         sys.stdout = open(os.devnull, "w")
-    run = comm.on_root(saved_run, checkpoint, preset.name) if args.resume else None
+    run = comm.on_root(saved_run, checkpoint, preset.name, args.model) if args.resume else None
     saved, saved_data = run if run is not None else (None, None)
     with comm.together():
         settings = resolve_settings(args, saved)
