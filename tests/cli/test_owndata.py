@@ -95,6 +95,22 @@ def test_fine_tuning_starts_from_the_trained_weights(tmp_path, shapes_dir, net_f
     assert rows_after[0]["loss"] < rows[0]["loss"]
 
 
+def test_fine_tuning_a_model_with_dropout_is_reproducible(tmp_path, shapes_dir):
+    layers = NET["layers"][:-1] + [{"name": "drop", "type": "Dropout", "p": 0.5}, NET["layers"][-1]]
+    net = tmp_path / "drop.json"
+    net.write_text(json.dumps({"layers": layers}))
+    base = ["--data", str(shapes_dir), "--batch-size", "8", "--no-plots", "--epochs", "1"]
+    assert main(["train", "--model", str(net), "--out", str(tmp_path / "first"), *base]) == 0
+    tuned = []
+    for run in ("a", "b"):
+        args = ["train", "--model", str(tmp_path / "first" / "model.npz"),
+                "--out", str(tmp_path / run), "--seed", "5", *base]  # fmt: skip
+        assert main(args) == 0
+        tuned.append(load_model(tmp_path / run / "model.npz")[0].state_dict())
+    for key, value in tuned[0].items():
+        np.testing.assert_array_equal(tuned[1][key], value, err_msg=key)
+
+
 def test_rgb_folder_with_size_augmentation_and_the_resnet(tmp_path, capsys):
     images, labels = draw_shapes(6, 20, rgb=True)
     write_folder(tmp_path / "rgb" / "train", images, labels)

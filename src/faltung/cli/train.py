@@ -170,6 +170,11 @@ def build_network(
             )
         prep = Preprocessing.from_json(meta.preprocessing, input_shape[0])
         what = f"{path} (fine-tuning its trained weights; settings of preset {preset.name})"
+        # The weights stay; the layers' own generators (dropout's) start from the seed, so
+        # that the same --seed fine-tunes to the same weights.
+        for position, (_, layer) in enumerate(model.named_layers()):
+            if hasattr(layer, "rng"):
+                layer.rng = np.random.default_rng([seed, position])
         model.train()
         return model, prep, what
     model, declared = read_network(path)
