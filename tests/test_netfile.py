@@ -164,3 +164,10 @@ def test_a_layer_too_large_for_memory_is_one_error_naming_it(tmp_path, monkeypat
                                             "out_features": 10**6}]}))  # fmt: skip
     with pytest.raises(ValueError, match="big: Dense's parameters do not fit in memory"):
         read_network(path)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_file(tmp_path):
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(NET), encoding="utf-8-sig")
+    model, shape = read_network(path)
+    assert shape == (1, 12, 12) and "block" in model.layers

@@ -33,7 +33,7 @@ def read_network(path: str | os.PathLike[str]) -> tuple[Sequential, tuple[int, .
     """The network in ``path`` (.toml or .json) and its declared input shape, if any."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's byte-order mark
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: cannot read ({error})") from None
     try:
