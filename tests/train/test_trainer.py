@@ -342,3 +342,14 @@ def test_each_step_takes_the_schedule_at_its_middle_so_a_warm_up_never_stands_st
     trainer.epochs = 2
     trainer.fit()
     assert rates[1] == 0.1 * (1 + math.cos(math.pi / 2)) / 2 > 0  # halfway down
+
+
+def test_one_hot_targets_with_mse_train_and_count_hits():
+    from faltung.losses import MSELoss
+
+    (x, y), _ = small_data()
+    model = make_trainer(epochs=1).model
+    one_hot = np.eye(10, dtype=np.float32)[y]
+    trainer = Trainer(model, MSELoss(), SGD(model.parameters(), lr=0.01), (x, one_hot), 1, 10)
+    trainer.fit()
+    assert 0 <= trainer.history.rows[-1]["train_acc"] <= 1

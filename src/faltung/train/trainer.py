@@ -51,6 +51,13 @@ class TrainingInterrupted(RuntimeError):
     """Ctrl-C: training stopped at a step boundary (after saving, when it can)."""
 
 
+def hits(outputs: np.ndarray, targets: np.ndarray) -> int:
+    """Images whose highest output is their class: integer labels (N,), or per-class
+    targets (N, K) such as one-hot rows, whose highest entry is the class."""
+    classes = targets if targets.ndim == 1 else targets.argmax(axis=1)
+    return int(np.count_nonzero(outputs.argmax(axis=1) == classes))
+
+
 def batch_indices(order: np.ndarray, step: int, batch_size: int) -> np.ndarray:
     """The positions that make up batch ``step`` of an epoch shuffled into ``order``.
 
@@ -251,7 +258,7 @@ class Trainer:
         for p in self.optimizer.params:
             if p.grad is not None and not np.isfinite(p.grad).all():
                 raise self._diverged(f"the gradient of {p.name} became NaN or infinite")
-        return loss * len(index), int(np.count_nonzero(logits.argmax(axis=1) == labels))
+        return loss * len(index), hits(logits, labels)
 
     def _learn_together(self, epoch: int, index: np.ndarray) -> tuple[float, int]:
         """This rank's shard of the batch, then the one Allreduce of the step.
@@ -269,7 +276,7 @@ class Trainer:
             dlogits = self.loss.backward()
             self.trained.backward(dlogits * dlogits.dtype.type(len(local) / len(index)))
             loss_sum = loss * len(local)
-            correct = int(np.count_nonzero(logits.argmax(axis=1) == labels))
+            correct = hits(logits, labels)
         stop = float(self._interrupt_requested)
         loss_sum, correct, stop = self.reducer.reduce([loss_sum, correct, stop], len(local) > 0)
         self._stop_agreed = stop > 0
