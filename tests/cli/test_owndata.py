@@ -412,7 +412,7 @@ def test_evaluate_scores_every_image_of_new_data_and_says_what_it_scored(
     one = tmp_path / "one"
     write_folder(one, images[:1], labels[:1])  # nothing to hold out of one image
     assert main(["evaluate", str(model), "--data", str(one)]) == 0
-    assert "on all 1 images of one" in capsys.readouterr().out
+    assert "on the one image of one" in capsys.readouterr().out
 
 
 def test_own_data_without_a_test_split_needs_a_held_out_fraction(tmp_path, shapes_dir, capsys):

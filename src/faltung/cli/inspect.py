@@ -50,7 +50,8 @@ def choose_test_images(
     still draws from them), rather than a test split of a known dataset.
     """
     if whole is not None and args.test_size is None:
-        return np.arange(n_test), f"all {n_test:,} {whole} of {dataset}", False
+        counted = f"all {n_test:,} {whole}" if n_test != 1 else f"the one {whole[:-1]}"
+        return np.arange(n_test), f"{counted} of {dataset}", False
     if args.all:
         return np.arange(n_test), f"all {n_test:,} {dataset} test images", False
     if args.test_size is not None:
