@@ -98,8 +98,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         # Labelled images other than the training data, or --all: every image of them
         # counts, and none is held out first.
         whole = args.all or not (trained_on or same_name)
-        if whole and data.held_out:
-            data = split_as_in_training(args.data, meta.input_shape, meta.settings, False)
     else:
         dataset = args.dataset or meta.dataset or "mnist"
         if args.dataset is None and dataset not in DATASETS:
@@ -112,8 +110,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     pool_x, pool_y = data.test_images, data.test_labels
     if whole:
         noun = "test images"  # of data with a test split of its own
-        if len(pool_x) == 0:
-            pool_x, pool_y, noun = data.train_images, data.train_labels, "images"
+        if data.held_out or len(pool_x) == 0:  # else all of it: the held-out split undone
+            pool_x = np.concatenate([data.train_images, data.test_images])
+            pool_y = np.concatenate([data.train_labels, data.test_labels])
+            noun = "images"
         index, what, as_recorded = choose_test_images(args, meta, data.name, len(pool_x), noun)
         if trained_on and noun == "images":
             what += " (its training images included)"
