@@ -1,6 +1,6 @@
 """Where a training step spends its time: each layer's forward and backward, and the rest.
 
-    python -m bench.profile [--preset article] [--order preset|textbook] [--batch 64]
+    python -m bench.profile [--network article] [--order preset|textbook] [--batch 64]
 
 Each layer is timed on every step and the median over the steps is reported, which is
 robust to this machine's drift; ``--floor`` reports the fastest instead, the cost without
@@ -19,17 +19,16 @@ import time
 
 import numpy as np
 
-from bench.networks import ORDERS, numpy_network
+from bench.networks import NETWORKS, ORDERS, numpy_network, orders
 from faltung.losses import SoftmaxCrossEntropy
 from faltung.memory import tune_malloc
 from faltung.optim import SGD
-from faltung.presets import PRESETS
 
 
 def profile(
-    preset: str, batch: int, steps: int, floor: bool = False, order: str = "preset"
+    network: str, batch: int, steps: int, floor: bool = False, order: str = "preset"
 ) -> list[tuple[str, float, float]]:
-    model = numpy_network(preset, order)
+    model = numpy_network(network, order)
     loss = SoftmaxCrossEntropy()
     optimizer = SGD(model.parameters(), lr=0.005, weight_decay=1e-4)
     rng = np.random.default_rng(0)
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--preset", default="article", choices=list(PRESETS))
+    parser.add_argument("--network", "--preset", default="article", choices=NETWORKS)
     parser.add_argument("--order", default="preset", choices=ORDERS)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=60)
@@ -79,11 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         "--floor", action="store_true", help="report the fastest step (noise-free floor)"
     )
     args = parser.parse_args(argv)
+    if args.order not in orders(args.network):
+        parser.error(f"{args.network} has one layer order, {ORDERS[0]!r}")
     tune_malloc()  # as the command line runs (faltung.memory)
-    rows = profile(args.preset, args.batch, args.steps, args.floor, args.order)
+    rows = profile(args.network, args.batch, args.steps, args.floor, args.order)
     step = rows[-1][1]
     print(
-        f"{args.preset} ({args.order} order), batch {args.batch}: "
+        f"{args.network} ({args.order} order), batch {args.batch}: "
         f"{'fastest' if args.floor else 'median'} step "
         f"{step * 1e3:.2f} ms "
         f"= {args.batch / step:.0f} images/s "

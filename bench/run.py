@@ -6,16 +6,17 @@
     python -m bench.run --quick         # fewer points, for a smoke test
 
 The article and lenet presets run in their own layer order (conv -> pool -> ReLU) and in
-the textbooks' (conv -> ReLU -> pool), the resnet preset (batch norm, residual blocks) as it
-is, in both frameworks. GFLOP/s count the multiply-adds of the
-convolutions and dense layers, and are also given as a fraction of the measured float32
-matmul peak. Ours and PyTorch's are measured in alternating windows (``--repeats`` pairs of
-windows of at least ``--seconds`` each, which of the two goes first alternating too); a
-window's figure is its median call, and the min, median and max over the windows are
-reported. The ratio is the median of the window-by-window ratios: a shared machine's speed
-drifts within minutes (bench/NOTES.md), and the two windows of a pair, a second apart, see
-the same machine, where the medians of each side's windows can come from different minutes.
-Only ratios from the same run are meaningful.
+the textbooks' (conv -> ReLU -> pool), the resnet preset (batch norm, residual blocks)
+and PyTorch's MNIST example network (``bench.networks``) as they are, in both
+frameworks. GFLOP/s count the multiply-adds of the convolutions and dense layers, and
+are also given as a fraction of the measured float32 matmul peak. Ours and PyTorch's are
+measured in alternating windows (``--repeats`` pairs of windows of at least
+``--seconds`` each, which of the two goes first alternating too); a window's figure is
+its median call, and the min, median and max over the windows are reported. The ratio is
+the median of the window-by-window ratios: a shared machine's speed drifts within
+minutes (bench/NOTES.md), and the two windows of a pair, a second apart, see the same
+machine, where the medians of each side's windows can come from different minutes. Only
+ratios from the same run are meaningful.
 """
 
 from __future__ import annotations
@@ -35,13 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.networks import ORDERS, numpy_network
+from bench.networks import NETWORKS, ORDERS, numpy_network, orders
 from faltung import __version__
 from faltung._threads import THREAD_VARIABLES
 from faltung.losses import SoftmaxCrossEntropy
 from faltung.memory import tune_malloc
 from faltung.optim import SGD
-from faltung.presets import PRESETS
 from faltung.summary import count_flops, training_step_flops
 
 INPUT = (1, 28, 28)
@@ -49,8 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class NumpyRunner:
-    def __init__(self, preset: str, lr: float = 0.005, order: str = "preset") -> None:
-        self.model = numpy_network(preset, order)
+    def __init__(self, network: str, lr: float = 0.005, order: str = "preset") -> None:
+        self.model = numpy_network(network, order)
         self.loss = SoftmaxCrossEntropy()
         self.optimizer = SGD(self.model.parameters(), lr=lr, weight_decay=1e-4)
 
@@ -94,17 +94,17 @@ def blas_threads() -> int:
     return os.cpu_count() or 1
 
 
-def torch_runner(preset: str, order: str = "preset"):
+def torch_runner(network: str, order: str = "preset"):
     from bench.torch_models import TorchRunner
 
-    return TorchRunner(preset, threads=blas_threads(), order=order)
+    return TorchRunner(network, threads=blas_threads(), order=order)
 
 
 def make_call(
-    factory, preset: str, order: str, mode: str, x: np.ndarray, y: np.ndarray
+    factory, network: str, order: str, mode: str, x: np.ndarray, y: np.ndarray
 ) -> Callable[[], None]:
     """A fresh runner's training step or inference on (x, y), as a no-argument call."""
-    runner = factory(preset, order=order)
+    runner = factory(network, order=order)
     if mode == "train":
         return lambda: runner.train_step(x, y)
     return lambda: runner.infer(x)
@@ -248,10 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         help="article preset, its own layer order, two batches; memory over 6,400 images",
     )
     parser.add_argument(
+        "--network",
         "--preset",
         nargs="+",
-        choices=sorted(PRESETS),
-        help="the networks to measure (default: all; --quick: article)",
+        choices=NETWORKS,
+        help="the networks to measure: presets, or PyTorch's example (default: all; "
+        "--quick: article)",
     )
     parser.add_argument("--profile", action="store_true", help="per-layer profile and exit")
     parser.add_argument("--no-torch", action="store_true")
@@ -277,12 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.profile import main as profile_main
 
         # Its own arguments, not this command line's (which holds --profile).
-        return profile_main(["--preset", args.preset[0]] if args.preset else [])
+        return profile_main(["--network", args.network[0]] if args.network else [])
 
     threads = blas_threads()
     use_torch = not args.no_torch and torch_available()
-    presets = args.preset or (["article"] if args.quick else ["article", "lenet", "resnet"])
-    orders = ORDERS[:1] if args.quick else ORDERS
+    networks = args.network or (["article"] if args.quick else list(NETWORKS))
     train_batches = [5, 64] if args.quick else [5, 64, 256]
     infer_batches = [64, 1000]
     peak = matmul_peak()
@@ -311,24 +312,23 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     rows = []
-    # The resnet's ReLUs follow batch norms, not poolings: its two orders are one network.
-    runs = [(p, o) for p in presets for o in (ORDERS[:1] if p == "resnet" else orders)]
-    for preset, order in runs:
-        layer_flops = count_flops(PRESETS[preset].build(0), INPUT)
+    runs = [(n, o) for n in networks for o in (ORDERS[:1] if args.quick else orders(n))]
+    for network, order in runs:
+        layer_flops = count_flops(numpy_network(network, order), INPUT)
         flops, step_flops = sum(layer_flops.values()), training_step_flops(layer_flops)
         for mode, batches in (("train", train_batches), ("infer", infer_batches)):
             for batch in batches:
                 x, y = data(batch)
-                ours = partial(make_call, NumpyRunner, preset, order, mode, x, y)
+                ours = partial(make_call, NumpyRunner, network, order, mode, x, y)
                 theirs = (
-                    partial(make_call, torch_runner, preset, order, mode, x, y)
+                    partial(make_call, torch_runner, network, order, mode, x, y)
                     if use_torch
                     else None
                 )
                 result = throughput_pair(ours, theirs, batch, args.repeats, args.seconds)
                 per_image = step_flops if mode == "train" else flops
                 row = {
-                    "preset": preset, "order": order, "mode": mode, "batch": batch,
+                    "network": network, "order": order, "mode": mode, "batch": batch,
                     "ours_img_s": result["ours"],
                     "ours_gflops": round(result["ours"]["median"] * per_image / 1e9, 1),
                     "ours_peak_fraction": round(
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
 def format_row(row: dict) -> str:
     ours = row["ours_img_s"]
     text = (
-        f"{row['preset']:>7} {row['order']:>8} {row['mode']:>5} batch {row['batch']:>4}: ours "
+        f"{row['network']:>15} {row['order']:>8} {row['mode']:>5} batch {row['batch']:>4}: ours "
         f"{ours['median']:7.0f} img/s (min {ours['min']:.0f}, max {ours['max']:.0f}; "
         f"{row['ours_gflops']:.0f} GFLOP/s, {row['ours_peak_fraction']:.0%} of peak)"
     )

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 
 def build(preset: str, threads: int, order: str = "preset"):
-    """The preset's network in PyTorch; ``order`` as in ``bench.networks``."""
+    """The network of ``bench.networks`` of that name in PyTorch, ``order`` as there."""
     import torch
     from torch import nn
 
     torch.set_num_threads(threads)
     if preset == "resnet":
         return resnet()
+    if preset == "pytorch-example":
+        return pytorch_example()
     head = [nn.Sigmoid()] if preset == "article" else [nn.ReLU(), nn.Dropout(0.5)]
 
     def stage(conv):
@@ -25,6 +27,17 @@ def build(preset: str, threads: int, order: str = "preset"):
         *head,
         nn.Linear(500, 10),
     )
+
+
+def pytorch_example():
+    """pytorch/examples' mnist/main.py network, as an ``nn.Sequential``."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 1), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
+        nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10),
+    )  # fmt: skip
 
 
 def resnet():
