@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faltung import Sequential
+from faltung import Sequential, parallel
 from faltung.io import ModelFileError, ModelMetadata, load_model, load_weights, save_model
 from faltung.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 
@@ -221,3 +221,54 @@ def test_a_model_files_metadata_prepares_images_as_training_did(tmp_path):
     np.testing.assert_allclose(plain.prepare(pixels), pixels / 255, rtol=1e-6)
     for dtype in (np.uint16, np.int64):  # integer levels of any type, as predict reads them
         np.testing.assert_array_equal(loaded.prepare(pixels.astype(dtype)), loaded.prepare(pixels))
+
+
+def _bn_model() -> Sequential:
+    layers = [("conv", Conv2D(1, 2, 3)), ("bn", BatchNorm2D(2)), ("relu", ReLU())]
+    model = Sequential([*layers, ("flat", Flatten()), ("fc", Dense(8, 2))], seed=0)
+    return model.astype(np.float64)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_training_layer_in_an_eval_model_sees_the_whole_batch(threads):
+    """Re-estimating batch norm's statistics (the model in eval mode, the norm training)
+    takes a batch of 100 as one batch, split over threads or not, never as chunks of
+    ``inference_chunk`` images with statistics of their own."""
+    x = np.random.default_rng(0).standard_normal((100, 1, 4, 4))
+    x[64:] += 5.0
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(threads)
+    try:
+        chunked, whole = _bn_model(), _bn_model()
+        for model in (chunked, whole):
+            model.eval()
+            model["bn"].train()
+        whole.inference_chunk = len(x)
+        np.testing.assert_allclose(chunked.forward(x), whole.forward(x), rtol=1e-12)
+    finally:
+        parallel.set_num_threads(before)
+    for key in ("running_mean", "running_var", "num_batches_tracked"):
+        np.testing.assert_allclose(chunked["bn"].buffers[key], whole["bn"].buffers[key])
+    assert int(chunked["bn"].buffers["num_batches_tracked"]) == 1
+
+
+def test_inference_leaves_every_layer_in_its_own_mode():
+    """predict, summaries and explanations switch to eval mode and back without changing
+    the mode of a layer the user set apart (a frozen batch norm), or keep_cache."""
+    from faltung.explain import activations, saliency
+
+    x = np.random.default_rng(0).random((8, 1, 4, 4))
+    model = _bn_model()
+    model.train()
+    model["bn"].eval()
+    model.predict(x[:2])
+    model.summary((1, 4, 4))
+    activations(model, x[0])
+    saliency(model, x[0], 1)
+    assert model.training and not model["bn"].training
+    assert all(layer.training for name, layer in model.layers.items() if name != "bn")
+    model.forward(x)
+    np.testing.assert_array_equal(model["bn"].buffers["running_mean"], 0)
+    model.eval(keep_cache=True)
+    model.predict(x[:1])
+    assert model.keep_cache and all(layer.keep_cache for layer in model.layers.values())

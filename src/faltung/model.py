@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -67,7 +68,8 @@ class Sequential:
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Training mode: the whole batch at once, keeping what backward needs.
 
-        Eval mode: chunks of ``inference_chunk`` images, concatenated. In either mode a
+        Eval mode: chunks of ``inference_chunk`` images, concatenated, unless a layer inside
+        is training (a batch norm's statistics come from the whole batch). In either mode a
         large batch is split over threads (``faltung.parallel``): the same result up to
         rounding, except that dropout draws its masks from one stream per shard.
         """
@@ -75,9 +77,13 @@ class Sequential:
         if count > 1:
             return self._forward_split(x, count)
         self._split = None
-        if self.training or self.keep_cache or len(x) <= self.inference_chunk:
+        if self.keep_cache or len(x) <= self.inference_chunk or self._trains():
             return self._forward(x)
         return np.concatenate(list(self._chunks(x, self.inference_chunk)))
+
+    def _trains(self) -> bool:
+        """Whether the model or any layer inside it is in training mode."""
+        return self.training or any(layer.training for _, layer in self.named_layers())
 
     __call__ = forward
 
@@ -107,12 +113,10 @@ class Sequential:
         what ``backward`` needs. In eval mode each shard runs in chunks, unless a layer
         inside trains (its statistics must come from one pass per shard)."""
         self._order, self._split = self.run_order(), None
-        every = [layer for _, layer in self.named_layers()]
-        for layer in every:  # backward goes through the shards' replicas, never these
+        for _, layer in self.named_layers():  # backward goes through the shards' replicas
             layer.clear_cache()
-        whole = self.training or any(layer.training for layer in every)
         y, split = parallel.forward_split(
-            self._order, x, count, len(x) if whole else self.inference_chunk
+            self._order, x, count, len(x) if self._trains() else self.inference_chunk
         )
         self._split = split if self.training else None
         return y
@@ -167,13 +171,9 @@ class Sequential:
         size = self.inference_chunk if batch_size is None else batch_size
         if size < 1:
             raise ValueError(f"batch_size must be positive, got {size}")
-        was_training = self.training
-        self.eval()
-        try:
+        with self.evaluating():
             for start in range(0, len(x), size):
                 yield self.forward(x[start : start + size])
-        finally:
-            self.train(was_training)
 
     @property
     def ends_in_softmax(self) -> bool:
@@ -226,6 +226,20 @@ class Sequential:
         for layer in self.layers.values():
             layer.eval(keep_cache)
         return self
+
+    @contextlib.contextmanager
+    def evaluating(self, keep_cache: bool = False) -> Iterator[Sequential]:
+        """Eval mode (``eval(keep_cache)``) inside the block; afterwards the model and every
+        layer in it are back in the mode each was in, so that a batch norm frozen with its
+        own ``eval()`` inside a training model stays frozen, and ``keep_cache`` stays set."""
+        modes = [(self, self.training, self.keep_cache)]
+        modes += [(layer, layer.training, layer.keep_cache) for _, layer in self.named_layers()]
+        self.eval(keep_cache)
+        try:
+            yield self
+        finally:
+            for owner, training, keep_cache_before in modes:
+                owner.training, owner.keep_cache = training, keep_cache_before
 
     def use_kernels(self, name: str) -> Sequential:
         """Compute with the ``'fast'`` kernels or the article's plain ``'reference'`` ones."""

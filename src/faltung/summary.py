@@ -26,18 +26,14 @@ def dry_run(
     With ``nested``, the layers inside a container (``Residual``) come before the
     container's own row, with dotted names (``block1.body.conv1``).
     """
-    was_training = model.training
-    model.eval()
     x = np.zeros((1, *input_shape), model.dtype)
-    try:
+    with model.evaluating():
         for name, layer in model.layers.items():
             if nested and hasattr(layer, "trace"):
                 for inner, child, y in layer.trace(x):
                     yield f"{name}.{inner}", child, y
             x = layer.forward(x)
             yield name, layer, x
-    finally:
-        model.train(was_training)
 
 
 def count_flops(model: Sequential, input_shape: tuple[int, ...]) -> dict[str, int]:

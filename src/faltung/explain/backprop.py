@@ -30,13 +30,11 @@ def eval_backprop(model: Sequential, input_grad: bool = True) -> Iterator[Sequen
     # Every layer, those inside residual blocks too: their gradients are overwritten here.
     layers = [layer for _, layer in model.named_layers()]
     grads = [dict(layer.grads) for layer in layers]
-    was_training = model.training
-    model.eval(keep_cache=True)
     first.needs_input_grad = input_grad or first_needs_input_grad
     try:
-        yield model
+        with model.evaluating(keep_cache=True):
+            yield model
     finally:
-        model.train(was_training)
         first.needs_input_grad = first_needs_input_grad
         for layer, old in zip(layers, grads):
             layer.grads.clear()

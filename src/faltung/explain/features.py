@@ -19,14 +19,10 @@ def activations(model: Sequential, x: np.ndarray) -> dict[str, np.ndarray]:
     x = as_input(model, np.asarray(x))
     single = x.ndim == 3
     out = x[None] if single else x
-    was_training = model.training
-    model.eval()
     outputs: dict[str, np.ndarray] = {}
-    try:
+    with model.evaluating():
         for name, y in model.forward_each(out):
             outputs[name] = y[0] if single else y
-    finally:
-        model.train(was_training)
     return outputs
 
 

@@ -32,4 +32,7 @@ def in_pixels(model: Sequential, preprocessing: Preprocessing) -> Sequential:
     wrapped = Sequential(layers, kernels=first.kernels.name)
     first.needs_input_grad = True
     wrapped.astype(model.dtype)
-    return wrapped.train(model.training)
+    # In the model's mode, leaving each of its layers in its own.
+    for owner in (wrapped, wrapped.layers[name]):
+        owner.training, owner.keep_cache = model.training, model.keep_cache
+    return wrapped
