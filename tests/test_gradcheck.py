@@ -35,3 +35,40 @@ def test_the_tolerance_is_the_callers():
     result = GradcheckResult({"input": 1e-5}, tolerance=1e-4)
     assert result.ok and not result.passed(1e-6)
     assert not GradcheckResult({"input": 1e-5}).ok
+
+
+def test_a_gradient_that_is_zero_in_truth_passes():
+    """A convolution's bias before a batch norm has a gradient of exactly zero; the
+    central differences' rounding noise there is not an error."""
+    from faltung import Sequential
+    from faltung.layers import BatchNorm2D, Conv2D
+
+    model = Sequential([("conv", Conv2D(3, 4, 3, padding=1, rng=0)), ("bn", BatchNorm2D(4))])
+    result = gradcheck(model, np.random.default_rng(0).standard_normal((2, 3, 5, 5)))
+    assert result.ok, str(result)
+
+
+def test_a_wrong_small_gradient_still_fails():
+    """The noise floor is a thousandth of the largest gradient: a bias gradient that is
+    small but wrong is still caught."""
+
+    class HalfBias(Dense):
+        def backward(self, dy):
+            dx = super().backward(dy)
+            self.grads["bias"] = self.grads["bias"] * 0.5
+            return dx
+
+    x = np.random.default_rng(0).random((4, 3)) * 100  # the weight's gradient dominates
+    result = gradcheck(HalfBias(3, 2, rng=0), x)
+    assert not result.ok and result.worst == "bias"
+
+
+def test_a_gradient_backward_never_wrote_fails_instead_of_crashing():
+    class NoBias(Dense):
+        def backward(self, dy):
+            dx = super().backward(dy)
+            del self.grads["bias"]
+            return dx
+
+    result = gradcheck(NoBias(3, 2, rng=0), np.ones((4, 3)))
+    assert not result.ok and result.worst == "bias"
