@@ -51,6 +51,15 @@ def test_integer_images_become_float32():
     assert y.dtype == np.float32
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_dropout_takes_integer_images_as_floats_too(training):
+    """No uint8 arithmetic: 1/(1-p) truncated to 1, or 2 * 200 wrapped to 144."""
+    layer = Dropout(0.5, rng=0).train(training)
+    y = layer(np.full((1, 1, 20, 20), 200, np.uint8))
+    assert y.dtype == np.float32
+    assert set(np.unique(y)) == ({0.0, 400.0} if training else {200.0})
+
+
 def test_same_padding_keeps_size_even_kernel_and_dilation():
     for kernel, dilation in [(3, 1), (4, 1), (3, 2), ((2, 5), 1)]:
         conv = Conv2D(2, 2, kernel, padding="same", dilation=dilation, rng=0)
