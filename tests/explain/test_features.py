@@ -61,6 +61,17 @@ def test_conv_sum_reproduces_the_feature_map(rng, layer, channel, row, col):
         assert explained.input_channels == (range(3, 6) if channel >= 3 else range(0, 3))
 
 
+@pytest.mark.parametrize("layer", ["conv_a", "conv_b"])
+def test_conv_sum_of_a_uint8_image_is_the_feature_map(rng, layer):
+    """Pixels 0..255 are scaled to [0, 1] for the first convolution as for the others."""
+    model = colour_net()
+    image = (rng.random((3, 32, 32)) * 255).astype(np.uint8)
+    explained = conv_sum(model, image, layer, 1, 3, 4)
+    expected = activations(model, image)[layer][1, 3, 4]
+    assert explained.value == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
+    assert explained.patch.max() <= 1
+
+
 def test_conv_sum_at_a_padded_corner_sees_zeros(rng):
     model = colour_net()
     explained = conv_sum(model, rng.random((3, 32, 32), dtype=np.float32), "conv_a", 0, 0, 0)

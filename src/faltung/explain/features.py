@@ -103,7 +103,7 @@ def conv_sum(
     name, conv = _conv(model, layer)
     names = list(model.layers)
     index = names.index(name)
-    x = np.asarray(image)
+    x = as_input(model, np.asarray(image))  # uint8 pixels in [0, 1], as activations has them
     if x.ndim != 3:
         raise ValueError(f"expected one image (C, H, W), got shape {x.shape}")
     source = x if index == 0 else activations(model, x)[names[index - 1]]
