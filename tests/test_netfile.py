@@ -80,7 +80,7 @@ def test_toml_shapes_that_do_not_fit_name_the_layer(tmp_path):
     [
         ({"type": "Conv3D"}, "conv1: unknown layer type 'Conv3D'"),
         ({"kernel": 3}, "conv1: Conv2D got an unexpected keyword argument 'kernel'"),
-        ({"out_channels": 0}, "conv1: channel counts must be positive"),
+        ({"out_channels": 0}, "conv1: out_channels must be positive"),
         ({"type": ["Conv2D"]}, r"conv1: 'type' must be a layer's class name, got \['Conv2D'\]"),
         ({"args": 5}, "conv1: 'args' must be a table of arguments, got 5"),
         ({"args": [1, 2]}, r"conv1: 'args' must be a table of arguments, got \[1, 2\]"),

@@ -109,6 +109,17 @@ def test_batchnorm_training_and_running_stats(ours, theirs, shape):
     )
 
 
+def test_batchnorm_momentum_none_is_the_cumulative_average():
+    ours, theirs = BatchNorm2D(3, momentum=None), nn.BatchNorm2d(3, momentum=None)
+    for seed in range(4):
+        x = np.random.default_rng(seed).standard_normal((4, 3, 5, 5)).astype(np.float32) * seed
+        ours(x)
+        theirs(torch.tensor(x))
+    for key in ("running_mean", "running_var"):
+        np.testing.assert_allclose(ours.buffers[key], getattr(theirs, key).numpy(), rtol=1e-5)
+    assert int(ours.buffers["num_batches_tracked"]) == int(theirs.num_batches_tracked) == 4
+
+
 def test_cross_entropy():
     logits = np.random.default_rng(0).standard_normal((6, 10)).astype(np.float32) * 5
     labels = np.array([0, 9, 3, 3, 2, 7])

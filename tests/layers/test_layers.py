@@ -12,6 +12,7 @@ from faltung.layers import (
     Conv2D,
     Dense,
     Dropout,
+    Flatten,
     GlobalAvgPool2D,
     LeakyReLU,
     LpPool2D,
@@ -166,22 +167,46 @@ def test_bad_input_names_the_layer_and_shapes(make, x, match):
     "make,match",
     [
         (lambda: Conv2D(3, 4, 3, groups=2), "groups=2 must divide in_channels=3"),
-        (lambda: Conv2D(0, 4, 3), "channel counts must be positive"),
+        (lambda: Conv2D(0, 4, 3), "in_channels must be positive"),
         (lambda: Conv2D(1, 4, 0), "kernel_size must be positive"),
         (lambda: Conv2D(1, 4, 3, stride=2, padding="same"), "padding='same' needs stride 1"),
         (lambda: Conv2D(1, 4, 3, padding="full"), "padding must be"),
         (lambda: MaxPool2D(2, padding=2), "half the kernel"),
-        (lambda: Dense(0, 3), "feature counts must be positive"),
+        (lambda: Dense(0, 3), "in_features must be positive"),
         (lambda: Dropout(1.0), r"p must be in \[0, 1\)"),
         (lambda: LpPool2D(0, 2), "p must be a positive number"),
         (lambda: BatchNorm2D(3, eps=0.0), "eps must be positive and finite"),
         (lambda: BatchNorm1D(3, eps=float("nan")), "eps must be positive and finite"),
         (lambda: LeakyReLU(float("inf")), "negative_slope must be finite"),
+        (lambda: Conv2D(1.5, 4, 3), "in_channels must be an integer, got 1.5"),
+        (lambda: Conv2D(1, 4, (2.7, 3)), "kernel_size must be an int or a pair of ints"),
+        (lambda: Dense(True, 3), "in_features must be an integer, got True"),
+        (lambda: BatchNorm2D(3, momentum=2), r"momentum must be in \[0, 1\] or None"),
     ],
 )
 def test_bad_configuration_is_refused(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_numpy_integers_are_arguments_like_any_int(tmp_path):
+    """Dense(np.prod(shape), 10) builds, and its model file is written and read back."""
+    from faltung import Sequential
+    from faltung.io import load_model, save_model
+
+    model = Sequential(
+        [
+            ("conv", Conv2D(np.int64(1), np.int64(4), np.int64(3), stride=np.int32(1))),
+            ("pool", MaxPool2D(np.int64(2))),
+            ("flat", Flatten()),
+            ("fc", Dense(np.prod((4, 13, 13)), 10)),
+        ],
+        seed=0,
+    )
+    save_model(model, tmp_path / "m.npz")
+    loaded, _ = load_model(tmp_path / "m.npz")
+    assert loaded.config() == model.config()
+    assert type(loaded["fc"].in_features) is int and loaded["conv"].kernel_size == (3, 3)
 
 
 def test_backward_before_forward_is_a_clear_error():

@@ -12,8 +12,11 @@ same functions (through the kernels) instead of repeating the checks.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 IntPair = tuple[int, int]
 # ((top, bottom), (left, right)) in pixels.
@@ -24,14 +27,20 @@ NO_PADDING: Padding2D = ((0, 0), (0, 0))
 
 
 def pair(value: int | Sequence[int], name: str) -> IntPair:
-    """Turn ``3`` or ``(3, 5)`` into ``(3, 5)``-style pairs, rejecting anything else."""
+    """Turn ``3`` or ``(3, 5)`` into ``(3, 5)``-style pairs of Python ints (from NumPy's
+    integers too), rejecting anything else: floats, booleans, other lengths."""
     if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
         return value  # already normalised: the hot path of every layer call
-    if isinstance(value, int) and not isinstance(value, bool):
+    if _is_int(value):
         return (int(value), int(value))
-    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
-        return (int(value[0]), int(value[1]))
+    if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str) and len(value) == 2:
+        if _is_int(value[0]) and _is_int(value[1]):
+            return (int(value[0]), int(value[1]))
     raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
 
 
 def positive_pair(value: int | Sequence[int], name: str) -> IntPair:

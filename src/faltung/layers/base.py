@@ -8,6 +8,7 @@ writing ``grads`` but never touching ``params``: optimisers do that.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -166,6 +167,15 @@ class Layer:
 
     def _fail(self, message: str) -> ValueError:
         return ValueError(f"{self.name} ({type(self).__name__}): {message}")
+
+    def _positive_int(self, value: Any, name: str) -> int:
+        """``value`` as a Python int (NumPy's integers too, as ``np.prod(shape)`` gives),
+        refusing floats and booleans, and counts below 1."""
+        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+            raise self._fail(f"{name} must be an integer, got {value!r}")
+        if value < 1:
+            raise self._fail(f"{name} must be positive, got {value}")
+        return int(value)
 
     def _run(self, kernel: Any, x: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
         """Call a forward kernel and keep its cache; the kernel checks the arguments, and

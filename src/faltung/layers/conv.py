@@ -39,9 +39,10 @@ class Conv2D(Layer):
         dtype: np.dtype = np.float32,
     ) -> None:
         super().__init__()
-        if in_channels < 1 or out_channels < 1:
-            raise self._fail(f"channel counts must be positive, got {in_channels}->{out_channels}")
-        if groups < 1 or in_channels % groups or out_channels % groups:
+        in_channels = self._positive_int(in_channels, "in_channels")
+        out_channels = self._positive_int(out_channels, "out_channels")
+        groups = self._positive_int(groups, "groups")
+        if in_channels % groups or out_channels % groups:
             raise self._fail(
                 f"groups={groups} must divide in_channels={in_channels} "
                 f"and out_channels={out_channels}"

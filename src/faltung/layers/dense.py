@@ -27,8 +27,8 @@ class Dense(Layer):
         dtype: np.dtype = np.float32,
     ) -> None:
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise self._fail(f"feature counts must be positive, got {in_features}->{out_features}")
+        in_features = self._positive_int(in_features, "in_features")
+        out_features = self._positive_int(out_features, "out_features")
         self.in_features, self.out_features, self.has_bias = in_features, out_features, bias
         self.weight_init = weight_init
         self._init = get_initializer(weight_init)

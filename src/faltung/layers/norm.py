@@ -29,23 +29,19 @@ class _BatchNorm(Layer):
         self,
         num_features: int,
         eps: float = 1e-5,
-        momentum: float = 0.1,
+        momentum: float | None = 0.1,
         affine: bool = True,
         dtype: np.dtype = np.float32,
     ) -> None:
         super().__init__()
-        if num_features < 1:
-            raise self._fail(f"num_features must be positive, got {num_features}")
-        if not 0 <= momentum <= 1:
-            raise self._fail(f"momentum must be in [0, 1], got {momentum}")
+        num_features = self._positive_int(num_features, "num_features")
+        if momentum is not None and not 0 <= momentum <= 1:
+            raise self._fail(f"momentum must be in [0, 1] or None, got {momentum}")
         if not 0 < eps < math.inf:  # it keeps 1 / sqrt(var + eps) finite
             raise self._fail(f"eps must be positive and finite, got {eps}")
-        self.num_features, self.eps, self.momentum, self.affine = (
-            num_features,
-            float(eps),
-            float(momentum),
-            affine,
-        )
+        self.num_features, self.eps, self.affine = num_features, float(eps), affine
+        # None: the running statistics are the plain average of every batch so far.
+        self.momentum = None if momentum is None else float(momentum)
         self.dtype = np.dtype(dtype)
         self._inference = False  # whether the cache is eval mode's (set by forward)
         self._shard: _Shard | None = None  # set on a replica running one shard
@@ -76,13 +72,17 @@ class _BatchNorm(Layer):
         y, count = self._normalise(x, gamma, beta)
         if self._shard is not None and not self._shard.first:
             return y  # the shared running statistics move once, in the first shard
-        # Running statistics as in PyTorch: exponential average, unbiased variance.
-        m, mean, var = self.momentum, self._cache.mean, self._cache.var
+        # Running statistics as in PyTorch: exponential average (or, with momentum None,
+        # the cumulative one: batch k weighs 1/k), unbiased variance.
+        self.buffers["num_batches_tracked"] += 1
+        m = self.momentum
+        if m is None:
+            m = 1 / int(self.buffers["num_batches_tracked"])
+        mean, var = self._cache.mean, self._cache.var
         running_mean *= 1 - m
         running_mean += (m * mean).astype(running_mean.dtype, copy=False)
         running_var *= 1 - m
         running_var += (m * count / (count - 1) * var).astype(running_var.dtype, copy=False)
-        self.buffers["num_batches_tracked"] += 1
         return y
 
     @property

@@ -214,13 +214,11 @@ def _batch_norm(g: GraphBuilder, name: str, layer: BatchNorm1D | BatchNorm2D, x:
         g.constant(f"{name}.running_var", layer.buffers["running_var"]),
     ]
     # ONNX's momentum weighs the old running value: 1 - PyTorch's (and faltung's) momentum.
+    # It has no cumulative average (momentum None): that takes ONNX's default, which only
+    # training in another runtime would read.
+    attributes = {} if layer.momentum is None else {"momentum": 1.0 - layer.momentum}
     return g.node(
-        "BatchNormalization",
-        inputs,
-        name,
-        f"{name}.out",
-        epsilon=layer.eps,
-        momentum=1.0 - layer.momentum,
+        "BatchNormalization", inputs, name, f"{name}.out", epsilon=layer.eps, **attributes
     )
 
 
