@@ -132,6 +132,21 @@ def test_cross_entropy():
     np.testing.assert_allclose(loss.backward(), lt.grad.numpy(), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("kernels", ["fast", "reference"])
+def test_cross_entropy_of_masked_logits(kernels):
+    """A class masked out with a logit of -inf adds nothing (0 log 0 = 0), not NaN."""
+    logits = np.array([[-np.inf, 0.0, 1.0], [2.0, -np.inf, 0.5]], np.float32)
+    labels = np.array([1, 2])
+    loss = SoftmaxCrossEntropy(kernels=kernels)
+    with np.errstate(all="raise"):
+        value = loss(logits, labels)
+    lt = torch.tensor(logits, requires_grad=True)
+    ref = tF.cross_entropy(lt, torch.tensor(labels))
+    ref.backward()
+    assert value == pytest.approx(ref.item(), rel=1e-6)
+    np.testing.assert_allclose(loss.backward(), lt.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize(
     "ours,theirs,kwargs",
     [

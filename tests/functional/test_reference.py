@@ -436,7 +436,10 @@ def test_reference_kernels_keep_the_dtype(dtype):
     pooled, pool_cache = ref.lp_pool2d_forward(y, 2.0, 2)
     dpool = ref.lp_pool2d_backward(np.ones_like(pooled), pool_cache)
     s, _ = ref.sigmoid_forward(pooled)
-    assert {a.dtype for a in (y, dx, dw, db, pooled, dpool, s)} == {np.dtype(dtype)}
+    # float64 one-hot targets do not widen float32 logits' gradient
+    _, loss_cache = ref.softmax_cross_entropy_forward(s.reshape(2, -1), np.eye(s[0].size)[[0, 3]])
+    dlogits = ref.softmax_cross_entropy_backward(1.0, loss_cache)
+    assert {a.dtype for a in (y, dx, dw, db, pooled, dpool, s, dlogits)} == {np.dtype(dtype)}
 
 
 @pytest.mark.parametrize("kernel,stride,padding", [(2, 2, 0), (3, 2, 1), (2, 1, 0)])

@@ -41,7 +41,11 @@ def softmax_cross_entropy_forward(
     if label_smoothing:
         target_probs = target_probs * (1 - label_smoothing) + label_smoothing / k
     log_probs = log_softmax(logits)
-    loss = -float(np.sum(target_probs * log_probs)) / len(logits)
+    # 0 * log 0 counts 0: a class with no target weight adds nothing, even at a logit of
+    # -inf (a masked class), where the product would be NaN.
+    terms = np.zeros_like(log_probs)
+    np.multiply(target_probs, log_probs, out=terms, where=target_probs != 0)
+    loss = -float(np.sum(terms)) / len(logits)
     return loss, CrossEntropyCache(log_probs, target_probs)
 
 

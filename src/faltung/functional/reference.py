@@ -315,17 +315,20 @@ def softmax_cross_entropy_forward(
     """p = softmax(z) = e^z / sum e^z, loss = -(1/N) sum over n, k of t[n, k] log p[n, k].
 
     log p is computed as z - max(z) - log(sum e^(z - max(z))): the same number, without
-    overflow in e^z or log(0) for a tiny probability.
+    overflow in e^z or log(0) for a tiny probability. A term with t = 0 is 0, also where
+    log p is -inf (a logit of -inf).
 
     Cache: (p, t), both (N, K).
     """
     n, k = logits.shape
     t = np.eye(k, dtype=logits.dtype)[targets] if targets.ndim == 1 else targets
+    t = t.astype(logits.dtype, copy=False)
     if label_smoothing:
         t = t * (1 - label_smoothing) + label_smoothing / k
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return -float(np.sum(t * log_p)) / n, (np.exp(log_p), t)
+    terms = t * np.where(t != 0, log_p, 0)  # 0 log 0 = 0
+    return -float(np.sum(terms)) / n, (np.exp(log_p), t)
 
 
 def softmax_cross_entropy_backward(
