@@ -91,6 +91,34 @@ def test_other_schedules_and_warmup():
     assert warm(0) == 0.0 and warm(1) == 0.5 and warm(2) == 1.0
 
 
+def test_a_step_decay_may_step_within_an_epoch():
+    half = StepDecay(1.0, step_size=0.5, gamma=0.5)
+    assert half(0.25) == 1.0 and half(0.75) == 0.5 and half(1.25) == 0.25
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (
+            lambda: Constant(0.1, warmup_epochs=1, warmup_start=-1.0),
+            r"warmup_start must be in \[0, 1\]",
+        ),
+        (lambda: Constant(0.1, warmup_epochs=float("nan")), "warmup_epochs must be non-negative"),
+        (lambda: StepDecay(0.1, step_size=0), "step_size must be positive, got 0"),
+        (lambda: StepDecay(0.1, step_size=10, gamma=-0.5), "gamma must be positive and finite"),
+        (lambda: ExponentialDecay(0.1, gamma=float("inf")), "gamma must be positive and finite"),
+        (
+            lambda: CosineDecay(0.1, total_epochs=4, min_lr=-0.1),
+            r"min_lr must be in \[0, base_lr\]",
+        ),
+        (lambda: CosineDecay(0.1, total_epochs=float("nan")), "total_epochs must be positive"),
+    ],
+)
+def test_schedules_refuse_rates_that_would_go_negative_or_undefined(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
 def test_bad_hyperparameters_are_refused():
     with pytest.raises(ValueError, match="lr must be positive"):
         SGD(one_weight().parameters(), lr=0)

@@ -17,8 +17,10 @@ class Schedule:
     def __init__(self, base_lr: float, warmup_epochs: float = 0.0, warmup_start: float = 0.0):
         if not base_lr > 0:
             raise ValueError(f"base_lr must be positive, got {base_lr}")
-        if warmup_epochs < 0:
+        if not warmup_epochs >= 0:
             raise ValueError(f"warmup_epochs must be non-negative, got {warmup_epochs}")
+        if not 0 <= warmup_start <= 1:  # a fraction of base_lr: a negative rate climbs the loss
+            raise ValueError(f"warmup_start must be in [0, 1], got {warmup_start}")
         self.base_lr, self.warmup_epochs, self.warmup_start = base_lr, warmup_epochs, warmup_start
 
     def __call__(self, epoch: float) -> float:
@@ -38,20 +40,21 @@ class Constant(Schedule):
 
 
 class StepDecay(Schedule):
-    """lr = base * gamma ** floor(epoch / step_size): the article's x0.9 every 10 epochs."""
+    """lr = base * gamma ** floor(epoch / step_size): the article's x0.9 every 10 epochs.
+    ``step_size`` is in epochs, and may be a fraction of one (0.5: twice an epoch)."""
 
     def __init__(
         self,
         base_lr: float,
-        step_size: int,
+        step_size: float,
         gamma: float = 0.1,
         warmup_epochs: float = 0.0,
         warmup_start: float = 0.0,
     ):
         super().__init__(base_lr, warmup_epochs, warmup_start)
-        if step_size < 1:
+        if not step_size > 0:
             raise ValueError(f"step_size must be positive, got {step_size}")
-        self.step_size, self.gamma = step_size, gamma
+        self.step_size, self.gamma = step_size, _decay_factor(gamma)
 
     def decayed(self, epoch: float) -> float:
         return self.base_lr * self.gamma ** math.floor(epoch / self.step_size)
@@ -64,7 +67,7 @@ class ExponentialDecay(Schedule):
         self, base_lr: float, gamma: float, warmup_epochs: float = 0.0, warmup_start: float = 0.0
     ):
         super().__init__(base_lr, warmup_epochs, warmup_start)
-        self.gamma = gamma
+        self.gamma = _decay_factor(gamma)
 
     def decayed(self, epoch: float) -> float:
         return self.base_lr * self.gamma ** math.floor(epoch)
@@ -82,8 +85,10 @@ class CosineDecay(Schedule):
         warmup_start: float = 0.0,
     ):
         super().__init__(base_lr, warmup_epochs, warmup_start)
-        if total_epochs <= 0:
+        if not total_epochs > 0:
             raise ValueError(f"total_epochs must be positive, got {total_epochs}")
+        if not 0 <= min_lr <= base_lr:
+            raise ValueError(f"min_lr must be in [0, base_lr], got {min_lr}")
         self.total_epochs, self.min_lr = total_epochs, min_lr
 
     def decayed(self, epoch: float) -> float:
@@ -93,6 +98,12 @@ class CosineDecay(Schedule):
             1.0,
         )
         return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _decay_factor(gamma: float) -> float:
+    if not 0 < gamma < math.inf:
+        raise ValueError(f"gamma must be positive and finite, got {gamma}")
+    return gamma
 
 
 # The command line offers exactly these (``--schedule``), passing each the keyword
