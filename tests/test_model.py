@@ -252,6 +252,33 @@ def test_a_training_layer_in_an_eval_model_sees_the_whole_batch(threads):
     assert int(chunked["bn"].buffers["num_batches_tracked"]) == 1
 
 
+def test_dropout_left_training_in_an_eval_model_still_runs_in_chunks():
+    """Monte Carlo dropout: each image's output is its own, so a large batch still runs
+    in chunks of ``inference_chunk`` (memory does not grow with the batch)."""
+    model = Sequential([("flat", Flatten()), ("drop", Dropout(0.5)), ("fc", Dense(16, 2))], seed=0)
+    model.eval()
+    model["drop"].train()
+    sizes = []
+    forward = model["fc"].forward
+    model["fc"].forward = lambda x: sizes.append(len(x)) or forward(x)
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(1)
+    try:
+        y = model.forward(np.ones((200, 1, 4, 4), np.float32))
+    finally:
+        parallel.set_num_threads(before)
+    assert y.shape == (200, 2) and sizes == [64, 64, 64, 8]
+
+
+def test_a_softmax_over_the_batch_axis_sees_the_whole_batch_in_eval_mode():
+    from faltung.layers import Softmax
+
+    model = Sequential([("flat", Flatten()), ("fc", Dense(16, 3)), ("sm", Softmax(0))], seed=0)
+    model.eval()
+    y = model.forward(np.random.default_rng(0).random((200, 1, 4, 4), dtype=np.float32))
+    np.testing.assert_allclose(y.sum(axis=0), 1, rtol=1e-5)
+
+
 def test_inference_leaves_every_layer_in_its_own_mode():
     """predict, summaries and explanations switch to eval mode and back without changing
     the mode of a layer the user set apart (a frozen batch norm), or keep_cache."""

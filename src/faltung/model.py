@@ -69,7 +69,8 @@ class Sequential:
         """Training mode: the whole batch at once, keeping what backward needs.
 
         Eval mode: chunks of ``inference_chunk`` images, concatenated, unless a layer inside
-        is training (a batch norm's statistics come from the whole batch). In either mode a
+        mixes the batch (a batch norm left training takes the whole batch's statistics;
+        ``Layer.mixes_batch``). In either mode a
         large batch is split over threads (``faltung.parallel``): the same result up to
         rounding, except that dropout draws its masks from one stream per shard.
         """
@@ -77,13 +78,13 @@ class Sequential:
         if count > 1:
             return self._forward_split(x, count)
         self._split = None
-        if self.keep_cache or len(x) <= self.inference_chunk or self._trains():
+        if self.keep_cache or len(x) <= self.inference_chunk or self._whole_batches():
             return self._forward(x)
         return np.concatenate(list(self._chunks(x, self.inference_chunk)))
 
-    def _trains(self) -> bool:
-        """Whether the model or any layer inside it is in training mode."""
-        return self.training or any(layer.training for _, layer in self.named_layers())
+    def _whole_batches(self) -> bool:
+        """Whether a batch must run whole: in training, or when a layer mixes the batch."""
+        return self.training or any(layer.mixes_batch for _, layer in self.named_layers())
 
     __call__ = forward
 
@@ -111,12 +112,12 @@ class Sequential:
     def _forward_split(self, x: np.ndarray, count: int) -> np.ndarray:
         """``x`` in ``count`` shards on threads of their own; in training the shards keep
         what ``backward`` needs. In eval mode each shard runs in chunks, unless a layer
-        inside trains (its statistics must come from one pass per shard)."""
+        inside mixes the batch (its statistics must come from one pass per shard)."""
         self._order, self._split = self.run_order(), None
         for _, layer in self.named_layers():  # backward goes through the shards' replicas
             layer.clear_cache()
         y, split = parallel.forward_split(
-            self._order, x, count, len(x) if self._trains() else self.inference_chunk
+            self._order, x, count, len(x) if self._whole_batches() else self.inference_chunk
         )
         self._split = split if self.training else None
         return y

@@ -200,6 +200,7 @@ def test_numpy_integers_are_arguments_like_any_int(tmp_path):
             ("pool", MaxPool2D(np.int64(2))),
             ("flat", Flatten()),
             ("fc", Dense(np.prod((4, 13, 13)), 10)),
+            ("softmax", Softmax(np.int64(1))),
         ],
         seed=0,
     )

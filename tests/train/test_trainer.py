@@ -353,3 +353,33 @@ def test_one_hot_targets_with_mse_train_and_count_hits():
     trainer = Trainer(model, MSELoss(), SGD(model.parameters(), lr=0.01), (x, one_hot), 1, 10)
     trainer.fit()
     assert 0 <= trainer.history.rows[-1]["train_acc"] <= 1
+
+
+def test_a_layer_frozen_with_its_own_eval_stays_frozen_through_training():
+    """A batch norm set to eval inside a training model keeps its running statistics
+    through fit, its validation passes and its layer statistics; a model handed over in
+    eval mode is switched to training."""
+    from faltung.layers import BatchNorm2D
+    from faltung.train.insight import LayerStatistics
+
+    model = Sequential(
+        [
+            ("conv", Conv2D(1, 4, 5, stride=2)), ("bn", BatchNorm2D(4)), ("relu", ReLU()),
+            ("flat", Flatten()), ("fc", Dense(4 * 12 * 12, 10)),
+        ],
+        seed=0,
+    )  # fmt: skip
+    model["bn"].eval()
+    train, test = small_data()
+    trainer = Trainer(
+        model, SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.01), train, epochs=2,
+        batch_size=10, test_data=test, callbacks=[LayerStatistics()],
+    )  # fmt: skip
+    trainer.fit()
+    assert model.training and model["conv"].training and not model["bn"].training
+    assert int(model["bn"].buffers["num_batches_tracked"]) == 0
+    np.testing.assert_array_equal(model["bn"].buffers["running_mean"], 0)
+    model.eval()
+    trainer.epochs = 3
+    trainer.fit()
+    assert model["bn"].training and int(model["bn"].buffers["num_batches_tracked"]) > 0

@@ -31,15 +31,17 @@ def pair(value: int | Sequence[int], name: str) -> IntPair:
     integers too), rejecting anything else: floats, booleans, other lengths."""
     if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
         return value  # already normalised: the hot path of every layer call
-    if _is_int(value):
+    if is_int(value):
         return (int(value), int(value))
-    if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str) and len(value) == 2:
-        if _is_int(value[0]) and _is_int(value[1]):
+    sequence = isinstance(value, Sequence) and not isinstance(value, str)
+    if (sequence or (isinstance(value, np.ndarray) and value.ndim == 1)) and len(value) == 2:
+        if is_int(value[0]) and is_int(value[1]):
             return (int(value[0]), int(value[1]))
     raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
+    """An integer of Python's or NumPy's (``np.prod(shape)``), not a bool or a float."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..functional.shapes import is_int
 from .base import Layer
 
 
@@ -62,13 +63,19 @@ class Softmax(Layer):
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()
-        self.axis = axis
+        if not is_int(axis):
+            raise self._fail(f"axis must be an integer, got {axis!r}")
+        self.axis = int(axis)
+
+    @property
+    def mixes_batch(self) -> bool:
+        # Over the batch axis every output depends on every image; a negative axis other
+        # than -1 may be that axis, depending on the input's dimensions.
+        return not (self.axis >= 1 or self.axis == -1)
 
     @property
     def shardable(self) -> bool:
-        # Over the batch axis every output depends on every image; a negative axis other
-        # than -1 may be that axis, depending on the input's dimensions.
-        return self.axis >= 1 or self.axis == -1
+        return not self.mixes_batch
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self._run(self.kernels.softmax_forward, x, self.axis)

@@ -8,7 +8,6 @@ writing ``grads`` but never touching ``params``: optimisers do that.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..functional import KernelSet, kernel_set
+from ..functional.shapes import is_int
 
 
 class Layer:
@@ -53,6 +53,13 @@ class Layer:
         return self.forward(x)
 
     # -- a batch split over threads (faltung.parallel) ------------------------------------
+    @property
+    def mixes_batch(self) -> bool:
+        """Whether this layer's output for one image depends on the others in its batch
+        right now (batch norm while training): such a batch must not run in chunks. The
+        layers inside a container are asked on their own (``Sequential`` walks them)."""
+        return False
+
     @property
     def shardable(self) -> bool:
         """Whether a batch may be split into shards that run this layer apart: yes by
@@ -156,7 +163,8 @@ class Layer:
         if self._cache is None:
             raise self._fail(
                 "backward called without a forward pass in training mode "
-                "(or in eval mode with keep_cache=True)"
+                "(or in eval mode with keep_cache=True, as a layer frozen with eval() "
+                "inside a training model needs)"
             )
         return self._cache
 
@@ -171,7 +179,7 @@ class Layer:
     def _positive_int(self, value: Any, name: str) -> int:
         """``value`` as a Python int (NumPy's integers too, as ``np.prod(shape)`` gives),
         refusing floats and booleans, and counts below 1."""
-        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        if not is_int(value):
             raise self._fail(f"{name} must be an integer, got {value!r}")
         if value < 1:
             raise self._fail(f"{name} must be positive, got {value}")

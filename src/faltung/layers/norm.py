@@ -86,6 +86,10 @@ class _BatchNorm(Layer):
         return y
 
     @property
+    def mixes_batch(self) -> bool:
+        return self.training  # the batch's own statistics
+
+    @property
     def shardable(self) -> bool:
         # A split batch's statistics come from every shard (join_shards) with the fast
         # kernel; the reference kernels run the batch whole, as written.

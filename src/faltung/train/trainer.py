@@ -74,6 +74,11 @@ class Trainer:
     before it (``model.before_softmax()``, the same layers): the cross-entropy of its
     probabilities, computed stably, rather than of a second softmax.
 
+    A model in eval mode is switched to training mode; one already training keeps each
+    layer's own mode, so that a layer frozen with its own ``eval()`` (a batch norm whose
+    statistics should stay put) stays frozen through training and validation, keeping
+    what backward needs (``keep_cache``).
+
     >>> # trainer = Trainer(model, SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.01),
     >>> #                   (x, y), epochs=5, batch_size=64, test_data=(xt, yt))
     >>> # history = trainer.fit()
@@ -288,8 +293,12 @@ class Trainer:
         return float(loss_sum), int(correct + 0.5)
 
     def _train_mode(self) -> None:
-        self.model.train()
-        self.trained.train()  # its own Sequential when the model ends in Softmax
+        for model in (self.model, self.trained):  # trained: the body of a Softmax model
+            if not model.training:
+                model.train()
+        for _, layer in self.model.named_layers():
+            if not layer.training:  # frozen, but backward still passes through it
+                layer.keep_cache = True
 
     def _layers_with_rng(self) -> list[tuple[str, Any]]:
         """(dotted name, layer) of every layer with a random generator, blocks included."""
