@@ -49,8 +49,7 @@ def test_a_gradient_that_is_zero_in_truth_passes():
 
 
 def test_a_wrong_small_gradient_still_fails():
-    """The noise floor is a thousandth of the largest gradient: a bias gradient that is
-    small but wrong is still caught."""
+    """A bias gradient a hundredth of the weight's, wrong by half, is caught."""
 
     class HalfBias(Dense):
         def backward(self, dy):
@@ -61,6 +60,26 @@ def test_a_wrong_small_gradient_still_fails():
     x = np.random.default_rng(0).random((4, 3)) * 100  # the weight's gradient dominates
     result = gradcheck(HalfBias(3, 2, rng=0), x)
     assert not result.ok and result.worst == "bias"
+
+
+def test_a_wrong_gradient_far_below_the_others_still_fails():
+    """The floor is the rounding noise, not a share of the largest gradient: a layer whose
+    gradients are 1e-7 of the others' is still checked, even at a loose tolerance."""
+    from faltung import Sequential
+    from faltung.layers import ReLU
+
+    class Frozen(Dense):
+        def backward(self, dy):
+            dx = super().backward(dy)
+            self.grads = {key: np.zeros_like(g) for key, g in self.grads.items()}
+            return dx
+
+    model = Sequential(
+        [("fc1", Frozen(3, 4, rng=0)), ("relu", ReLU()), ("fc2", Dense(4, 2, rng=1))]
+    )
+    model["fc2"].params["weight"] *= 1e-7
+    result = gradcheck(model, np.random.default_rng(0).random((5, 3)) * 10, tolerance=1e-3)
+    assert not result.ok and result.worst.startswith("fc1.")
 
 
 def test_a_gradient_backward_never_wrote_fails_instead_of_crashing():

@@ -20,7 +20,7 @@ from .model import Sequential
 @dataclass
 class GradcheckResult:
     """Per-tensor relative errors: max|analytic - numeric| / max(max|analytic|, max|numeric|,
-    a thousandth of the largest gradient of the check) (``relative_error``).
+    the central differences' rounding noise / tolerance) (``relative_error``).
 
     It passes when the worst of them is at most ``tolerance``; printed, it says so first.
     """
@@ -59,11 +59,18 @@ class GradcheckResult:
         return f"<GradcheckResult {self.verdict}>"
 
 
-# Central differences carry an absolute error, f's rounding over eps, that is the same for
-# every tensor of one check. A tensor whose true gradient is zero (a convolution's bias
-# before a batch norm) or tiny would show that noise as a relative error near 1; its error
-# is taken relative to this fraction of the check's largest gradient instead.
-NOISE_FLOOR = 1e-3
+# Central differences carry an absolute error: f's rounding, a few ulps of the magnitude
+# of what f sums, over eps; the same for every tensor of one check. A tensor whose true
+# gradient is zero (a convolution's bias before a batch norm) would show that noise as a
+# relative error near 1, so each error is taken relative to noise / tolerance at least:
+# noise alone fails nothing, and any gradient larger than the noise is still checked.
+ROUNDING_ULPS = 10
+
+
+def rounding_noise(magnitude: float, eps: float) -> float:
+    """The absolute error of a central difference of a function whose terms add up to
+    ``magnitude`` in absolute value."""
+    return ROUNDING_ULPS * float(np.finfo(np.float64).eps) * magnitude / eps
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray, floor: float = 0.0) -> float:
@@ -155,19 +162,25 @@ def gradcheck(
     ]
     loss = copy.deepcopy(loss)
     projection: np.ndarray | None = None
+    magnitude = 0.0  # of the terms f adds up, for its rounding noise
 
     def evaluate() -> float:
-        nonlocal projection
+        nonlocal projection, magnitude
         for layer, state in rng_states:
             layer.rng.bit_generator.state = state
         out = model.forward(x)
         if loss is not None:
-            return loss.forward(out, labels)
+            value = loss.forward(out, labels)
+            magnitude = abs(value) + float(np.abs(out).sum()) / len(out)  # a mean over N
+            return value
         if projection is None:
             projection = np.random.default_rng(seed).standard_normal(out.shape)
-        return float(np.sum(out * projection))
+        terms = out * projection
+        magnitude = float(np.abs(terms).sum())
+        return float(np.sum(terms))
 
     evaluate()
+    floor = rounding_noise(magnitude, eps) / tolerance
     dy = loss.backward() if loss is not None else projection
     dx = model.backward(dy)
     pairs = {"input": (dx, numerical_gradient(evaluate, x, eps))}
@@ -177,6 +190,5 @@ def gradcheck(
             # A gradient that backward never wrote counts as zero, and fails where it is not.
             analytic = analytic_grads.get(key, np.zeros_like(value))
             pairs[prefix + key] = (analytic, numerical_gradient(evaluate, value, eps))
-    floor = NOISE_FLOOR * max(max(_scale(a), _scale(n)) for a, n in pairs.values())
     errors = {name: relative_error(a, n, floor) for name, (a, n) in pairs.items()}
     return GradcheckResult(errors, tolerance)
