@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from bench.networks import EXAMPLE
 
-def build(preset: str, threads: int, order: str = "preset"):
+
+def build(network: str, threads: int, order: str = "preset"):
     """The network of ``bench.networks`` of that name in PyTorch, ``order`` as there."""
     import torch
     from torch import nn
 
     torch.set_num_threads(threads)
-    if preset == "resnet":
+    if network == "resnet":
         return resnet()
-    if preset == "pytorch-example":
+    if network == EXAMPLE:
         return pytorch_example()
-    head = [nn.Sigmoid()] if preset == "article" else [nn.ReLU(), nn.Dropout(0.5)]
+    head = [nn.Sigmoid()] if network == "article" else [nn.ReLU(), nn.Dropout(0.5)]
 
     def stage(conv):
         pool_relu = [nn.MaxPool2d(2, 2), nn.ReLU()]
@@ -73,11 +75,13 @@ def resnet():
 class TorchRunner:
     """Training step and inference for a torch model, mirroring bench.run's NumPy runner."""
 
-    def __init__(self, preset: str, threads: int, lr: float = 0.005, order: str = "preset") -> None:
+    def __init__(
+        self, network: str, threads: int, lr: float = 0.005, order: str = "preset"
+    ) -> None:
         import torch
 
         self.torch = torch
-        self.model = build(preset, threads, order)
+        self.model = build(network, threads, order)
         self.loss = torch.nn.CrossEntropyLoss()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, weight_decay=1e-4)
 

@@ -275,6 +275,9 @@ def test_the_banner_describes_the_run_that_happens(tmp_path, synthetic_dir, caps
     assert "augmentation: shifts of up to 2 pixels, rotations of up to 10 degrees" in (
         capsys.readouterr().out
     )
+    assert train(tmp_path / "r4", synthetic_dir, "--epochs", "1", "--schedule", "step",
+                 "--lr-step", "0.5", "--no-plots") == 0  # fmt: skip
+    assert "lr x0.9 every 0.5 epochs" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def epochs_between(text: str) -> int | float:
+    """A positive number of epochs, whole (10) or not (0.5); whole ones stay ints, as the
+    presets write them."""
+    value = positive_float(text)
+    return int(value) if value.is_integer() else value
+
+
 def non_negative_float(text: str) -> float:
     value = float(text)
     if not 0 <= value < math.inf:
@@ -177,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 0)",
     )
     train.add_argument("--schedule", choices=list(SCHEDULES))
-    train.add_argument("--lr-step", type=positive_int, help="epochs between step decays")
+    train.add_argument(
+        "--lr-step", type=epochs_between, help="epochs between step decays (0.5: twice an epoch)"
+    )
     train.add_argument("--lr-gamma", type=positive_float, help="decay factor")
     train.add_argument("--warmup", type=non_negative_float, help="warm-up epochs")
     train.add_argument(
