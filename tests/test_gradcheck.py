@@ -82,6 +82,45 @@ def test_a_wrong_gradient_far_below_the_others_still_fails():
     assert not result.ok and result.worst.startswith("fc1.")
 
 
+class DoubledBias(Dense):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.grads["bias"] = self.grads["bias"] * 2
+        return dx
+
+
+def test_the_floor_does_not_grow_with_large_outputs_under_a_loss():
+    """MSE of outputs near 1,000 against targets 1e-4 away: the loss's rounding is tiny,
+    and a doubled bias gradient fails."""
+    from faltung import Sequential
+    from faltung.losses import MSELoss
+
+    for layer, ok in ((Dense(3, 10, rng=0), True), (DoubledBias(3, 10, rng=0), False)):
+        layer.params["bias"][:] = 1e3
+        model = Sequential([("fc", layer)])
+        x = np.random.default_rng(0).random((4, 3))
+        targets = model.astype(np.float64).forward(x) + 1e-4
+        result = gradcheck(model, x, labels=targets, loss=MSELoss())
+        assert result.ok is ok, str(result)
+
+
+def test_the_floor_does_not_grow_with_the_number_of_outputs():
+    from faltung import Sequential
+    from faltung.layers import ReLU
+
+    class SlightlyWrongBias(Dense):
+        def backward(self, dy):
+            dx = super().backward(dy)
+            self.grads["bias"] = self.grads["bias"] * (1 + 2e-6)
+            return dx
+
+    wide = SlightlyWrongBias(4, 2000, rng=1)
+    wide.params["bias"][:] = 1
+    model = Sequential([("fc1", Dense(3, 4, rng=0)), ("relu", ReLU()), ("fc2", wide)])
+    result = gradcheck(model, np.random.default_rng(0).random((5, 3)))
+    assert not result.ok and result.worst == "fc2.bias"
+
+
 def test_a_gradient_backward_never_wrote_fails_instead_of_crashing():
     class NoBias(Dense):
         def backward(self, dy):

@@ -59,17 +59,21 @@ class GradcheckResult:
         return f"<GradcheckResult {self.verdict}>"
 
 
-# Central differences carry an absolute error: f's rounding, a few ulps of the magnitude
-# of what f sums, over eps; the same for every tensor of one check. A tensor whose true
-# gradient is zero (a convolution's bias before a batch norm) would show that noise as a
-# relative error near 1, so each error is taken relative to noise / tolerance at least:
-# noise alone fails nothing, and any gradient larger than the noise is still checked.
+# Central differences carry an absolute error: f's rounding over eps, the same for every
+# tensor of one check. A tensor whose true gradient is zero (a convolution's bias before a
+# batch norm) would show that noise as a relative error near 1, so each error is taken
+# relative to noise / tolerance at least: noise alone fails nothing, and any gradient
+# resolvable above the noise is still checked. The rounding of f is estimated to first
+# order from the network's outputs y and df/dy (a few ulps of |f| and of the root sum of
+# squares of y * df/dy); rounding inside the network that the outputs do not show
+# (cancellation in a batch norm) is not counted.
 ROUNDING_ULPS = 10
 
 
-def rounding_noise(magnitude: float, eps: float) -> float:
-    """The absolute error of a central difference of a function whose terms add up to
-    ``magnitude`` in absolute value."""
+def rounding_noise(value: float, out: np.ndarray, dout: np.ndarray, eps: float) -> float:
+    """Absolute error of a central difference of f = ``value``, whose outputs ``out`` have
+    the gradient ``dout``."""
+    magnitude = abs(value) + float(np.sqrt(np.sum((out * dout) ** 2)))
     return ROUNDING_ULPS * float(np.finfo(np.float64).eps) * magnitude / eps
 
 
@@ -162,26 +166,22 @@ def gradcheck(
     ]
     loss = copy.deepcopy(loss)
     projection: np.ndarray | None = None
-    magnitude = 0.0  # of the terms f adds up, for its rounding noise
+    out: np.ndarray | None = None  # the last evaluation's outputs
 
     def evaluate() -> float:
-        nonlocal projection, magnitude
+        nonlocal projection, out
         for layer, state in rng_states:
             layer.rng.bit_generator.state = state
         out = model.forward(x)
         if loss is not None:
-            value = loss.forward(out, labels)
-            magnitude = abs(value) + float(np.abs(out).sum()) / len(out)  # a mean over N
-            return value
+            return loss.forward(out, labels)
         if projection is None:
             projection = np.random.default_rng(seed).standard_normal(out.shape)
-        terms = out * projection
-        magnitude = float(np.abs(terms).sum())
-        return float(np.sum(terms))
+        return float(np.sum(out * projection))
 
-    evaluate()
-    floor = rounding_noise(magnitude, eps) / tolerance
+    value = evaluate()
     dy = loss.backward() if loss is not None else projection
+    floor = rounding_noise(value, out, dy, eps) / tolerance
     dx = model.backward(dy)
     pairs = {"input": (dx, numerical_gradient(evaluate, x, eps))}
     for prefix, layer in layers:
