@@ -279,6 +279,27 @@ def test_a_softmax_over_the_batch_axis_sees_the_whole_batch_in_eval_mode():
     np.testing.assert_allclose(y.sum(axis=0), 1, rtol=1e-5)
 
 
+def test_a_layer_that_may_not_be_split_runs_whole_in_eval_mode_too():
+    """A layer of one's own that mixes the batch says so by refusing to be split; left
+    training inside an eval model, it sees the whole batch."""
+    from faltung.layers import Layer
+
+    class Center(Layer):
+        shardable = False
+
+        def forward(self, x):
+            self.sizes.append(len(x))
+            return x - x.mean(axis=0) if self.training else x
+
+    center = Center()
+    center.sizes = []
+    model = Sequential([("center", center), ("flat", Flatten()), ("fc", Dense(16, 2))], seed=0)
+    model.eval()
+    center.train()
+    model.forward(np.ones((200, 1, 4, 4), np.float32))
+    assert center.sizes == [200]
+
+
 def test_inference_leaves_every_layer_in_its_own_mode():
     """predict, summaries and explanations switch to eval mode and back without changing
     the mode of a layer the user set apart (a frozen batch norm), or keep_cache."""

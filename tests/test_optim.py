@@ -105,6 +105,7 @@ def test_a_step_decay_may_step_within_an_epoch():
         ),
         (lambda: Constant(0.1, warmup_epochs=float("nan")), "warmup_epochs must be non-negative"),
         (lambda: StepDecay(0.1, step_size=0), "step_size must be positive, got 0"),
+        (lambda: StepDecay(0.1, step_size=1e-320), "step_size must be at least 1e-06"),
         (lambda: StepDecay(0.1, step_size=10, gamma=-0.5), "gamma must be positive and finite"),
         (lambda: ExponentialDecay(0.1, gamma=float("inf")), "gamma must be positive and finite"),
         (

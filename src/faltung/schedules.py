@@ -39,6 +39,9 @@ class Constant(Schedule):
         return self.base_lr
 
 
+MIN_STEP_SIZE = 1e-6
+
+
 class StepDecay(Schedule):
     """lr = base * gamma ** floor(epoch / step_size): the article's x0.9 every 10 epochs.
     ``step_size`` is in epochs, and may be a fraction of one (0.5: twice an epoch)."""
@@ -54,6 +57,8 @@ class StepDecay(Schedule):
         super().__init__(base_lr, warmup_epochs, warmup_start)
         if not step_size > 0:
             raise ValueError(f"step_size must be positive, got {step_size}")
+        if step_size < MIN_STEP_SIZE:  # epoch / step_size would overflow math.floor
+            raise ValueError(f"step_size must be at least {MIN_STEP_SIZE:g}, got {step_size}")
         self.step_size, self.gamma = step_size, _decay_factor(gamma)
 
     def decayed(self, epoch: float) -> float:

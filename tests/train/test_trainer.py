@@ -383,3 +383,26 @@ def test_a_layer_frozen_with_its_own_eval_stays_frozen_through_training():
     trainer.epochs = 3
     trainer.fit()
     assert model["bn"].training and int(model["bn"].buffers["num_batches_tracked"]) > 0
+
+
+def test_a_frozen_layer_of_a_softmax_model_loaded_in_eval_mode_stays_frozen():
+    """The trained body of a Softmax model has a mode flag of its own; switching it to
+    training must not unfreeze the layers it shares."""
+    from faltung.layers import BatchNorm2D, Softmax
+
+    model = Sequential(
+        [
+            ("conv", Conv2D(1, 4, 5, stride=2)), ("bn", BatchNorm2D(4)), ("relu", ReLU()),
+            ("flat", Flatten()), ("fc", Dense(4 * 12 * 12, 10)), ("softmax", Softmax()),
+        ],
+        seed=0,
+    ).eval()  # fmt: skip
+    train, _ = small_data()
+    trainer = Trainer(
+        model, SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.01), train, epochs=1,
+        batch_size=10,
+    )  # fmt: skip
+    model.train()
+    model["bn"].eval()
+    trainer.fit()
+    assert not model["bn"].training and int(model["bn"].buffers["num_batches_tracked"]) == 0

@@ -66,9 +66,11 @@ def positive_float(text: str) -> float:
 
 
 def epochs_between(text: str) -> int | float:
-    """A positive number of epochs, whole (10) or not (0.5); whole ones stay ints, as the
-    presets write them."""
+    """A number of epochs, whole (10) or not (0.5), of at least a thousandth of one; whole
+    ones stay ints, as the presets write them."""
     value = positive_float(text)
+    if value < 1e-3:
+        raise argparse.ArgumentTypeError(f"must be at least 0.001 epochs, got {text}")
     return int(value) if value.is_integer() else value
 
 

@@ -68,14 +68,10 @@ class Softmax(Layer):
         self.axis = int(axis)
 
     @property
-    def mixes_batch(self) -> bool:
+    def shardable(self) -> bool:
         # Over the batch axis every output depends on every image; a negative axis other
         # than -1 may be that axis, depending on the input's dimensions.
-        return not (self.axis >= 1 or self.axis == -1)
-
-    @property
-    def shardable(self) -> bool:
-        return not self.mixes_batch
+        return self.axis >= 1 or self.axis == -1
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self._run(self.kernels.softmax_forward, x, self.axis)

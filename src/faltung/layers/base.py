@@ -56,15 +56,17 @@ class Layer:
     @property
     def mixes_batch(self) -> bool:
         """Whether this layer's output for one image depends on the others in its batch
-        right now (batch norm while training): such a batch must not run in chunks. The
-        layers inside a container are asked on their own (``Sequential`` walks them)."""
-        return False
+        right now (batch norm while training): such a batch must not run in chunks. By
+        default, a layer that may not be split (``shardable``) is taken to mix the batch;
+        the layers inside a container are asked on their own (``Sequential`` walks them)."""
+        return not self.children() and not self.shardable
 
     @property
     def shardable(self) -> bool:
         """Whether a batch may be split into shards that run this layer apart: yes by
         default, if the layers inside may be. A layer whose output mixes the batch's images
-        says no, or takes what it needs from every shard (``join_shards``); one that keeps
+        says no (and so runs whole in eval mode too, ``mixes_batch``), or takes what it
+        needs from every shard (``join_shards``); one that keeps
         state of its own beyond its cache and gradients gives its ``replica`` that state,
         as a container replicates the layers inside it."""
         children = self.children()

@@ -293,9 +293,10 @@ class Trainer:
         return float(loss_sum), int(correct + 0.5)
 
     def _train_mode(self) -> None:
-        for model in (self.model, self.trained):  # trained: the body of a Softmax model
-            if not model.training:
-                model.train()
+        if not self.model.training:
+            self.model.train()
+        # The body of a Softmax model shares the layers: only its own flag follows.
+        self.trained.training, self.trained.keep_cache = True, False
         for _, layer in self.model.named_layers():
             if not layer.training:  # frozen, but backward still passes through it
                 layer.keep_cache = True
