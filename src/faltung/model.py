@@ -70,9 +70,9 @@ class Sequential:
 
         Eval mode: chunks of ``inference_chunk`` images, concatenated, unless a layer inside
         mixes the batch (a batch norm left training takes the whole batch's statistics;
-        ``Layer.mixes_batch``). In either mode a
-        large batch is split over threads (``faltung.parallel``): the same result up to
-        rounding, except that dropout draws its masks from one stream per shard.
+        ``Layer.mixes_batch``). In either mode a large batch is split over threads
+        (``faltung.parallel``): the same result up to rounding, except that dropout draws
+        its masks from one stream per shard.
         """
         count = self.shard_count(len(x)) if isinstance(x, np.ndarray) else 1
         if count > 1:

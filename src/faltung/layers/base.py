@@ -66,9 +66,9 @@ class Layer:
         """Whether a batch may be split into shards that run this layer apart: yes by
         default, if the layers inside may be. A layer whose output mixes the batch's images
         says no (and so runs whole in eval mode too, ``mixes_batch``), or takes what it
-        needs from every shard (``join_shards``); one that keeps
-        state of its own beyond its cache and gradients gives its ``replica`` that state,
-        as a container replicates the layers inside it."""
+        needs from every shard (``join_shards``); one that keeps state of its own beyond
+        its cache and gradients gives its ``replica`` that state, as a container
+        replicates the layers inside it."""
         children = self.children()
         if children and type(self).replica is Layer.replica:
             return False  # its replica would share the layers inside, caches and all
