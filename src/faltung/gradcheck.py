@@ -179,9 +179,9 @@ def gradcheck(
             projection = np.random.default_rng(seed).standard_normal(out.shape)
         return float(np.sum(out * projection))
 
-    value = evaluate()
+    f0 = evaluate()
     dy = loss.backward() if loss is not None else projection
-    floor = rounding_noise(value, out, dy, eps) / tolerance
+    floor = rounding_noise(f0, out, dy, eps) / tolerance
     dx = model.backward(dy)
     pairs = {"input": (dx, numerical_gradient(evaluate, x, eps))}
     for prefix, layer in layers:
