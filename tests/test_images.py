@@ -259,6 +259,26 @@ def test_predict_reads_a_file_as_training_reads_its_folder(tmp_path, kind, pictu
         assert predicted.mean() < 0.6
 
 
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_photo_stored_on_its_side_is_read_upright(tmp_path, orientation):
+    """EXIF orientation 3, 6 and 8 (turned 180, 90 and 270 degrees): training and predict
+    both see the picture as a viewer shows it, not as its pixels are stored."""
+    from faltung.datasets.folder import load_folder
+
+    upright = np.zeros((30, 20), np.uint8)
+    upright[:5] = 255  # a bright top edge
+    turns = {3: 2, 6: 1, 8: 3}[orientation]  # stored turned back by this many quarters
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    path = tmp_path / "data" / "a" / "photo.png"
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright, turns))).save(path, exif=exif.tobytes())
+    trained = load_folder(tmp_path / "data", 1, None, tmp_path / "cache").images[0, 0]
+    predicted = load_image(path, (30, 20), False, channels=1)[0]
+    np.testing.assert_array_equal(trained, upright)
+    np.testing.assert_array_equal(predicted, upright / np.float32(255))
+
+
 @pytest.mark.parametrize("layout", ["chw", "hwc"])
 def test_a_colour_npy_array_is_one_image_of_the_models_channels(tmp_path, layout):
     image = np.random.default_rng(0).integers(0, 256, (3, 6, 8), dtype=np.uint8)

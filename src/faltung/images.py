@@ -58,13 +58,30 @@ def load_image(
     return image.astype(np.float32, copy=False)
 
 
+# The EXIF tag that says how the camera was held: the pixels may be stored on their side.
+EXIF_ORIENTATION = 0x0112
+
+
+def upright_size(picture) -> tuple[int, int]:
+    """(H, W) of a Pillow image as a viewer shows it: EXIF orientations 5 to 8 turn it by a
+    quarter, swapping the sides."""
+    quarter = picture.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    return (picture.width, picture.height) if quarter else (picture.height, picture.width)
+
+
 def decode(Image, picture, channels: int, size: tuple[int, int] | None = None) -> np.ndarray:
     """uint8 (C, H, W) of a loaded Pillow image, as training and prediction both read one.
 
-    Transparent pixels lie on black (MNIST's background); 16-bit grey is scaled by its full
-    range (or by 255 for a 32-bit "I" image that uses only 8 bits), float grey taken as
-    [0, 1]; then grey (``channels=1``) or RGB, resized bilinearly to ``size`` (H, W).
+    Turned upright as its EXIF orientation says (a phone's photo is often stored on its
+    side); transparent pixels lie on black (MNIST's background); 16-bit grey is scaled by
+    its full range (or by 255 for a 32-bit "I" image that uses only 8 bits), float grey
+    taken as [0, 1]; then grey (``channels=1``) or RGB, resized bilinearly to ``size``
+    (H, W).
     """
+    if picture.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        from PIL import ImageOps
+
+        picture = ImageOps.exif_transpose(picture)
     if picture.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         grey = np.nan_to_num(np.asarray(picture, np.float32))
         if picture.mode == "F":
@@ -174,7 +191,7 @@ def _from_picture(path: Path, size: tuple[int, int], resize: bool, channels: int
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=FORMATS) as picture:
-                _check_size(path, picture.height, picture.width, size, resize)
+                _check_size(path, *upright_size(picture), size, resize)
                 picture.load()
                 return decode(Image, picture, channels, size) / np.float32(255)
     except ImageError:
