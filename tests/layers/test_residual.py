@@ -125,6 +125,16 @@ def test_summary_lists_the_layers_inside():
     assert f"Total parameters: {small_net().num_parameters():,}" in text
 
 
+def test_summaries_and_flops_reach_blocks_nested_in_blocks():
+    from faltung.summary import count_flops
+
+    inner = Residual([("conv", Conv2D(4, 4, 3, padding=1))])
+    model = Sequential([("outer", Residual([("inner", inner), ("relu", ReLU())]))], seed=0)
+    flops = 2 * 4 * 4 * 9 * 8 * 8  # multiply-adds of the one convolution, twice
+    assert count_flops(model, (4, 8, 8)) == {"outer.body.inner.body.conv": flops}
+    assert "outer.body.inner.body.conv" in model.summary((4, 8, 8))
+
+
 def test_dropout_inside_a_block_resumes_exactly(tmp_path):
     from faltung.losses import SoftmaxCrossEntropy
     from faltung.optim import SGD

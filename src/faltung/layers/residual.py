@@ -98,8 +98,12 @@ class Chain(_Container):
             layer.reset_parameters(rng)
 
     def trace(self, x: np.ndarray) -> Iterator[tuple[str, Layer, np.ndarray]]:
-        """(name, layer, output) of each layer in turn."""
+        """(name, layer, output) of each layer in turn; the layers inside a nested block
+        come first, with dotted names (``inner.body.conv``), then the block's own row."""
         for name, layer in self.layers.items():
+            if hasattr(layer, "trace"):
+                for inner, child, y in layer.trace(x):
+                    yield f"{name}.{inner}", child, y
             x = layer.forward(x)
             yield name, layer, x
 
