@@ -475,3 +475,30 @@ def test_a_network_ending_in_softmax_trains_and_predicts_as_one_without(
         assert main(["evaluate", str(runs[name] / "model.npz"), "--data", str(shapes_dir)]) == 0
         printed[name] = capsys.readouterr().out.replace(str(runs[name]), "RUN")
     assert printed["softmax"] == printed["plain"]
+
+
+def test_a_validation_split_of_given_training_data_keeps_every_class(tmp_path, monkeypatch):
+    """--val-split on data with a test split of its own is stratified: the one training
+    image of a class stays in training (a plain permutation could hold it out)."""
+    import faltung.cli.train as cli_train
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] + [1] * 9 + [2] * 10)
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=rng.integers(0, 255, (20, 28, 28), dtype=np.uint8), y_train=labels,
+        x_test=rng.integers(0, 255, (6, 28, 28), dtype=np.uint8), y_test=np.arange(6) % 3,
+    )  # fmt: skip
+    seen = {}
+    real = cli_train.Trainer
+
+    def capture(model, loss, optimizer, train_data, **kwargs):
+        seen["train"], seen["val"] = train_data[1], kwargs["val_data"][1]
+        return real(model, loss, optimizer, train_data, **kwargs)
+
+    monkeypatch.setattr(cli_train, "Trainer", capture)
+    for seed in range(5):
+        args = ["train", "--data", str(tmp_path / "d.npz"), "--val-split", "0.5", "--epochs",
+                "1", "--seed", str(seed), "--no-plots", "--out", str(tmp_path / f"r{seed}")]  # fmt: skip
+        assert main(args) == 0
+        assert set(seen["train"]) == {0, 1, 2} and len(seen["val"]) == 9  # 0 + 4 + 5

@@ -29,6 +29,7 @@ from ..datasets import (
     is_own_data,
     load_data,
     load_dataset,
+    stratified_split,
     subset_indices,
 )
 from ..distributed import world
@@ -246,15 +247,15 @@ def run_train(args: argparse.Namespace) -> int:
             )
         val_data = None
         if settings["val_split"] and not data.held_out:
-            n_val = round(len(train_x) * settings["val_split"])
-            if not 0 < n_val < len(train_x):
+            # Stratified, as the test split of data without one: every class keeps images
+            # to train on, and the held-out images depend on the seed alone.
+            held = stratified_split(train_y, settings["val_split"], settings["seed"])
+            if not 0 < held.sum() < len(train_x):
                 raise UsageError(
                     f"--val-split {settings['val_split']} leaves no validation or training images"
                 )
-            # A stream of its own, so that the held-out images depend on the seed alone.
-            order = np.random.default_rng([settings["seed"], 1]).permutation(len(train_x))
-            val_data = (train_x[order[:n_val]], train_y[order[:n_val]])
-            train_x, train_y = train_x[order[n_val:]], train_y[order[n_val:]]
+            val_data = (train_x[held], train_y[held])
+            train_x, train_y = train_x[~held], train_y[~held]
 
         kernels = settings["kernels"]
         input_shape = tuple(int(n) for n in train_x.shape[1:])
