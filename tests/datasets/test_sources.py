@@ -149,6 +149,17 @@ def test_csv_with_and_without_header(tmp_path):
         assert sorted(map(bytes, every)) == sorted(map(bytes, images))
 
 
+def test_a_grey_csv_read_as_rgb_repeats_its_grey(tmp_path):
+    """--channels 3 on grey rows, as on a grey folder or .npz: each plane the grey."""
+    images, labels = draw_shapes(10, 8)
+    rows = np.concatenate([labels[:, None], images.reshape(len(images), -1)], axis=1)
+    np.savetxt(tmp_path / "grey.csv", rows, fmt="%d", delimiter=",")
+    for size in (None, (8, 8)):
+        data = load_data(tmp_path / "grey.csv", channels=3, image_size=size, hold_out=False)
+        assert data.train_images.shape == (30, 3, 8, 8)
+        np.testing.assert_array_equal(data.train_images, np.repeat(images, 3, axis=1))
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

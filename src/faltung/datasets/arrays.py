@@ -74,6 +74,8 @@ def load_csv(
         )
     shape = _image_shape(path, pixels.shape[1], channels, image_size)
     images = pixels.astype(np.uint8).reshape(len(pixels), *shape)
+    if channels is not None and shape[0] != channels:  # grey rows asked for as RGB
+        images = np.repeat(images, channels, axis=1)
     return images, labels.astype(np.int64)
 
 
@@ -103,24 +105,34 @@ def _is_number(text: str) -> bool:
 
 
 def _image_shape(path: Path, count: int, channels: int | None, size: tuple[int, int] | None):
+    """(C, H, W) of rows of ``count`` pixels; with ``channels=3``, rows that make a grey
+    image are (1, H, W), to be repeated to RGB as grey folders and .npz images are."""
     c = channels or 1
     if count == 0:
         raise DatasetError(f"{path}: the rows hold a label and no pixels")
+    shape = _rows_as(count, c, size)
+    if shape is None and c == 3:
+        shape = _rows_as(count, 1, size)
+    if shape is not None:
+        return shape
     if size is not None:
-        if c * size[0] * size[1] != count:
-            raise DatasetError(
-                f"{path}: {count} pixels a row do not make {c}x{size[0]}x{size[1]} images"
-            )
-        return (c, *size)
-    side = math.isqrt(count // c) if count % c == 0 else 0
-    if side == 0 or c * side * side != count:
-        colour = channels is None and count % 3 == 0 and math.isqrt(count // 3) ** 2 * 3 == count
-        hint = "--channels 3 for colour images (planes R, G, B), or " if colour else ""
         raise DatasetError(
-            f"{path}: {count} pixels a row do not make a square image of {c} channel(s); "
-            f"pass {hint}--image-size HxW"
+            f"{path}: {count} pixels a row do not make {c}x{size[0]}x{size[1]} images"
         )
-    return (c, side, side)
+    colour = channels is None and count % 3 == 0 and math.isqrt(count // 3) ** 2 * 3 == count
+    hint = "--channels 3 for colour images (planes R, G, B), or " if colour else ""
+    raise DatasetError(
+        f"{path}: {count} pixels a row do not make a square image of {c} channel(s); "
+        f"pass {hint}--image-size HxW"
+    )
+
+
+def _rows_as(count: int, c: int, size: tuple[int, int] | None) -> tuple[int, ...] | None:
+    """(c, H, W) if ``count`` pixels make c channels of ``size`` (else of a square)."""
+    if size is not None:
+        return (c, *size) if c * size[0] * size[1] == count else None
+    side = math.isqrt(count // c) if count % c == 0 else 0
+    return (c, side, side) if side and c * side * side == count else None
 
 
 def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray | tuple[str, ...] | None]:
