@@ -279,6 +279,16 @@ def test_a_photo_stored_on_its_side_is_read_upright(tmp_path, orientation):
     np.testing.assert_array_equal(predicted, upright / np.float32(255))
 
 
+@pytest.mark.parametrize("shape", [(6, 8), (1, 6, 8), (6, 8, 1)])
+def test_a_grey_npy_array_for_a_colour_model_reads_as_a_grey_picture_does(tmp_path, shape):
+    grey = np.random.default_rng(0).integers(0, 256, (6, 8), dtype=np.uint8)
+    np.save(tmp_path / "g.npy", grey.reshape(shape))
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    from_array = load_image(tmp_path / "g.npy", (6, 8), channels=3)
+    np.testing.assert_array_equal(from_array, load_image(tmp_path / "g.png", (6, 8), channels=3))
+    assert from_array.shape == (3, 6, 8)
+
+
 @pytest.mark.parametrize("layout", ["chw", "hwc"])
 def test_a_colour_npy_array_is_one_image_of_the_models_channels(tmp_path, layout):
     image = np.random.default_rng(0).integers(0, 256, (3, 6, 8), dtype=np.uint8)

@@ -147,23 +147,21 @@ def _from_npy(path: Path, size: tuple[int, int], resize: bool, channels: int) ->
         raise ImageError(f"{path}: not a readable .npy array ({error})") from None
     if not isinstance(array, np.ndarray):
         raise ImageError(f"{path}: not a single .npy array")
+    shape = array.shape
     if array.ndim == 4 and array.shape[0] == 1:  # a batch of one image
         array = array[0]
-    if array.ndim == 2 and channels == 1:
-        shape = (1, *array.shape)
-    elif array.ndim == 3 and array.shape[-1] == channels and array.shape[0] != channels:
-        array, shape = np.moveaxis(array, -1, 0), (channels, *array.shape[:2])
-    else:
-        shape = array.shape
-    if len(shape) != 3 or shape[0] != channels:
-        wanted = (
-            "grey image (H, W), (1, H, W) or (H, W, 1)"
-            if channels == 1
-            else f"image ({channels}, H, W) or (H, W, {channels})"
-        )
-        raise ImageError(f"{path}: expected one {wanted}, got shape {array.shape}")
-    _check_size(path, shape[1], shape[2], size, resize)
-    array = np.array(array).reshape(shape)
+    planes = (1, channels)  # grey, or the model's
+    if array.ndim == 2:
+        array = array[None]
+    elif array.ndim == 3 and array.shape[-1] in planes and array.shape[0] not in planes:
+        array = np.moveaxis(array, -1, 0)  # (H, W, C)
+    if array.ndim != 3 or array.shape[0] not in planes:
+        wanted = f"image ({channels}, H, W) or (H, W, {channels}), or " if channels > 1 else ""
+        wanted += "grey image (H, W), (1, H, W) or (H, W, 1)"
+        raise ImageError(f"{path}: expected one {wanted}, got shape {shape}")
+    _check_size(path, array.shape[1], array.shape[2], size, resize)
+    # Grey for a colour model is repeated to its channels, as a grey picture file is.
+    array = np.repeat(array, channels // array.shape[0], axis=0)
     # As an .npz of training images is read (datasets.arrays): integers are 8-bit levels.
     if array.dtype.kind in "iu":
         if array.min(initial=0) < 0 or array.max(initial=0) > 255:
