@@ -321,3 +321,21 @@ def test_a_residual_block_inside_another_comes_back(tmp_path):
     assert [name for name, _ in back.named_layers()] == [name for name, _ in model.named_layers()]
     x = np.random.default_rng(0).random((2, 1, 6, 6), dtype=np.float32)
     np.testing.assert_array_equal(back.eval()(x), model.eval()(x))
+
+
+@pytest.mark.parametrize("where", ["body", "shortcut", "twice"])
+def test_a_block_nested_at_the_start_of_a_branch_comes_back(tmp_path, where):
+    """A block that starts a branch forks at the same tensor as the block around it, which
+    then feeds three or four nodes."""
+    inner = Residual([("conv", Conv2D(2, 2, 3, padding=1))])
+    if where == "body":
+        block = Residual([("inner", inner), ("act", ReLU())], shortcut=[("proj", Conv2D(2, 2, 1))])
+    elif where == "shortcut":
+        block = Residual([("c1", Conv2D(2, 2, 3, padding=1))], shortcut=[("inner", inner)])
+    else:
+        block = Residual([("middle", Residual([("inner", inner)]))])
+    model = build([Conv2D(1, 2, 3, padding=1), block])
+    back, _ = fonnx.load(fonnx.export(model, tmp_path / "m.onnx", input_shape=(1, 6, 6)))
+    assert back.config() == model.config()
+    x = np.random.default_rng(0).random((2, 1, 6, 6), dtype=np.float32)
+    np.testing.assert_array_equal(back.eval()(x), model.eval()(x))

@@ -127,7 +127,7 @@ def _read_chain(
     steps: list[Step] = []
     while x != output:
         users = _users(graph, x)
-        if len(users) == 2:  # a fork: a residual block, whose branches meet in an Add
+        if len(users) > 1:  # a fork: residual blocks, whose branches meet in Adds
             step = _read_block(graph, x, shape, users, output)
         else:
             node = users[0]
@@ -148,12 +148,6 @@ def _users(graph: Graph, x: str) -> list[Any]:
     users = list({id(n): n for n in users}.values())  # a node may read x twice
     if not users:
         raise OnnxImportError(f"tensor {x!r} leads nowhere: it is not the graph's output")
-    if len(users) > 2:
-        names = ", ".join(describe(n) for n in users[:3])
-        raise OnnxImportError(
-            f"tensor {x!r} feeds {len(users)} nodes ({names}): only chains and residual "
-            "blocks (two branches joined by an Add) are supported"
-        )
     return users
 
 
@@ -173,23 +167,47 @@ def _read_step(graph: Graph, node: Any, x: str, shape: Shape) -> Step:
 
 
 def _read_block(graph: Graph, x: str, shape: Shape, users: list[Any], output: str) -> Step:
-    """Two branches from ``x`` that meet in one Add: ``Residual(body, shortcut)``.
+    """The residual block that starts at the fork ``x``: ``Residual(body, shortcut)``.
 
-    A branch that is the Add itself is the identity shortcut; otherwise the branch feeding
-    the Add's first input is the body (the order faltung and PyTorch write).
+    Every branch from ``x`` is read up to the Add it ends in (an Add reading ``x`` itself is
+    an identity shortcut). A block nested at the start of a branch forks at ``x`` too, so
+    ``x`` feeds more than two nodes then: the two branches that meet in one Add are the
+    innermost block, read first; the branch it starts continues from its sum to the next
+    Add, until one block is left.
     """
-    branches = []
+    arms: list[tuple[list[Step], str, Shape, Any]] = []  # (steps, end tensor, shape, Add)
     for first in users:
         if first.op_type == "Add" and first.domain in ("", "ai.onnx"):
-            branches.append(([], x, shape, first))
+            arms.append(([], x, shape, first))
             continue
         step = _read_step(graph, first, x, shape)
         graph.shapes[step.output] = step.shape
         steps, end, end_shape, add = _read_chain(graph, step.output, step.shape, output, True)
-        branches.append(([step, *steps], end, end_shape, add))
+        arms.append(([step, *steps], end, end_shape, add))
+    while True:
+        pairs = [(i, j) for i in range(len(arms)) for j in range(i) if arms[i][3] is arms[j][3]]
+        if not pairs:
+            names = ", ".join(describe(arm[3]) for arm in arms[:3])
+            raise OnnxImportError(
+                f"tensor {x!r} feeds {len(users)} branches that end in different nodes "
+                f"({names}): only chains and residual blocks (two branches joined by an Add) "
+                "are supported"
+            )
+        i, j = pairs[0]
+        block = _residual(graph, arms[j], arms[i])
+        arms = [arm for k, arm in enumerate(arms) if k not in (i, j)]
+        if not arms:
+            return block
+        graph.shapes[block.output] = block.shape
+        steps, end, end_shape, add = _read_chain(graph, block.output, block.shape, output, True)
+        arms.append(([block, *steps], end, end_shape, add))
+
+
+def _residual(graph: Graph, *branches: tuple[list[Step], str, Shape, Any]) -> Step:
+    """``Residual(body, shortcut)`` of two branches that end in the same Add; a branch of no
+    steps is the identity shortcut, otherwise the branch feeding the Add's first input is
+    the body (the order faltung and PyTorch write)."""
     add = branches[0][3]
-    if branches[1][3] is not add:
-        raise fail(add, "the two branches of a fork must meet in the same Add")
     if len(add.input) != 2 or sorted(add.input) != sorted(b[1] for b in branches):
         raise fail(add, "a residual Add must add exactly the two branches of one fork")
     body, shortcut = sorted(branches, key=lambda b: list(add.input).index(b[1]))
