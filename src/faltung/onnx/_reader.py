@@ -138,8 +138,12 @@ def _read_chain(
         x, shape = step.output, step.shape
         graph.shapes[x] = shape
     if in_block:
-        raise OnnxImportError(f"a branch from tensor {x!r} reaches the output without an Add")
+        raise _NoAdd(f"a branch from tensor {x!r} reaches the output without an Add")
     return steps, x, shape, None
+
+
+class _NoAdd(OnnxImportError):
+    """A branch of a residual block that never meets the other in an Add."""
 
 
 def _users(graph: Graph, x: str) -> list[Any]:
@@ -187,20 +191,28 @@ def _read_block(graph: Graph, x: str, shape: Shape, users: list[Any], output: st
     while True:
         pairs = [(i, j) for i in range(len(arms)) for j in range(i) if arms[i][3] is arms[j][3]]
         if not pairs:
-            names = ", ".join(describe(arm[3]) for arm in arms[:3])
-            raise OnnxImportError(
-                f"tensor {x!r} feeds {len(users)} branches that end in different nodes "
-                f"({names}): only chains and residual blocks (two branches joined by an Add) "
-                "are supported"
-            )
+            raise _unpaired(x, arms)
         i, j = pairs[0]
         block = _residual(graph, arms[j], arms[i])
         arms = [arm for k, arm in enumerate(arms) if k not in (i, j)]
         if not arms:
             return block
         graph.shapes[block.output] = block.shape
-        steps, end, end_shape, add = _read_chain(graph, block.output, block.shape, output, True)
+        try:
+            steps, end, end_shape, add = _read_chain(graph, block.output, block.shape, output, True)
+        except _NoAdd:  # the block was whole: what is left meets nothing
+            raise _unpaired(x, arms) from None
         arms.append(([block, *steps], end, end_shape, add))
+
+
+def _unpaired(x: str, arms: list[tuple[list[Step], str, Shape, Any]]) -> OnnxImportError:
+    """The error for branches from ``x`` that no residual Add joins, naming where each
+    starts (its first node, or the Add that reads ``x`` itself)."""
+    starts = ", ".join(describe(steps[0].nodes[0] if steps else add) for steps, _, _, add in arms)
+    return OnnxImportError(
+        f"tensor {x!r} starts branches that meet in no residual Add ({starts}): only chains and "
+        "residual blocks (two branches joined by an Add) are supported"
+    )
 
 
 def _residual(graph: Graph, *branches: tuple[list[Step], str, Shape, Any]) -> Step:
