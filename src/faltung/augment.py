@@ -132,7 +132,7 @@ class Augment:
 def parse_augment(text: str | None, digits: bool = False) -> Augment | None:
     """``'auto'`` (shifts, plus small rotations for digits or flips for anything else),
     ``'none'``, or a comma-separated list of TRANSFORMS."""
-    if text is None or text == "none":
+    if not text or text == "none":  # no flag, or a run saved before '' was refused
         return None
     if text == "auto":
         return Augment(["shift", "affine"] if digits else ["shift", "flip"])

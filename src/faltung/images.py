@@ -189,8 +189,11 @@ def _from_picture(path: Path, size: tuple[int, int], resize: bool, channels: int
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=FORMATS) as picture:
-                _check_size(path, *upright_size(picture), size, resize)
+                # The pixel count before decoding (turning keeps it); the sides after, when
+                # reading the orientation no longer makes a PNG decode its pixels.
+                _check_size(path, picture.height, picture.width, size, resize=True)
                 picture.load()
+                _check_size(path, *upright_size(picture), size, resize)
                 return decode(Image, picture, channels, size) / np.float32(255)
     except ImageError:
         raise

@@ -102,6 +102,8 @@ def test_rerun_refuses_to_overwrite_and_resume_extends(tmp_path, synthetic_dir, 
         (["train", "--val-split", "1.5"], r"must be in \[0, 1\)"),
         (["train", "--label-smoothing", "1"], r"must be in \[0, 1\)"),
         (["train", "--lr-step", "1e-320"], "must be at least 0.001 epochs"),
+        (["train", "--augment", ""], "'' names no augmentation; say 'none' for none"),
+        (["train", "--augment", ",,"], "',,' names no augmentation"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(argv, message, capsys):

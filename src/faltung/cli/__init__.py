@@ -65,6 +65,12 @@ def positive_float(text: str) -> float:
     return value
 
 
+def augment_names(text: str) -> str:
+    if not text.strip(",").strip():
+        raise argparse.ArgumentTypeError(f"{text!r} names no augmentation; say 'none' for none")
+    return text
+
+
 def epochs_between(text: str) -> int | float:
     """A number of epochs, whole (10) or not (0.5), of at least a thousandth of one; whole
     ones stay ints, as the presets write them."""
@@ -150,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--augment",
         nargs="?",
         const="auto",
+        type=augment_names,
         metavar="T1,T2|auto|none",
         help="random transforms of each training batch: shift, flip, affine (small rotations "
         "and scaling), brightness, contrast; 'auto' (the default when the flag is given "

@@ -239,12 +239,6 @@ def run_train(args: argparse.Namespace) -> int:
         train_x, train_y = take(data.train_images, train_index), data.train_labels[train_index]
         test_x, test_y = take(data.test_images, test_index), data.test_labels[test_index]
         test_digest = fingerprint(test_x, test_y)  # evaluate checks it finds these again
-        data_digest = fingerprint(train_x, train_y, test_x, test_y)
-        if saved_data is not None and saved_data != data_digest:
-            raise UsageError(
-                f"--resume: {data.name} does not hold the images the run in {out} trained on: "
-                "give that run's --data, unchanged (no file added, removed or relabelled)"
-            )
         val_data = None
         if settings["val_split"] and not data.held_out:
             # Stratified, as the test split of data without one: every class keeps images
@@ -256,6 +250,14 @@ def run_train(args: argparse.Namespace) -> int:
                 )
             val_data = (train_x[held], train_y[held])
             train_x, train_y = train_x[~held], train_y[~held]
+        data_digest = fingerprint(train_x, train_y, test_x, test_y, *(val_data or ()))
+        if saved_data is not None and saved_data != data_digest:
+            older = " (or faltung drew --val-split's images otherwise when it began)"
+            raise UsageError(
+                f"--resume: {data.name} does not hold the images the run in {out} trained on"
+                f"{older if val_data else ''}: give that run's --data, unchanged (no file "
+                "added, removed or relabelled)"
+            )
 
         kernels = settings["kernels"]
         input_shape = tuple(int(n) for n in train_x.shape[1:])

@@ -27,7 +27,9 @@ from .errors import DatasetError
 
 SPLIT_NAMES = ("train", "test", "val", "valid", "validation")
 LAYOUTS = "DIR/<class>/*.png, or DIR/train/<class>/... and DIR/test/<class>/..."
-CACHE_VERSION = 1
+# Raised whenever decoding changes what an image file gives (2: upright by its EXIF tag),
+# so that caches of earlier decodings are made again.
+CACHE_VERSION = 2
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
