@@ -62,10 +62,15 @@ def load_image(
 EXIF_ORIENTATION = 0x0112
 
 
+def orientation(picture) -> int:
+    """A Pillow image's EXIF orientation: 1 upright, 2 to 8 mirrored and/or turned."""
+    return picture.getexif().get(EXIF_ORIENTATION, 1)
+
+
 def upright_size(picture) -> tuple[int, int]:
     """(H, W) of a Pillow image as a viewer shows it: EXIF orientations 5 to 8 turn it by a
     quarter, swapping the sides."""
-    quarter = picture.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    quarter = orientation(picture) in (5, 6, 7, 8)
     return (picture.width, picture.height) if quarter else (picture.height, picture.width)
 
 
@@ -78,7 +83,7 @@ def decode(Image, picture, channels: int, size: tuple[int, int] | None = None) -
     taken as [0, 1]; then grey (``channels=1``) or RGB, resized bilinearly to ``size``
     (H, W).
     """
-    if picture.getexif().get(EXIF_ORIENTATION, 1) != 1:
+    if orientation(picture) != 1:
         from PIL import ImageOps
 
         picture = ImageOps.exif_transpose(picture)

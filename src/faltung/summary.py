@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .layers import Conv2D, Dense, Layer
+from .layers.residual import trace_layers
 
 if TYPE_CHECKING:
     from .model import Sequential
@@ -26,14 +27,8 @@ def dry_run(
     With ``nested``, the layers inside a container (``Residual``) come before the
     container's own row, with dotted names (``block1.body.conv1``).
     """
-    x = np.zeros((1, *input_shape), model.dtype)
     with model.evaluating():
-        for name, layer in model.layers.items():
-            if nested and hasattr(layer, "trace"):
-                for inner, child, y in layer.trace(x):
-                    yield f"{name}.{inner}", child, y
-            x = layer.forward(x)
-            yield name, layer, x
+        yield from trace_layers(model.layers, np.zeros((1, *input_shape), model.dtype), nested)
 
 
 def count_flops(model: Sequential, input_shape: tuple[int, ...]) -> dict[str, int]:

@@ -40,6 +40,20 @@ def layer_from_config(entry: Mapping[str, Any]) -> Layer:
         raise ValueError(f"{name}: {kind}'s parameters do not fit in memory") from None
 
 
+def trace_layers(
+    layers: Mapping[str, Layer], x: np.ndarray, nested: bool = True
+) -> Iterator[tuple[str, Layer, np.ndarray]]:
+    """(name, layer, output) of ``layers`` run in turn on ``x``. With ``nested``, the layers
+    inside a block (anything with a ``trace``) come first, with dotted names
+    (``inner.body.conv``), then the block's own row."""
+    for name, layer in layers.items():
+        if nested and hasattr(layer, "trace"):
+            for inner, child, y in layer.trace(x):
+                yield f"{name}.{inner}", child, y
+        x = layer.forward(x)
+        yield name, layer, x
+
+
 class _Container(Layer):
     """A layer made of layers. Whether it computes its input gradient (not as a network's
     first layer) is passed on to the layers inside that read its input."""
@@ -98,14 +112,8 @@ class Chain(_Container):
             layer.reset_parameters(rng)
 
     def trace(self, x: np.ndarray) -> Iterator[tuple[str, Layer, np.ndarray]]:
-        """(name, layer, output) of each layer in turn; the layers inside a nested block
-        come first, with dotted names (``inner.body.conv``), then the block's own row."""
-        for name, layer in self.layers.items():
-            if hasattr(layer, "trace"):
-                for inner, child, y in layer.trace(x):
-                    yield f"{name}.{inner}", child, y
-            x = layer.forward(x)
-            yield name, layer, x
+        """(name, layer, output) of each layer in turn, nested blocks' layers included."""
+        return trace_layers(self.layers, x)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return forward_in_order(list(self.layers.values()), x)
